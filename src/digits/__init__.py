@@ -1,0 +1,1 @@
+"""digits: a small CNN on MNIST, and three cross-entropy losses that are the same function."""

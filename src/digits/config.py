@@ -1,0 +1,73 @@
+"""Early checks of a composed config: a typo fails in a second, with the key and what is allowed,
+not after the data is loaded or an hour into training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
+REDUCTIONS = ("none", "mean", "sum")
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or of the wrong type."""
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key, its value and the allowed values."""
+    _check(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
+    threads = cfg.get("threads")
+    _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads, "null or an integer >= 1")
+
+    data = cfg.data
+    for key in ("batch_size", "eval_batch_size"):
+        _check(_is_int(data[key]) and data[key] >= 1, f"data.{key}", data[key], "an integer >= 1")
+    _check(_is_int(data.val_size) and 1 <= data.val_size < 60_000, "data.val_size", data.val_size,
+           "an integer in [1, 59999] (validation images taken from the 60,000 training images)")
+
+    model = cfg.model
+    if "dropout" in model:
+        _check(_is_number(model.dropout) and 0 <= model.dropout < 1, "model.dropout", model.dropout, "a number in [0, 1)")
+    if "channels" in model:
+        channels = list(model.channels)
+        _check(bool(channels) and all(_is_int(c) and c >= 1 for c in channels), "model.channels", channels,
+               "a non-empty list of integers >= 1, e.g. [16,32,64]")
+        _check(len(channels) <= 4, "model.channels", channels, "at most 4 blocks (each halves the 28px image)")
+
+    loss = cfg.loss
+    _check(loss.get("reduction", "mean") == "mean", "loss.reduction", loss.get("reduction"),
+           "'mean' for training (none/sum are for the loss functions themselves)")
+    smoothing = loss.get("label_smoothing", 0.0)
+    _check(_is_number(smoothing) and 0 <= smoothing <= 1, "loss.label_smoothing", smoothing, "a number in [0, 1]")
+    weight = loss.get("weight")
+    if weight is not None:
+        _check(len(weight) == cfg.model.get("num_classes", 10) and all(_is_number(w) and w >= 0 for w in weight),
+               "loss.weight", list(weight), "null or one non-negative number per class")
+    if "backward" in loss:
+        _check(loss.backward in ("autograd", "manual"), "loss.backward", loss.backward, "autograd or manual")
+
+    lr = cfg.optimizer.get("lr")
+    _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
+
+    trainer = cfg.trainer
+    _check(_is_int(trainer.max_epochs) and trainer.max_epochs >= 1, "trainer.max_epochs", trainer.max_epochs,
+           "an integer >= 1")
+    _check(trainer.accelerator in ACCELERATORS, "trainer.accelerator", trainer.accelerator, f"one of {ACCELERATORS}")
+    _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
+    _check(isinstance(trainer.deterministic, bool), "trainer.deterministic", trainer.deterministic, "true or false")

@@ -1,0 +1,138 @@
+"""MNIST as preloaded tensors: read the IDX files once, normalise once, slice batches.
+
+torchvision's ``MNIST`` dataset is used for what it is good at (finding the files, downloading them
+when missing, parsing IDX) and then bypassed: its ``__getitem__`` makes a PIL image per sample, which
+costs more than a small CNN's training step. Here a batch is one fancy-index into a float tensor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+# Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+TRAIN_SIZE = 60_000
+
+
+class DataNotFoundError(FileNotFoundError):
+    """MNIST is neither on disk nor downloadable; the message says where to put it."""
+
+
+def default_data_dir() -> str:
+    """``$DIGITS_DATA_DIR`` when set, else ``data/`` under the working directory."""
+    return os.environ.get("DIGITS_DATA_DIR") or "data"
+
+
+def normalize(images: Tensor) -> Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics."""
+    return ((images.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+
+
+def load_mnist(data_dir: str | Path, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+    """Return (uint8 images (N, 28, 28), int64 labels (N)) of the training or test set."""
+    from torchvision.datasets import MNIST
+
+    data_dir = Path(data_dir).expanduser()
+    raw = data_dir / "MNIST" / "raw"
+    missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+    download_error = None
+    if missing and download:
+        try:
+            MNIST(str(data_dir), train=train, download=True)
+            missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+        except Exception as error:  # no network, proxy, disk: all end in the same advice
+            download_error = error
+    if missing:
+        reason = f"the download failed ({download_error})" if download_error else "download is off (data.download=false)"
+        raise DataNotFoundError(
+            f"MNIST not found: {raw.resolve()} lacks {', '.join(missing)} and {reason}.\n"
+            f"Put the four uncompressed IDX files ({', '.join(RAW_FILES)}) in {raw.resolve()}, "
+            "or point the project at a directory that has MNIST/raw/ inside it: "
+            "DIGITS_DATA_DIR=/path/to/data, or the override data.data_dir=/path/to/data."
+        )
+    dataset = MNIST(str(data_dir), train=train, download=False)
+    return dataset.data, dataset.targets
+
+
+class TensorBatches(Dataset):
+    """A dataset indexed by a whole batch of indices: ``ds[[3, 1, 4]]`` -> (images, labels)."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST with a fixed, seeded train/validation split of the 60,000 training images and the
+    official 10,000-image test set. ``setup()`` is idempotent and loads each file once."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 256,
+        eval_batch_size: int = 1000,
+        val_size: int = 5_000,
+        split_seed: int = 12345,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir or default_data_dir())
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.download = download
+        self.train_set: TensorBatches | None = None
+        self.val_set: TensorBatches | None = None
+        self.test_set: TensorBatches | None = None
+
+    def prepare_data(self) -> None:
+        load_mnist(self.data_dir, train=True, download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            images, labels = load_mnist(self.data_dir, train=True, download=self.download)
+            # A generator of its own: the split is the same whatever the training seed.
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val, train = order[: self.val_size], order[self.val_size :]
+            images = normalize(images)
+            self.train_set = TensorBatches(images[train], labels[train])
+            self.val_set = TensorBatches(images[val], labels[val])
+        if self.test_set is None and stage in (None, "test", "predict"):
+            images, labels = load_mnist(self.data_dir, train=False, download=self.download)
+            self.test_set = TensorBatches(normalize(images), labels)
+
+    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        # batch_size=None: the sampler yields whole batches of indices, the dataset slices them.
+        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_set is None:
+            self.setup("test")
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)

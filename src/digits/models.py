@@ -1,0 +1,73 @@
+"""Networks mapping (N, 1, 28, 28) images to (N, 10) logits: unnormalised scores, one per digit.
+
+The network ends in a plain Linear layer, no softmax: the loss takes logits (see losses.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+class DigitCNN(nn.Module):
+    """Blocks of conv3x3 -> [BatchNorm] -> ReLU -> MaxPool2, then dropout and a linear head.
+
+    ``channels=[16, 32, 64]`` gives three blocks and feature maps of 14, 7 and 3 pixels.
+    ``hidden`` > 0 adds a hidden linear layer before the head (the classic recipe has 128).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 64),
+        hidden: int = 0,
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        num_classes: int = 10,
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("model.channels must list at least one convolution width, e.g. [16, 32, 64]")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        in_channels, size = 1, image_size
+        for width in channels:
+            # The conv's bias is redundant before BatchNorm, which subtracts the mean anyway.
+            layers += [nn.Conv2d(in_channels, width, 3, padding=1, bias=not batch_norm)]
+            layers += [nn.BatchNorm2d(width)] if batch_norm else []
+            layers += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            in_channels, size = width, size // 2
+        if size == 0:
+            raise ValueError(f"model.channels has {len(channels)} blocks: too many 2x poolings for {image_size}px images")
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
+        features = in_channels * size * size
+        if hidden:
+            head += [nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            features = hidden
+        head += [nn.Linear(features, num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.classifier(self.features(images))
+
+
+class ExampleNet(nn.Module):
+    """pytorch/examples' MNIST network: 2 convs (32, 64), max-pool, 9216-128-10. The baseline."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,130 @@
+"""The LightningModule: one batch goes images -> logits -> loss -> metrics -> logger.
+
+It is built from plain config dicts (the ``model``, ``loss``, ``optimizer`` and ``scheduler`` groups)
+and stores only those dicts as hyperparameters, so a checkpoint holds tensors and plain values:
+``torch.load(path, weights_only=True)`` opens it, and ``DigitsModule.from_checkpoint`` rebuilds the
+network from it alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+# Only these may be instantiated from a checkpoint's hyperparameters: a checkpoint from elsewhere
+# must not be able to name an arbitrary callable (``_target_: os.system``) and have it run.
+CHECKPOINT_TARGETS = ("digits.", "torch.nn.", "torch.optim.")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def build_loss(config: dict[str, Any]) -> nn.Module:
+    """Instantiate a ``loss`` config; a ``weight`` list becomes the tensor nn.CrossEntropyLoss expects."""
+    weight = config.get("weight")
+    return instantiate(config, weight=None if weight is None else torch.tensor(weight, dtype=torch.float32))
+
+
+class DigitsModule(L.LightningModule):
+    def __init__(
+        self,
+        model: dict[str, Any],
+        loss: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        num_classes: int = 10,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain dicts only (never modules or partials): see the module docstring.
+        self.save_hyperparameters(logger=False)
+        self.net = instantiate(model)
+        self.loss_fn = build_loss(loss)
+        self.loss_name = loss["_target_"].rsplit(".", 1)[-1]
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def on_train_start(self) -> None:
+        # The sanity check ran validation on an untrained net: do not let it count as a best.
+        self.val_acc.reset()
+        self.val_loss.reset()
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}) "
+                f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
+                "Checkpoints written so far are kept in the run's checkpoints/ folder."
+            )
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy,
+                  stage: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        loss_metric(self.loss_fn(logits, labels), weight=labels.numel())
+        acc_metric(logits, labels)
+        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_acc, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_acc, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        config = dict(self.hparams.scheduler)
+        interval = config.pop("interval", "step")
+        parameters = inspect.signature(get_class(config["_target_"])).parameters
+        # Step-counting schedules need the run's length, which only the trainer knows.
+        steps = self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
+        for name in ("total_steps", "T_max"):
+            if name in parameters and config.get(name) is None:
+                config[name] = int(steps)
+        scheduler = instantiate(config, optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DigitsModule:
+        """Rebuild the module from a checkpoint alone, loading it with ``weights_only=True``."""
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        hparams = checkpoint["hyper_parameters"]
+        for key in ("model", "loss", "optimizer", "scheduler"):
+            target = (hparams.get(key) or {}).get("_target_", "digits.")
+            if not target.startswith(CHECKPOINT_TARGETS):
+                raise ValueError(f"{path}: refusing to instantiate {key}._target_={target!r} from a checkpoint")
+        module = cls(**hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module

@@ -1,0 +1,117 @@
+"""The training task: config in, metrics and a run folder out.
+
+``train(cfg)`` is plain and testable; ``scripts/train.py`` only wraps it with ``@hydra.main``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from digits.config import ConfigError, validate_train_config
+from digits.models import count_parameters
+from digits.module import DigitsModule
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A resolved config section as plain dicts and lists: safe to store in a checkpoint."""
+    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = str(value) if isinstance(value, (list, tuple)) or value is None else value
+    return out
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """The run's knobs as flat ``group.key`` scalars for TensorBoard's hparams view."""
+    keys = ("data", "model", "loss", "optimizer", "scheduler", "seed", "threads")
+    config = {key: plain(cfg[key]) if isinstance(cfg[key], DictConfig) else cfg[key] for key in keys}
+    config["trainer"] = {k: cfg.trainer[k] for k in ("max_epochs", "precision", "deterministic", "accelerator")}
+    config["data"].pop("data_dir", None)
+    return _flatten("", config, {})
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder."""
+    start = time.perf_counter()
+    validate_train_config(cfg)
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator!r} but no CUDA GPU is visible: "
+                          "use trainer=cpu or trainer=auto")
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("ckpt_path") is None and (output_dir / "checkpoints").exists():
+        raise ConfigError(f"{output_dir} already holds a run's checkpoints; choose another folder "
+                          "(hydra.run.dir) or resume it with ckpt_path=<its last.ckpt>")
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    module = DigitsModule(
+        model=plain(cfg.model),
+        loss=plain(cfg.loss),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler) or None,
+        num_classes=cfg.model.get("num_classes", 10),
+        run_config=plain(cfg),
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        # The metrics named here fill the hparams view's columns once they are logged.
+        logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
+
+    fit_start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - fit_start
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    metrics: dict[str, Any] = {
+        "val/acc_best": float(module.val_acc_best.compute()) if trainer.current_epoch else float("nan"),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "parameters": count_parameters(module.net),
+        "loss": cfg.loss._target_.rsplit(".", 1)[-1],
+        "fit_seconds": round(fit_seconds, 2),
+    }
+    if cfg.get("test"):
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        metrics.update({key: float(value) for key, value in results[0].items()})
+    metrics["best_checkpoint"] = best_path
+    metrics["output_dir"] = str(output_dir)
+    metrics["total_seconds"] = round(time.perf_counter() - start, 2)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """A few lines for the end of a run."""
+    lines = [
+        f"best val/acc   {metrics['val/acc_best']:.4f}",
+        f"test/acc       {metrics['test/acc']:.4f}" if "test/acc" in metrics else "test/acc       (not run: test=false)",
+        f"epochs         {metrics['epochs']} ({metrics['steps']} steps, {metrics['fit_seconds']:.1f} s fitting, "
+        f"{metrics['total_seconds']:.1f} s in all)",
+        f"outputs        {metrics['output_dir']}",
+    ]
+    if metrics["best_checkpoint"]:
+        lines.append(f"best ckpt      {metrics['best_checkpoint']}")
+    lines.append(f"tensorboard    tensorboard --logdir {Path(metrics['output_dir']).parent}")
+    return "\n".join(lines)
