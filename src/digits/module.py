@@ -42,12 +42,16 @@ class DigitsModule(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         num_classes: int = 10,
+        channels_last: bool = False,
         run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain dicts only (never modules or partials): see the module docstring.
         self.save_hyperparameters(logger=False)
         self.net = instantiate(model)
+        # NHWC lets oneDNN pick faster convolution kernels on the CPU (measured 1.3-1.8x, see README).
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.memory_format)
         self.loss_fn = build_loss(loss)
         self.loss_name = loss["_target_"].rsplit(".", 1)[-1]
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -58,7 +62,7 @@ class DigitsModule(L.LightningModule):
         self.val_acc_best = MaxMetric()
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(images)
+        return self.net(images.contiguous(memory_format=self.memory_format))
 
     def on_train_start(self) -> None:
         # The sanity check ran validation on an untrained net: do not let it count as a best.

@@ -69,6 +69,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler) or None,
         num_classes=cfg.model.get("num_classes", 10),
+        channels_last=cfg.channels_last,
         run_config=plain(cfg),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

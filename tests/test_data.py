@@ -1,0 +1,97 @@
+import torch
+import pytest
+
+from digits.data import MNIST_MEAN, MNIST_STD, DataNotFoundError, MNISTDataModule, load_mnist
+
+# Published label counts of the official 10,000-image test set (digits 0..9).
+TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def datamodule(data_dir):
+    dm = MNISTDataModule(data_dir=str(data_dir), batch_size=128, val_size=5000, download=False)
+    dm.setup()
+    return dm
+
+
+def test_split_sizes_shapes_and_dtypes(datamodule):
+    assert len(datamodule.train_set) == 55_000
+    assert len(datamodule.val_set) == 5_000
+    assert len(datamodule.test_set) == 10_000
+    for ds in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
+        assert ds.images.shape[1:] == (1, 28, 28)
+        assert ds.images.dtype == torch.float32
+        assert ds.labels.dtype == torch.int64
+
+
+def test_normalisation_uses_training_statistics(data_dir, datamodule):
+    images, _ = load_mnist(data_dir, train=True, download=False)
+    pixels = images.float() / 255
+    assert pixels.mean().item() == pytest.approx(MNIST_MEAN, abs=1e-4)
+    assert pixels.std().item() == pytest.approx(MNIST_STD, abs=1e-4)
+    both = torch.cat([datamodule.train_set.images, datamodule.val_set.images])
+    assert both.mean().item() == pytest.approx(0.0, abs=1e-3)
+    assert both.std().item() == pytest.approx(1.0, abs=1e-3)
+    # the background pixel (0) maps to -mean/std
+    assert datamodule.test_set.images.min().item() == pytest.approx(-MNIST_MEAN / MNIST_STD, abs=1e-6)
+
+
+def test_official_test_set_is_kept(datamodule):
+    counts = torch.bincount(datamodule.test_set.labels, minlength=10).tolist()
+    assert counts == TEST_LABEL_COUNTS
+
+
+def test_split_is_seeded_disjoint_and_idempotent(data_dir, datamodule):
+    train_before = datamodule.train_set
+    datamodule.setup("fit")  # a second setup keeps what it has
+    assert datamodule.train_set is train_before
+    other = MNISTDataModule(data_dir=str(data_dir), val_size=5000, download=False)
+    other.setup("fit")
+    assert torch.equal(other.val_set.labels, datamodule.val_set.labels)
+    assert torch.equal(other.val_set.images, datamodule.val_set.images)
+    reshuffled = MNISTDataModule(data_dir=str(data_dir), val_size=5000, split_seed=1, download=False)
+    reshuffled.setup("fit")
+    assert not torch.equal(reshuffled.val_set.labels, datamodule.val_set.labels)
+    # no image is in both train and validation: compare exact pixel rows via hashing
+    train_keys = {hash(row.numpy().tobytes()) for row in datamodule.train_set.images[:, 0].flatten(1)}
+    val_keys = [hash(row.numpy().tobytes()) for row in datamodule.val_set.images[:, 0].flatten(1)]
+    duplicates = sum(key in train_keys for key in val_keys)
+    assert duplicates < 10  # MNIST itself has a handful of exact duplicate images, not thousands
+
+
+def test_train_loader_yields_each_image_once_per_epoch(datamodule):
+    loader = datamodule.train_dataloader()
+    sizes, label_total = [], 0
+    for images, labels in loader:
+        assert images.shape[1:] == (1, 28, 28) and images.dtype == torch.float32
+        sizes.append(len(labels))
+        label_total += labels.sum().item()
+    assert sum(sizes) == 55_000
+    assert max(sizes) == 128
+    assert label_total == datamodule.train_set.labels.sum().item()
+    first_a = next(iter(loader))[1]
+    first_b = next(iter(loader))[1]
+    assert not torch.equal(first_a, first_b)  # shuffled anew each epoch
+
+
+def test_eval_loaders_are_ordered(datamodule):
+    images, labels = next(iter(datamodule.test_dataloader()))
+    assert torch.equal(labels, datamodule.test_set.labels[: len(labels)])
+
+
+def test_missing_data_gives_a_clear_error(tmp_path):
+    with pytest.raises(DataNotFoundError) as error:
+        load_mnist(tmp_path / "nowhere", train=True, download=False)
+    message = str(error.value)
+    assert str((tmp_path / "nowhere" / "MNIST" / "raw").resolve()) in message
+    assert "train-images-idx3-ubyte" in message
+    assert "DIGITS_DATA_DIR" in message and "data.data_dir" in message
+
+
+def test_default_data_dir_follows_the_environment(monkeypatch):
+    from digits.data import default_data_dir
+
+    monkeypatch.setenv("DIGITS_DATA_DIR", "/some/where")
+    assert default_data_dir() == "/some/where"
+    monkeypatch.delenv("DIGITS_DATA_DIR")
+    assert default_data_dir() == "data"

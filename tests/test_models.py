@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from digits.models import DigitCNN, ExampleNet, count_parameters
+
+
+@pytest.mark.parametrize("channels", [(16, 32, 64), (8, 16), (4,), (8, 8, 8, 8)])
+@pytest.mark.parametrize("hidden", [0, 32])
+def test_cnn_maps_images_to_ten_logits(channels, hidden):
+    model = DigitCNN(channels=channels, hidden=hidden, dropout=0.2)
+    logits = model(torch.randn(5, 1, 28, 28))
+    assert logits.shape == (5, 10)
+    assert logits.dtype == torch.float32
+
+
+def test_widths_set_the_parameter_count():
+    # conv weights (no bias before BatchNorm) + BN affine + linear head
+    model = DigitCNN(channels=(16, 32, 64), hidden=0)
+    expected = (1 * 16 * 9 + 16 * 32 * 9 + 32 * 64 * 9) + 2 * (16 + 32 + 64) + (64 * 3 * 3 * 10 + 10)
+    assert count_parameters(model) == expected
+    assert count_parameters(ExampleNet()) == 1_199_882  # pytorch/examples' network
+    assert ExampleNet()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_channels_last_gives_the_same_logits():
+    model = DigitCNN().eval()
+    x = torch.randn(4, 1, 28, 28)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    got = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(channels=()), "at least one"),
+    (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+    (dict(channels=(4, 4, 4, 4, 4)), "too many"),
+])
+def test_bad_model_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DigitCNN(**kwargs)
