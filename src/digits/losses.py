@@ -255,6 +255,8 @@ def nll_cross_entropy(
 ) -> Tensor:
     """``F.log_softmax`` then ``F.nll_loss``, plus smoothing/probability terms from the log-probabilities."""
     probabilities = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
+    if torch.is_autocast_enabled(input.device.type):
+        input = input.float()  # cross_entropy is on autocast's float32 list; log_softmax is not (on the CPU)
     class_dim = 0 if input.dim() == 1 else 1
     log_probs = F.log_softmax(input, dim=class_dim)
     if probabilities:
@@ -296,7 +298,9 @@ def manual_cross_entropy(
     if backward not in ("autograd", "manual"):
         raise ValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
     probabilities = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
-    compute_dtype, result_dtype = _compute_dtype(input), _result_dtype(input)
+    # The naive form gets no float32 safety net either: it shows what the input's own dtype does.
+    compute_dtype = input.dtype if naive else _compute_dtype(input)
+    result_dtype = _result_dtype(input)
     x, t = _flatten(input, target, probabilities)
     with torch.autocast(input.device.type, enabled=False):
         x = x.to(compute_dtype)

@@ -1,0 +1,386 @@
+"""The proof that the three losses are one function: F.cross_entropy is the reference everywhere.
+
+Tolerances (relative, on the loss and on the input gradient):
+  float64  1e-12   different summation orders only
+  float32  1e-6    a few ulps (2^-23 = 1.2e-7)
+  float16  2e-3    both sides round the result to fp16 (ulp 2^-10 = 1e-3)
+  bfloat16 1.6e-2  both sides round to bf16 (ulp 2^-7 = 7.8e-3)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from conftest import CUDA
+from digits.losses import (
+    LogSoftmaxNLLLoss,
+    ManualCrossEntropyFunction,
+    ManualCrossEntropyLoss,
+    NaiveCrossEntropyLoss,
+    manual_cross_entropy,
+    nll_cross_entropy,
+    softmax_floor,
+)
+
+IMPLEMENTATIONS = {
+    "nll": nll_cross_entropy,
+    "manual": manual_cross_entropy,
+    "manual_backward": lambda *args, **kw: manual_cross_entropy(*args, backward="manual", **kw),
+}
+TOLERANCE = {
+    torch.float64: dict(rtol=1e-12, atol=1e-14),
+    torch.float32: dict(rtol=1e-6, atol=1e-6),
+    torch.float16: dict(rtol=2e-3, atol=2e-3),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
+}
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+SHAPES = [(7,), (6, 7), (4, 7, 3), (3, 7, 2, 3)]  # (C), (N, C), (N, C, d1), (N, C, d1, d2)
+TARGETS = ["index", "ignore", "probabilities"]
+REDUCTIONS = ["none", "mean", "sum"]
+SMOOTHING = [0.0, 0.25, 1.0]
+
+
+def make_case(shape, target_kind, weighted, dtype, device, seed=0, scale=3.0, ignore_index=-100):
+    generator = torch.Generator().manual_seed(seed)
+    n_classes = shape[0] if len(shape) == 1 else shape[1]
+    logits = (torch.randn(shape, generator=generator, dtype=torch.float64) * scale)
+    index_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    if target_kind == "probabilities":
+        target = torch.rand(shape, generator=generator, dtype=torch.float64).softmax(0 if len(shape) == 1 else 1)
+        target = target.to(dtype)
+    else:
+        target = torch.randint(0, n_classes, index_shape, generator=generator)
+        if target_kind == "ignore":
+            mask = torch.rand(index_shape, generator=generator) < 0.3
+            target = torch.where(mask, torch.full_like(target, ignore_index), target)
+    weight = (torch.rand(n_classes, generator=generator, dtype=torch.float64) + 0.2).to(dtype) if weighted else None
+    return logits.to(dtype).to(device), target.to(device), None if weight is None else weight.to(device)
+
+
+def forward_backward(fn, logits, target, **options):
+    x = logits.detach().clone().requires_grad_()
+    loss = fn(x, target, **options)
+    # a fixed, non-trivial upstream gradient (also for reduction="none")
+    upstream = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype, device=loss.device).reshape(loss.shape)
+    loss.backward(upstream)
+    return loss.detach(), x.grad
+
+
+def assert_matches_reference(name, logits, target, weight, dtype, **options):
+    expected_loss, expected_grad = forward_backward(F.cross_entropy, logits, target, weight=weight, **options)
+    loss, grad = forward_backward(IMPLEMENTATIONS[name], logits, target, weight=weight, **options)
+    assert loss.dtype == expected_loss.dtype and loss.shape == expected_loss.shape
+    torch.testing.assert_close(loss, expected_loss, equal_nan=True, **TOLERANCE[dtype])
+    torch.testing.assert_close(grad, expected_grad, equal_nan=True, **TOLERANCE[dtype])
+
+
+# --------------------------------------------------------------------------------------------------
+# The grid: every combination of input form, target form, weight, reduction and smoothing.
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("shape, target_kind, weighted, reduction, smoothing",
+                         list(itertools.product(SHAPES, TARGETS, [False, True], REDUCTIONS, SMOOTHING)))
+def test_grid_matches_f_cross_entropy(name, dtype, device, shape, target_kind, weighted, reduction, smoothing):
+    logits, target, weight = make_case(shape, target_kind, weighted, dtype, device)
+    assert_matches_reference(name, logits, target, weight, dtype, reduction=reduction, label_smoothing=smoothing)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("target_kind, weighted, reduction, smoothing",
+                         list(itertools.product(TARGETS, [False, True], REDUCTIONS, [0.0, 0.25])))
+def test_low_precision_matches_f_cross_entropy(name, dtype, device, target_kind, weighted, reduction, smoothing):
+    logits, target, weight = make_case((16, 10), target_kind, weighted, dtype, device)
+    assert_matches_reference(name, logits, target, weight, dtype, reduction=reduction, label_smoothing=smoothing)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n_extra=st.integers(0, 2),
+    batch=st.integers(1, 6),
+    n_classes=st.integers(2, 12),
+    target_kind=st.sampled_from(TARGETS),
+    weighted=st.booleans(),
+    reduction=st.sampled_from(REDUCTIONS),
+    smoothing=st.floats(0.0, 1.0),
+    scale=st.floats(0.01, 50.0),
+    ignore_index=st.sampled_from([-100, 0, 1]),
+    seed=st.integers(0, 2**31),
+    name=st.sampled_from(list(IMPLEMENTATIONS)),
+)
+def test_random_cases_match_f_cross_entropy(n_extra, batch, n_classes, target_kind, weighted, reduction,
+                                            smoothing, scale, ignore_index, seed, name):
+    shape = (batch, n_classes, *([2] * n_extra))
+    if target_kind == "probabilities":
+        ignore_index = -100  # PyTorch refuses ignore_index >= 0 with probability targets
+    logits, target, weight = make_case(shape, target_kind, weighted, torch.float64, "cpu", seed, scale, ignore_index)
+    assert_matches_reference(name, logits, target, weight, torch.float64, reduction=reduction,
+                             label_smoothing=smoothing, ignore_index=ignore_index)
+
+
+# --------------------------------------------------------------------------------------------------
+# The hand-written backward: gradcheck and gradgradcheck in float64.
+
+
+@pytest.mark.parametrize("target_kind, weighted, reduction, smoothing",
+                         list(itertools.product(TARGETS, [False, True], REDUCTIONS, [0.0, 0.3])))
+def test_hand_written_backward_passes_gradcheck(target_kind, weighted, reduction, smoothing):
+    logits, target, weight = make_case((5, 4), target_kind, weighted, torch.float64, "cpu")
+    logits.requires_grad_()
+    probabilities = target_kind == "probabilities"
+
+    def loss(x):
+        return ManualCrossEntropyFunction.apply(x, target, weight, probabilities, -100, reduction, smoothing,
+                                                torch.Size([5]))
+
+    assert torch.autograd.gradcheck(loss, (logits,))
+    assert torch.autograd.gradgradcheck(loss, (logits,))
+
+
+def test_hand_written_backward_keeps_less_memory_than_autograd():
+    """Autograd through the manual forward saves (M, C) intermediates; the Function saves only the logits."""
+    logits = torch.randn(512, 100, requires_grad=True)
+    target = torch.randint(0, 100, (512,))
+
+    def saved_bytes(backward):
+        sizes = []
+
+        def pack(tensor):
+            if tensor.data_ptr() != logits.data_ptr():  # the caller's logits cost nothing extra
+                sizes.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            manual_cross_entropy(logits, target, backward=backward, label_smoothing=0.1)
+        return sum(sizes)
+
+    autograd_bytes, manual_bytes = saved_bytes("autograd"), saved_bytes("manual")
+    assert autograd_bytes >= 2 * logits.numel() * 4  # at least two (M, C) float32 tensors
+    assert manual_bytes < logits.numel() * 4 / 10  # no (M, C) tensor at all: targets and a scalar
+
+
+# --------------------------------------------------------------------------------------------------
+# Edge cases, exactly as PyTorch.
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_all_ignored_mean_is_nan_with_zero_gradient(name, weighted, smoothing):
+    logits, _, weight = make_case((4, 5), "index", weighted, torch.float64, "cpu")
+    target = torch.full((4,), -100)
+    loss, grad = forward_backward(IMPLEMENTATIONS[name], logits, target, weight=weight, label_smoothing=smoothing)
+    assert torch.isnan(loss)
+    assert torch.equal(grad, torch.zeros_like(grad))
+    reference, reference_grad = forward_backward(F.cross_entropy, logits, target, weight=weight,
+                                                 label_smoothing=smoothing)
+    assert torch.isnan(reference) and torch.equal(reference_grad, grad)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_weighted_mean_divides_by_the_target_weights(name):
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    target = torch.tensor([0, 2, -100])
+    weight = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+    per_position = -F.log_softmax(logits, 1)[[0, 1], [0, 2]] * weight[[0, 2]]
+    expected = per_position.sum() / (2.0 + 0.5)  # the ignored third position counts in neither sum
+    assert IMPLEMENTATIONS[name](logits, target, weight=weight).item() == pytest.approx(expected.item(), rel=1e-14)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_probability_targets_mean_divides_by_positions_not_weights(name):
+    logits, target, weight = make_case((4, 5), "probabilities", True, torch.float64, "cpu")
+    total = IMPLEMENTATIONS[name](logits, target, weight=weight, reduction="sum")
+    mean = IMPLEMENTATIONS[name](logits, target, weight=weight, reduction="mean")
+    assert mean.item() == pytest.approx(total.item() / 4, rel=1e-14)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_one_hot_probabilities_differ_from_indices_with_weights_as_in_pytorch(name):
+    logits, target, weight = make_case((6, 5), "index", True, torch.float64, "cpu")
+    one_hot = F.one_hot(target, 5).double()
+    fn = IMPLEMENTATIONS[name]
+    as_index, as_probs = fn(logits, target, weight=weight), fn(logits, one_hot, weight=weight)
+    assert as_index.item() == pytest.approx(F.cross_entropy(logits, target, weight=weight).item(), rel=1e-12)
+    assert as_probs.item() == pytest.approx(F.cross_entropy(logits, one_hot, weight=weight).item(), rel=1e-12)
+    assert abs(as_index.item() - as_probs.item()) > 1e-3  # sum(w_y) vs N in the denominator
+    # without weights the two forms agree
+    assert fn(logits, target).item() == pytest.approx(fn(logits, one_hot).item(), rel=1e-12)
+
+
+def _pytorch_refuses(fn):
+    try:
+        fn()
+    except (RuntimeError, ValueError, IndexError):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case, match", [
+    ("wrong batch", "Expected target of shape"),
+    ("class out of range", "out of bounds"),
+    ("negative class", "out of bounds"),
+    ("smoothing above 1", "label_smoothing must be between 0.0 and 1.0"),
+    ("smoothing below 0", "label_smoothing must be between 0.0 and 1.0"),
+    ("weight of wrong size", "one value per class"),
+    ("probabilities with ignore_index", "ignore_index is not supported"),
+    ("bad reduction", "reduction must be one of"),
+    ("non-finite weight", "weight must be finite"),
+])
+def test_invalid_input_gets_a_clear_error(name, case, match):
+    logits = torch.randn(4, 3)
+    arguments = {
+        "wrong batch": (logits, torch.tensor([0, 1, 2]), {}),
+        "class out of range": (logits, torch.tensor([0, 1, 3, 0]), {}),
+        "negative class": (logits, torch.tensor([0, -2, 1, 0]), {}),
+        "smoothing above 1": (logits, torch.tensor([0, 1, 2, 0]), {"label_smoothing": 1.5}),
+        "smoothing below 0": (logits, torch.tensor([0, 1, 2, 0]), {"label_smoothing": -0.1}),
+        "weight of wrong size": (logits, torch.tensor([0, 1, 2, 0]), {"weight": torch.ones(4)}),
+        "probabilities with ignore_index": (logits, torch.rand(4, 3), {"ignore_index": 1}),
+        "bad reduction": (logits, torch.tensor([0, 1, 2, 0]), {"reduction": "average"}),
+        "non-finite weight": (logits, torch.tensor([0, 1, 2, 0]), {"weight": torch.tensor([1.0, float("nan"), 1])}),
+    }[case]
+    x, target, options = arguments
+    with pytest.raises((ValueError, IndexError), match=match):
+        IMPLEMENTATIONS[name](x, target, **options)
+    # PyTorch accepts a NaN weight (and returns NaN) and a negative smoothing (ignored); we refuse both.
+    if case not in ("non-finite weight", "smoothing below 0"):
+        assert _pytorch_refuses(lambda: F.cross_entropy(x, target, **options))
+
+
+def test_modules_take_nn_cross_entropy_loss_arguments():
+    options = dict(weight=torch.tensor([1.0, 2.0, 0.5]), ignore_index=1, reduction="sum", label_smoothing=0.1)
+    logits, target = torch.randn(8, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0, 2])
+    expected = nn.CrossEntropyLoss(**options)(logits, target)
+    for module in (LogSoftmaxNLLLoss(**options), ManualCrossEntropyLoss(**options),
+                   ManualCrossEntropyLoss(**options, backward="manual")):
+        torch.testing.assert_close(module(logits, target), expected, **TOLERANCE[torch.float32])
+    with pytest.raises(ValueError, match="backward must be"):
+        ManualCrossEntropyLoss(backward="symbolic")
+
+
+# --------------------------------------------------------------------------------------------------
+# The worked examples (README, "From logits to a loss"): float32, all three equal to F.cross_entropy.
+
+WORKED_EXAMPLES = [
+    ([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]], [0, 1, 2]),
+    ([[1.2, 0.5, -1.0], [0.3, 1.8, -0.5]], [0, 1]),
+    ([[1.2, -0.5, 0.8, 2.1]], [2]),
+]
+
+
+@pytest.mark.parametrize("logits, target", WORKED_EXAMPLES)
+def test_worked_examples(logits, target):
+    # By hand, in Python floats: softmax, log, pick the target, negate, average.
+    by_hand = []
+    for row, t in zip(logits, target):
+        exps = [math.exp(v) for v in row]
+        probability = exps[t] / sum(exps)
+        by_hand.append(-math.log(probability))
+    expected = sum(by_hand) / len(by_hand)
+    x, y = torch.tensor(logits), torch.tensor(target)
+    reference = F.cross_entropy(x, y)
+    assert reference.item() == pytest.approx(expected, rel=1e-6)
+    for module in (nn.CrossEntropyLoss(), LogSoftmaxNLLLoss(), ManualCrossEntropyLoss()):
+        value = module(x, y)
+        assert value.dtype == torch.float32
+        assert abs(value.item() - reference.item()) <= 2 * torch.finfo(torch.float32).eps * reference.item()
+
+
+def test_worked_example_numbers():
+    """The numbers the README prints for the three examples."""
+    values = [F.cross_entropy(torch.tensor(x), torch.tensor(t)).item() for x, t in WORKED_EXAMPLES]
+    assert [round(v, 4) for v in values] == [2.4076, 0.3774, 1.8615]
+    assert values[0] == pytest.approx(math.log(1 + math.e + math.e**2), rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Low precision, autocast, and the naive form's failures.
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_autocast_computes_in_float32_like_pytorch(name, device):
+    dtype = torch.bfloat16 if device == "cpu" else torch.float16
+    layer = nn.Linear(20, 10).to(device)
+    x = torch.randn(32, 20, device=device)
+    target = torch.randint(0, 10, (32,), device=device)
+    with torch.autocast(device, dtype=dtype):
+        logits = layer(x)
+        assert logits.dtype == dtype
+        expected = F.cross_entropy(logits, target, label_smoothing=0.1)
+        value = IMPLEMENTATIONS[name](logits, target, label_smoothing=0.1)
+    assert expected.dtype == value.dtype == torch.float32
+    torch.testing.assert_close(value, expected, **TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("name", ["manual", "manual_backward"])
+def test_manual_form_keeps_float16_mean_finite_over_many_targets(name):
+    """A float16 sum of 40,000 losses of ~2.7 is ~1e5 > 65504: the manual form accumulates in float32."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(40_000, 10, generator=generator).half()
+    target = torch.randint(0, 10, (40_000,), generator=generator)
+    exact = F.cross_entropy(logits.double(), target).item()
+    value = IMPLEMENTATIONS[name](logits, target)
+    assert value.dtype == torch.float16
+    assert value.item() == pytest.approx(exact, rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 100.0), (torch.float16, 12.0), (torch.bfloat16, 100.0)])
+def test_naive_form_overflows_where_the_stable_forms_do_not(dtype, scale):
+    generator = torch.Generator().manual_seed(1)
+    logits = (torch.randn(64, 10, generator=generator) * scale).to(dtype)
+    target = torch.randint(0, 10, (64,), generator=generator)
+    naive = NaiveCrossEntropyLoss()(logits, target)
+    assert not torch.isfinite(naive)
+    exact = F.cross_entropy(logits.double(), target).item()
+    for name in IMPLEMENTATIONS:
+        value = IMPLEMENTATIONS[name](logits, target)
+        assert torch.isfinite(value)
+        assert value.item() == pytest.approx(exact, rel=TOLERANCE[dtype]["rtol"])
+
+
+def test_naive_form_is_right_for_small_logits():
+    logits, target, _ = make_case((16, 10), "index", False, torch.float64, "cpu", scale=1.0)
+    expected = F.cross_entropy(logits, target)
+    assert NaiveCrossEntropyLoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_softmax_before_the_loss_has_a_floor():
+    """Probabilities fed as logits: the best case (1 for the target, 0 elsewhere) costs log(1 + 9/e)."""
+    perfect = torch.eye(10)
+    floor = F.cross_entropy(perfect, torch.arange(10)).item()
+    assert floor == pytest.approx(softmax_floor(10), rel=1e-6)
+    assert floor == pytest.approx(1.4611, abs=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------
+# GPU against CPU.
+
+
+@CUDA
+@pytest.mark.parametrize("name", ["cross_entropy", *IMPLEMENTATIONS])
+@pytest.mark.parametrize("target_kind, weighted, smoothing",
+                         list(itertools.product(TARGETS, [False, True], [0.0, 0.25])))
+def test_cuda_matches_cpu(name, target_kind, weighted, smoothing):
+    fn = F.cross_entropy if name == "cross_entropy" else IMPLEMENTATIONS[name]
+    logits, target, weight = make_case((64, 10, 3), target_kind, weighted, torch.float32, "cpu")
+    options = dict(label_smoothing=smoothing)
+    cpu_loss, cpu_grad = forward_backward(fn, logits, target, weight=weight, **options)
+    cuda_loss, cuda_grad = forward_backward(fn, logits.cuda(), target.cuda(),
+                                            weight=None if weight is None else weight.cuda(), **options)
+    torch.testing.assert_close(cuda_loss.cpu(), cpu_loss, **TOLERANCE[torch.float32])
+    torch.testing.assert_close(cuda_grad.cpu(), cpu_grad, **TOLERANCE[torch.float32])
