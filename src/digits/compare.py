@@ -1,0 +1,194 @@
+"""Measure how far each loss implementation is from ``nn.CrossEntropyLoss``: single calls over the
+options, the naive form's failures, and whole trainings side by side. Used by
+``scripts/compare_losses.py`` and by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from digits.losses import manual_cross_entropy, nll_cross_entropy
+from digits.module import DigitsModule
+
+IMPLEMENTATIONS: dict[str, Callable[..., Tensor]] = {
+    "nll": nll_cross_entropy,
+    "manual": manual_cross_entropy,
+    "manual_backward": lambda *args, **kw: manual_cross_entropy(*args, backward="manual", **kw),
+    "manual_naive": lambda *args, **kw: manual_cross_entropy(*args, naive=True, **kw),
+}
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Each: (target kind, options). "ignore" marks 30% of the targets with ignore_index.
+OPTION_SETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "plain": ("index", {}),
+    "weight": ("index", {"weight": True}),
+    "ignore_index": ("ignore", {}),
+    "label_smoothing=0.1": ("index", {"label_smoothing": 0.1}),
+    "weight+ignore+smoothing": ("ignore", {"weight": True, "label_smoothing": 0.1}),
+    "reduction=sum": ("index", {"reduction": "sum"}),
+    "reduction=none": ("index", {"reduction": "none"}),
+    "probabilities": ("probabilities", {}),
+    "probabilities+weight+smoothing": ("probabilities", {"weight": True, "label_smoothing": 0.1}),
+    "extra dims (N,C,4,4)": ("index", {"extra_dims": (4, 4)}),
+}
+
+
+def make_inputs(kind: str, batch: int, n_classes: int, extra_dims: tuple[int, ...], weighted: bool,
+                seed: int, scale: float = 3.0) -> tuple[Tensor, Tensor, Tensor | None]:
+    """float64 logits, targets and weight on the CPU (cast and moved by the caller)."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, n_classes, *extra_dims)
+    logits = torch.randn(shape, generator=generator, dtype=torch.float64) * scale
+    if kind == "probabilities":
+        target = torch.rand(shape, generator=generator, dtype=torch.float64).softmax(1)
+    else:
+        target = torch.randint(0, n_classes, (batch, *extra_dims), generator=generator)
+        if kind == "ignore":
+            target[torch.rand(target.shape, generator=generator) < 0.3] = -100
+    weight = torch.rand(n_classes, generator=generator, dtype=torch.float64) + 0.2 if weighted else None
+    return logits, target, weight
+
+
+def _loss_and_grad(fn, logits, target, **options) -> tuple[Tensor, Tensor]:
+    x = logits.detach().clone().requires_grad_()
+    loss = fn(x, target, **options)
+    loss.backward(torch.ones_like(loss))
+    return loss.detach().double(), x.grad.double()
+
+
+def _relative(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max |b| (inf where a is not finite and b is)."""
+    if not torch.isfinite(a).all():
+        return float("inf") if torch.isfinite(b).all() else float("nan")
+    scale = b.abs().max().item() or 1.0
+    return (a - b).abs().max().item() / scale
+
+
+def compare_single_calls(devices: list[str], dtypes: list[str], batch: int, n_classes: int,
+                         seed: int = 0) -> list[dict[str, Any]]:
+    """One row per (device, dtype, option set, implementation): relative differences of the loss and
+    of the input gradient against nn.CrossEntropyLoss in the same dtype, and each one's error against
+    a float64 computation of F.cross_entropy on the same (rounded) inputs."""
+    rows = []
+    for device in devices:
+        for dtype_name in dtypes:
+            dtype = DTYPES[dtype_name]
+            for option_name, (kind, options) in OPTION_SETS.items():
+                options = dict(options)
+                extra_dims = options.pop("extra_dims", ())
+                logits, target, weight = make_inputs(kind, batch, n_classes, extra_dims,
+                                                     options.pop("weight", False), seed)
+                logits = logits.to(dtype).to(device)
+                target = (target.to(dtype) if kind == "probabilities" else target).to(device)
+                weight = None if weight is None else weight.to(dtype).to(device)
+                exact_loss, exact_grad = _loss_and_grad(
+                    F.cross_entropy, logits.double(), target.double() if kind == "probabilities" else target,
+                    weight=None if weight is None else weight.double(), **options)
+                ref_loss, ref_grad = _loss_and_grad(F.cross_entropy, logits, target, weight=weight, **options)
+                for name, fn in IMPLEMENTATIONS.items():
+                    loss, grad = _loss_and_grad(fn, logits, target, weight=weight, **options)
+                    rows.append({
+                        "device": device, "dtype": dtype_name, "options": option_name, "implementation": name,
+                        "loss_vs_pytorch": _relative(loss, ref_loss), "grad_vs_pytorch": _relative(grad, ref_grad),
+                        "loss_error": _relative(loss, exact_loss), "pytorch_loss_error": _relative(ref_loss, exact_loss),
+                    })
+    return rows
+
+
+def naive_failures(devices: list[str], dtypes: list[str], scales: list[float], seed: int = 0) -> list[dict]:
+    """For logits of growing size: is each form's loss finite, and how far from float64?"""
+    rows = []
+    for device in devices:
+        for dtype_name in dtypes:
+            for scale in scales:
+                logits, target, _ = make_inputs("index", 256, 10, (), False, seed, scale=scale)
+                exact = F.cross_entropy(logits.to(DTYPES[dtype_name]).double(), target).item()
+                x, y = logits.to(DTYPES[dtype_name]).to(device), target.to(device)
+                row = {"device": device, "dtype": dtype_name, "logit_std": scale, "exact": exact}
+                for name, fn in [("cross_entropy", F.cross_entropy), ("manual", manual_cross_entropy),
+                                 ("manual_naive", IMPLEMENTATIONS["manual_naive"])]:
+                    row[name] = fn(x, y).item()
+                rows.append(row)
+    return rows
+
+
+def float16_long_mean(device: str, size: int = 40_000, seed: int = 0) -> dict[str, float]:
+    """The mean over many float16 targets: PyTorch's CPU kernel sums in float16 and overflows."""
+    logits, target, _ = make_inputs("index", size, 10, (), False, seed, scale=1.0)
+    x = logits.half().to(device)
+    return {
+        "device": device, "targets": size, "exact": F.cross_entropy(x.double(), target.to(device)).item(),
+        "cross_entropy": F.cross_entropy(x, target.to(device)).item(),
+        "nll": nll_cross_entropy(x, target.to(device)).item(),
+        "manual": manual_cross_entropy(x, target.to(device)).item(),
+    }
+
+
+class Float64CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    """nn.CrossEntropyLoss computed in float64 and rounded back: the same function, rounded differently.
+
+    A control for the whole-training comparison: if this run drifts from the float32 reference as far
+    as the manual form does, the manual form's drift is rounding amplified by training, not a
+    different function.
+    """
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return super().forward(input.double(), target).to(input.dtype)
+
+
+class StepLosses(Callback):
+    """Records the training loss of every step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(loss.item())
+
+
+def training_curves(datamodule: L.LightningDataModule, model: dict, losses: dict[str, dict], optimizer: dict,
+                    scheduler: dict | None, steps: int, seed: int, accelerator: str = "cpu",
+                    channels_last: bool = False) -> dict[str, dict[str, Any]]:
+    """Train once per loss with the same seed, data order and deterministic kernels; return each run's
+    per-step losses and its final parameters as one flat vector."""
+    results = {}
+    for name, loss in losses.items():
+        L.seed_everything(seed, workers=True, verbose=False)
+        module = DigitsModule(model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
+                              channels_last=channels_last)
+        recorder = StepLosses()
+        trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=1, limit_train_batches=steps,
+                            limit_val_batches=0, deterministic=True, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder])
+        trainer.fit(module, datamodule=datamodule)
+        parameters = torch.cat([p.detach().flatten().double().cpu() for p in module.net.parameters()])
+        results[name] = {"losses": recorder.losses, "parameters": parameters}
+    return results
+
+
+def curve_differences(curves: dict[str, dict[str, Any]], reference: str = "cross_entropy") -> dict[str, dict]:
+    """Largest per-step loss difference and final-parameter difference of each run against the reference."""
+    base = curves[reference]
+    out = {}
+    for name, run in curves.items():
+        steps = torch.tensor(run["losses"], dtype=torch.float64)
+        base_steps = torch.tensor(base["losses"], dtype=torch.float64)
+        step_diff = (steps - base_steps).abs()
+        first_diff = int(torch.nonzero(step_diff).min()) if step_diff.any() else None
+        out[name] = {
+            "max_loss_diff": step_diff.max().item(),
+            "max_loss_rel_diff": (step_diff / base_steps.abs()).max().item(),
+            "first_step_with_a_difference": first_diff,
+            "first_step_rel_diff": (step_diff[0] / base_steps[0].abs()).item(),
+            "max_parameter_diff": (run["parameters"] - base["parameters"]).abs().max().item(),
+            "bitwise_equal": bool(torch.equal(steps, base_steps) and torch.equal(run["parameters"],
+                                                                                   base["parameters"])),
+        }
+    return out
+

@@ -1,0 +1,72 @@
+"""Whole trainings with each loss, and the comparison script's outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT
+from digits.compare import curve_differences, training_curves
+from digits.data import MNISTDataModule
+
+LOSSES = {
+    "cross_entropy": {"_target_": "digits.losses.CrossEntropyLoss"},
+    "nll": {"_target_": "digits.losses.LogSoftmaxNLLLoss"},
+    "manual": {"_target_": "digits.losses.ManualCrossEntropyLoss"},
+    "manual_backward": {"_target_": "digits.losses.ManualCrossEntropyLoss", "backward": "manual"},
+    "float64_control": {"_target_": "digits.compare.Float64CrossEntropyLoss"},
+}
+
+
+def test_whole_trainings_agree(data_dir):
+    datamodule = MNISTDataModule(str(data_dir), batch_size=128, download=False)
+    curves = training_curves(datamodule, {"_target_": "digits.models.DigitCNN", "channels": [8, 16, 32]}, LOSSES,
+                             {"_target_": "torch.optim.AdamW", "lr": 0.01}, None, steps=60, seed=0)
+    diff = curve_differences(curves)
+    reference = curves["cross_entropy"]["losses"]
+    assert all(len(run["losses"]) == 60 for run in curves.values())
+    assert reference[-1] < 0.5 * reference[0]
+    # Same CPU kernels (log_softmax + nll_loss): bitwise identical losses and parameters at every step.
+    assert diff["nll"]["bitwise_equal"]
+    for name in ("manual", "manual_backward", "float64_control"):
+        # The first steps differ by float32 rounding only (a few 1e-8 relative)...
+        early = [abs(a - b) / b for a, b in zip(curves[name]["losses"][:10], reference[:10])]
+        assert max(early) < 1e-6, early
+        # ...then training amplifies any one-ulp difference (chaotic divergence) to ~1e-3, yet the
+        # curves stay on top of each other.
+        assert diff[name]["max_loss_rel_diff"] < 0.05
+    # The control, nn.CrossEntropyLoss computed in float64, is the same function rounded differently:
+    # it drifts as well, so drift of this size says "rounding", not "a different function".
+    assert diff["float64_control"]["max_loss_rel_diff"] > 1e-5
+
+
+def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
+    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compare_losses.py"), f"hydra.run.dir={tmp_path}",
+         "dtypes=[float32,float16]", "batch_size=32", "training.steps=5", "model.channels=[4,8]",
+         "naive_logit_std=[1,100]"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = report["single_calls"]
+    assert {r["implementation"] for r in rows} == {"nll", "manual", "manual_backward", "manual_naive"}
+    assert {r["dtype"] for r in rows} == {"float32", "float16"}
+    for row in rows:
+        if row["dtype"] == "float32" and row["implementation"] != "manual_naive":
+            assert row["loss_vs_pytorch"] < 1e-6 and row["grad_vs_pytorch"] < 1e-6
+    naive = {(r["dtype"], r["logit_std"]): r for r in report["naive"]}
+    assert naive[("float32", 100)]["manual_naive"] != naive[("float32", 100)]["manual_naive"]  # NaN
+    assert naive[("float32", 100)]["manual"] == pytest.approx(naive[("float32", 100)]["exact"], rel=1e-5)
+    assert report["training"]["differences"]["nll"]["bitwise_equal"]
+    assert "## Whole trainings" in (tmp_path / "report.md").read_text()
+    png = (tmp_path / "training_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    accumulator = EventAccumulator(str(tmp_path / "tensorboard" / "manual"))
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("train/loss")] == [0, 1, 2, 3, 4]
