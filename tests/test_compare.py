@@ -70,3 +70,19 @@ def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
     accumulator = EventAccumulator(str(tmp_path / "tensorboard" / "manual"))
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("train/loss")] == [0, 1, 2, 3, 4]
+
+
+def test_benchmark_losses_script_writes_its_table(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark_losses.py"), f"hydra.run.dir={tmp_path}",
+         "sizes=[[64,10],[512,100]]", "repeats=3", "warmup=1"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "benchmark_losses.json").read_text())["rows"]
+    assert len(rows) == 2 * 4
+    big = {row["implementation"]: row for row in rows if row["classes"] == 100}
+    assert big["cross_entropy"]["time_vs_cross_entropy"] == 1.0
+    assert all(row["median_ms"] > 0 for row in rows)
+    # the hand-written backward keeps no (M, C) tensor; autograd through the manual forward does
+    assert big["manual_backward"]["saved_MiB"] * 20 < big["manual"]["saved_MiB"]
+    assert "| cpu | 512 | 100 | manual_backward |" in (tmp_path / "benchmark_losses.md").read_text()

@@ -180,65 +180,70 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
 
         d loss_i / d x_ic = s_i * (softmax(x_i)_c * sum_k a_ik - a_ic)
 
-    where ``s_i`` is the upstream gradient for position i (divided by D for "mean"). It saves only
-    the logits, which the caller holds anyway, and recomputes the softmax in backward, so it keeps
-    no (M, C) intermediate alive between forward and backward. Built from differentiable ops, so it
-    has a second derivative too (gradgradcheck).
+    where ``s_i`` is the upstream gradient for position i (divided by D for "mean"). Between forward
+    and backward it keeps the logits (which the caller holds anyway) and one log-sum-exp per
+    position, not the (M, C) intermediates autograd would keep. The backward works in place on a
+    single (M, C) buffer; when a second derivative is asked for (create_graph, gradgradcheck) it
+    recomputes the same formula out of place from differentiable ops instead.
     """
 
     @staticmethod
     def forward(ctx, x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape):
-        loss, denominator = _from_log_probs(
-            stable_log_softmax(x), target, probabilities, weight, ignore_index, label_smoothing
-        )
-        ctx.save_for_backward(x, target, weight, denominator)
-        ctx.options = (probabilities, ignore_index, reduction, label_smoothing, shape)
+        m = x.amax(dim=-1, keepdim=True)
+        lse = m + (x - m).exp_().sum(dim=-1, keepdim=True).log_()
+        loss, denominator = _from_log_probs(x - lse, target, probabilities, weight, ignore_index, label_smoothing)
+        ctx.save_for_backward(x, target, weight, denominator, lse)
+        ctx.options = (probabilities, ignore_index, reduction, label_smoothing)
         return _reduce(loss, denominator, reduction, shape)
 
     @staticmethod
     def backward(ctx, grad_output):
-        x, target, weight, denominator = ctx.saved_tensors
-        probabilities, ignore_index, reduction, label_smoothing, shape = ctx.options
+        x, target, weight, denominator, lse = ctx.saved_tensors
+        probabilities, ignore_index, reduction, label_smoothing = ctx.options
         n_positions, n_classes = x.shape
-        a = target_distribution(target, probabilities, weight, ignore_index, label_smoothing, n_classes, x.dtype)
-        softmax = stable_log_softmax(x).exp()
         if reduction == "none":
             scale = grad_output.reshape(-1)
         elif reduction == "sum":
             scale = grad_output.expand(n_positions)
         else:
             scale = (grad_output / denominator).expand(n_positions)
-        if not probabilities:
-            # all-ignored "mean": D = 0 makes scale infinite; ignored rows must still get 0, not inf * 0.
-            scale = scale.masked_fill(target == ignore_index, 0.0)
-        grad = scale.unsqueeze(1) * (softmax * a.sum(-1, keepdim=True) - a)
-        return grad, None, None, None, None, None, None, None
-
-
-def target_distribution(
-    target: Tensor,
-    probabilities: bool,
-    weight: Tensor | None,
-    ignore_index: int,
-    label_smoothing: float,
-    n_classes: int,
-    dtype: torch.dtype,
-) -> Tensor:
-    """The (M, C) coefficients ``a`` of the module docstring, as a dense tensor."""
-    if probabilities:
-        a = target * (1.0 - label_smoothing) + label_smoothing / n_classes
-    else:
-        ignored = target == ignore_index
-        safe_target = target.masked_fill(ignored, 0)
-        one_hot = torch.zeros(target.shape[0], n_classes, dtype=dtype, device=target.device)
-        one_hot.scatter_(1, safe_target.unsqueeze(1), 1.0)
-        a = (1.0 - label_smoothing) * one_hot + label_smoothing / n_classes
-        if weight is not None:
-            # class-index smoothing weights both terms by the class weight of their own column,
-            # the one-hot term by w[y_i]: with one_hot, w_c == w[y_i] exactly where it is non-zero.
-            a = a * weight
-        return a.masked_fill(ignored.unsqueeze(1), 0.0)
-    return a * weight if weight is not None else a
+        # Only a double backward runs with grad enabled: then nothing may be modified in place.
+        differentiable = torch.is_grad_enabled()
+        if differentiable:
+            m = x.amax(dim=-1, keepdim=True).detach()
+            softmax = (x - (m + (x - m).exp().sum(dim=-1, keepdim=True).log())).exp()
+        else:
+            softmax = (x - lse).exp_()
+        smooth = label_smoothing / n_classes
+        if probabilities:
+            a = target * (1.0 - label_smoothing) + smooth if label_smoothing > 0 else target
+            a = a * weight if weight is not None else a
+            row_sum = a.sum(-1)
+        else:
+            # Class indices: a = (1 - eps) * w_y * onehot(y) + eps / C * w, never built densely.
+            ignored = target == ignore_index
+            safe_target = target.masked_fill(ignored, 0)
+            # all-ignored "mean": D = 0 makes scale infinite; ignored rows must get 0, not inf * 0.
+            scale = scale.masked_fill(ignored, 0.0)
+            target_weight = weight[safe_target] if weight is not None else torch.ones_like(scale)
+            row_sum = (1.0 - label_smoothing) * target_weight
+            if label_smoothing > 0:
+                row_sum = row_sum + smooth * (weight.sum() if weight is not None else n_classes)
+        factor = (scale * row_sum).unsqueeze(1)
+        grad = softmax * factor if differentiable else softmax.mul_(factor)
+        if probabilities:
+            subtrahend = a * scale.unsqueeze(1)
+            return (grad - subtrahend if differentiable else grad.sub_(subtrahend)), *([None] * 7)
+        if label_smoothing > 0:
+            column = weight if weight is not None else torch.ones(n_classes, dtype=x.dtype, device=x.device)
+            if differentiable:
+                grad = grad - (scale * smooth).unsqueeze(1) * column
+            else:
+                grad.addr_(scale * smooth, column, alpha=-1.0)
+        picked = (-(1.0 - label_smoothing) * target_weight * scale).unsqueeze(1)
+        index = safe_target.unsqueeze(1)
+        grad = grad.scatter_add(1, index, picked) if differentiable else grad.scatter_add_(1, index, picked)
+        return grad, *([None] * 7)
 
 
 # --------------------------------------------------------------------------------------------------

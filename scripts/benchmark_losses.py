@@ -1,0 +1,45 @@
+"""Time forward+backward of each cross-entropy implementation, relative to nn.CrossEntropyLoss.
+
+    python scripts/benchmark_losses.py
+    python scripts/benchmark_losses.py devices=[cpu,cuda] repeats=100
+
+Writes benchmark_losses.json and benchmark_losses.md into its run folder.
+"""
+
+import logging
+import platform
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("digits")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark_losses")
+def main(cfg: DictConfig) -> None:
+    import torch
+
+    from digits.benchmark_losses import benchmark
+    from digits.compare import DTYPES
+    from digits.report import markdown_table, write_json
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
+    rows = benchmark(devices, [tuple(s) for s in cfg.sizes], DTYPES[cfg.dtype], cfg.warmup, cfg.repeats,
+                     cfg.label_smoothing)
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+               f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    table = markdown_table(rows)
+    output_dir = Path(cfg.paths.output_dir)
+    (output_dir / "benchmark_losses.md").write_text(
+        f"# Loss forward+backward, {cfg.dtype}\n\n{machine}; median of {cfg.repeats} after {cfg.warmup} warm-up.\n"
+        f"`saved_MiB`: what autograd keeps between forward and backward besides the logits.\n\n{table}")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    write_json(output_dir / "benchmark_losses.json", {"machine": machine, "config": config, "rows": rows})
+    log.info("%s\n%s\nwritten to %s", machine, table, output_dir)
+
+
+if __name__ == "__main__":
+    main()

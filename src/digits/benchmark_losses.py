@@ -1,0 +1,88 @@
+"""Forward+backward time and saved memory of each loss implementation against nn.CrossEntropyLoss."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from digits.losses import manual_cross_entropy, nll_cross_entropy
+
+IMPLEMENTATIONS: dict[str, Callable[..., Tensor]] = {
+    "cross_entropy": F.cross_entropy,
+    "nll": nll_cross_entropy,
+    "manual": manual_cross_entropy,
+    "manual_backward": lambda *args, **kw: manual_cross_entropy(*args, backward="manual", **kw),
+}
+
+
+def saved_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, **options) -> int:
+    """Bytes autograd keeps between forward and backward, not counting the logits themselves."""
+    total = 0
+
+    def pack(tensor: Tensor) -> Tensor:
+        nonlocal total
+        if tensor.data_ptr() != logits.data_ptr():
+            total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn(logits, target, **options)
+    return total
+
+
+def time_forward_backward(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, warmup: int, repeats: int,
+                          **options) -> list[float]:
+    """Seconds per forward+backward, one sample per repeat (synchronised on CUDA)."""
+    cuda = logits.device.type == "cuda"
+    samples = []
+    for i in range(warmup + repeats):
+        logits.grad = None
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(logits, target, **options).backward()
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
+def peak_cuda_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, **options) -> int:
+    """Peak CUDA memory above what the inputs already hold, over one forward+backward."""
+    logits.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn(logits, target, **options).backward()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def benchmark(devices: list[str], sizes: list[tuple[int, int]], dtype: torch.dtype, warmup: int, repeats: int,
+              label_smoothing: float = 0.0) -> list[dict]:
+    rows = []
+    for device in devices:
+        for batch, classes in sizes:
+            generator = torch.Generator().manual_seed(0)
+            logits = torch.randn(batch, classes, generator=generator).to(dtype).to(device).requires_grad_()
+            target = torch.randint(0, classes, (batch,), generator=generator).to(device)
+            baseline = None
+            for name, fn in IMPLEMENTATIONS.items():
+                samples = time_forward_backward(fn, logits, target, warmup, repeats, label_smoothing=label_smoothing)
+                median = statistics.median(samples)
+                baseline = baseline or median
+                row = {
+                    "device": device, "batch": batch, "classes": classes, "implementation": name,
+                    "median_ms": median * 1e3, "time_vs_cross_entropy": median / baseline,
+                    "saved_MiB": saved_bytes(fn, logits, target, label_smoothing=label_smoothing) / 2**20,
+                }
+                if device == "cuda":
+                    row["peak_MiB"] = peak_cuda_bytes(fn, logits, target, label_smoothing=label_smoothing) / 2**20
+                rows.append(row)
+    return rows
