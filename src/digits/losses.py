@@ -384,6 +384,18 @@ class NaiveCrossEntropyLoss(_CrossEntropyBase):
         return manual_cross_entropy(input, target, naive=True, **self._options(input))
 
 
+class SoftmaxFirstCrossEntropyLoss(nn.CrossEntropyLoss):
+    """The classic mistake, kept to show its cost: softmax on the logits, then nn.CrossEntropyLoss,
+    which applies log_softmax again. The loss cannot fall below ``softmax_floor(C)`` and its
+    gradients shrink as the probabilities saturate."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        class_dim = 0 if input.dim() == 1 else 1
+        shifted = input - input.amax(dim=class_dim, keepdim=True)
+        probabilities = shifted.exp() / shifted.exp().sum(dim=class_dim, keepdim=True)
+        return super().forward(probabilities, target)
+
+
 # The smallest loss a model can reach if softmax is applied before nn.CrossEntropyLoss:
 # the "logits" are then probabilities in [0, 1], so the best case is 1 for the target, 0 elsewhere.
 def softmax_floor(n_classes: int) -> float:
