@@ -5,25 +5,31 @@
     python scripts/train.py -m loss=cross_entropy,nll,manual
 """
 
-import logging
-import sys
+import time
 
-import hydra
-from omegaconf import DictConfig
+STARTED = time.perf_counter()  # before the heavy imports, so that start-up time can be reported
 
-from digits.config import ConfigError
-from digits.data import DataNotFoundError
-from digits.module import NonFiniteLossError
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from digits.train import summary, train  # after Hydra has parsed the command line: `--help` stays fast
+    # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
+    from digits.config import ConfigError
+    from digits.data import DataNotFoundError
+    from digits.module import NonFiniteLossError
+    from digits.train import summary, train
 
+    global STARTED
+    started, STARTED = STARTED, None  # a sweep's later jobs count from their own start
     try:
-        metrics, _ = train(cfg)
+        metrics, _ = train(cfg, started=started)
     except (ConfigError, DataNotFoundError, NonFiniteLossError) as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)

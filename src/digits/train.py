@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from digits.config import ConfigError, validate_train_config
@@ -44,9 +44,24 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     return _flatten("", config, {})
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder."""
+class FirstStepClock(Callback):
+    """Notes when the first training step starts: the end of start-up."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.at is None:
+            self.at = time.perf_counter()
+
+
+def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder.
+
+    ``started``: ``time.perf_counter()`` at process start, to report start-up time (imports included).
+    """
     start = time.perf_counter()
+    started = started or start
     validate_train_config(cfg)
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator!r} but no CUDA GPU is visible: "
@@ -76,7 +91,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.trainer.get("enable_progress_bar") is False:  # one switch turns the bar off, whichever it is
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    clock = FirstStepClock()
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock], logger=loggers or False)
     for logger in loggers:
         # The metrics named here fill the hparams view's columns once they are logged.
         logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
@@ -94,13 +110,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "parameters": count_parameters(module.net),
         "loss": cfg.loss._target_.rsplit(".", 1)[-1],
         "fit_seconds": round(fit_seconds, 2),
+        "startup_seconds": round(clock.at - started, 2) if clock.at else None,
     }
     if cfg.get("test"):
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
         metrics.update({key: float(value) for key, value in results[0].items()})
     metrics["best_checkpoint"] = best_path
     metrics["output_dir"] = str(output_dir)
-    metrics["total_seconds"] = round(time.perf_counter() - start, 2)
+    metrics["total_seconds"] = round(time.perf_counter() - started, 2)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 
@@ -111,7 +128,7 @@ def summary(metrics: dict[str, Any]) -> str:
         f"best val/acc   {metrics['val/acc_best']:.4f}",
         f"test/acc       {metrics['test/acc']:.4f}" if "test/acc" in metrics else "test/acc       (not run: test=false)",
         f"epochs         {metrics['epochs']} ({metrics['steps']} steps, {metrics['fit_seconds']:.1f} s fitting, "
-        f"{metrics['total_seconds']:.1f} s in all)",
+        f"{metrics['total_seconds']:.1f} s in all, {metrics['startup_seconds']} s to the first step)",
         f"outputs        {metrics['output_dir']}",
     ]
     if metrics["best_checkpoint"]:

@@ -1,0 +1,26 @@
+"""Training speed against the plain-PyTorch MNIST recipe, measured side by side in one run.
+
+    python scripts/benchmark.py
+    python scripts/benchmark.py baseline.time_to_accuracy=false default_run.enabled=false   # throughput only
+
+Writes benchmark.json and benchmark.md into its run folder and prints the table.
+"""
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger("digits")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    from digits.benchmark import run_benchmark
+
+    report = run_benchmark(cfg)
+    log.info("\n%s", report)
+
+
+if __name__ == "__main__":
+    main()

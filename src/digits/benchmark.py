@@ -1,0 +1,296 @@
+"""Training speed: the plain-PyTorch MNIST recipe people copy, against this project's path.
+
+Everything here measures the same thing the same way: images per second over timed windows of
+training steps after a warm-up, medians reported. ``ThroughputMeter`` is shared by the plain loops
+(called by hand) and the Lightning runs (as a callback).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule
+from digits.models import ExampleNet
+
+
+class ThroughputMeter:
+    """Times windows of ``window`` steps after ``warmup`` steps; call ``step(batch_size)`` after each."""
+
+    def __init__(self, warmup: int, window: int, windows: int) -> None:
+        self.warmup, self.window, self.windows = warmup, window, windows
+        self.steps = 0
+        self.images = 0
+        self.start = 0.0
+        self.rates: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.rates) >= self.windows
+
+    def step(self, batch_size: int) -> None:
+        self.steps += 1
+        if self.steps == self.warmup:
+            self.start, self.images = time.perf_counter(), 0
+        elif self.steps > self.warmup and not self.done:
+            self.images += batch_size
+            if (self.steps - self.warmup) % self.window == 0:
+                now = time.perf_counter()
+                self.rates.append(self.images / (now - self.start))
+                self.start, self.images = now, 0
+
+    def result(self) -> dict[str, float]:
+        median = statistics.median(self.rates)
+        return {"images_per_s": median, "windows": len(self.rates),
+                "spread": (max(self.rates) - min(self.rates)) / median}
+
+
+class ThroughputCallback(Callback):
+    """The meter as a Lightning callback; stops training once enough windows are timed."""
+
+    def __init__(self, meter: ThroughputMeter) -> None:
+        self.meter = meter
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.meter.step(len(batch[1]))
+        if self.meter.done:
+            trainer.should_stop = True
+
+
+def torchvision_loaders(data_dir: str | Path, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    """pytorch/examples' data path: torchvision's MNIST Dataset with PIL transforms, per sample."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    train = datasets.MNIST(str(data_dir), train=True, download=False, transform=transform)
+    test = datasets.MNIST(str(data_dir), train=False, download=False, transform=transform)
+    return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(test, batch_size=1000)
+
+
+def forever(loader: Iterable) -> Iterator:
+    while True:
+        yield from loader
+
+
+def plain_loop_throughput(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable,
+                          meter: ThroughputMeter, channels_last: bool = False) -> dict[str, float]:
+    """pytorch/examples' hand-written training loop, timed."""
+    model.train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for images, labels in forever(loader):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images.contiguous(memory_format=memory_format)), labels)
+        loss.backward()
+        optimizer.step()
+        meter.step(len(labels))
+        if meter.done:
+            return meter.result()
+    raise AssertionError("unreachable")
+
+
+def evaluate_accuracy(model: nn.Module, loader: Iterable) -> float:
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(1) == labels).sum().item()
+            total += len(labels)
+    model.train()
+    return correct / total
+
+
+def baseline_time_to_accuracy(data_dir: str | Path, target: float, max_epochs: int, seed: int) -> dict:
+    """The baseline recipe end to end (Adadelta lr 1.0, StepLR 0.7, batch 64), testing after each
+    epoch as pytorch/examples does, until the test accuracy reaches ``target``."""
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    train_loader, test_loader = torchvision_loaders(data_dir, 64)
+    model = ExampleNet()
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    history = []
+    for epoch in range(1, max_epochs + 1):
+        for images, labels in train_loader:
+            optimizer.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+        scheduler.step()
+        accuracy = evaluate_accuracy(model, test_loader)
+        history.append({"epoch": epoch, "test_acc": accuracy, "seconds": time.perf_counter() - start})
+        if accuracy >= target:
+            break
+    reached = history[-1]["test_acc"] >= target
+    return {"reached": reached, "seconds": history[-1]["seconds"] if reached else None, "history": history}
+
+
+def lightning_throughput(model: dict, optimizer: dict, data_dir: str | Path, batch_size: int,
+                         meter: ThroughputMeter, channels_last: bool, precision: str = "32-true") -> dict:
+    """The project's path: MNISTDataModule + DigitsModule + Lightning Trainer, as train.py builds them."""
+    from digits.module import DigitsModule
+
+    datamodule = MNISTDataModule(str(data_dir), batch_size=batch_size, download=False)
+    module = DigitsModule(model=model, loss={"_target_": "digits.losses.CrossEntropyLoss"}, optimizer=optimizer,
+                          channels_last=channels_last)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=100, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        precision=precision, callbacks=[ThroughputCallback(meter)])
+    trainer.fit(module, datamodule=datamodule)
+    return meter.result()
+
+
+def training_flops_per_image(model: nn.Module, batch_size: int = 64) -> float:
+    """FLOPs of one forward + backward per image, counted by torch's FlopCounterMode."""
+    images = torch.randn(batch_size, 1, 28, 28)
+    labels = torch.randint(0, 10, (batch_size,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(images), labels).backward()
+    model.zero_grad()
+    return counter.get_total_flops() / batch_size
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """The CPU's dense float32 matmul rate on the current threads: the practical peak."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def default_run(overrides: list[str], data_dir: str | Path, output_dir: Path) -> dict:
+    """``scripts/train.py`` with the default configuration in a fresh process, timed start to exit."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+    run_dir = output_dir / "default_run"
+    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(script), f"hydra.run.dir={run_dir}",
+                             "trainer.enable_progress_bar=false", *overrides],
+                            env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"the default run failed:\n{result.stderr[-2000:]}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"wall_seconds": wall, "test_acc": metrics["test/acc"], "epochs": metrics["epochs"],
+            "fit_seconds": metrics["fit_seconds"], "startup_seconds": metrics.get("startup_seconds")}
+
+
+def run_benchmark(cfg) -> str:
+    """All measurements of scripts/benchmark.py; writes benchmark.json and benchmark.md."""
+    import platform
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from digits.report import markdown_table, write_json
+
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    threads = torch.get_num_threads()
+
+    def meter() -> ThroughputMeter:
+        return ThroughputMeter(cfg.warmup, cfg.window, cfg.windows)
+
+    def adadelta(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adadelta(model.parameters(), lr=1.0)
+
+    batch = cfg.baseline.batch_size
+    default_model = OmegaConf.to_container(cfg.default_run.model, resolve=True)
+    example = {"_target_": "digits.models.ExampleNet"}
+    rows = []
+
+    def add(name: str, network: str, batch_size: int, result: dict) -> None:
+        rows.append({"path": name, "network": network, "batch": batch_size, **result})
+        log(f"{name}: {result['images_per_s']:.0f} images/s")
+
+    torch.manual_seed(cfg.seed)
+    train_loader, _ = torchvision_loaders(cfg.data_dir, batch)
+    model = ExampleNet()
+    add("baseline: torchvision Dataset + DataLoader, plain loop", "example", batch,
+        plain_loop_throughput(model, adadelta(model), train_loader, meter()))
+
+    datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=batch, download=False)
+    datamodule.setup("fit")
+    model = ExampleNet()
+    add("preloaded tensors, plain loop", "example", batch,
+        plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter()))
+    for channels_last in (False, True):
+        add(f"project: Lightning{', channels_last' if channels_last else ''}", "example", batch,
+            lightning_throughput(example, {"_target_": "torch.optim.Adadelta", "lr": 1.0}, cfg.data_dir, batch,
+                                 meter(), channels_last))
+
+    default_batch = cfg.default_run.batch_size
+    datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=default_batch, download=False)
+    datamodule.setup("fit")
+    model = instantiate(default_model).to(memory_format=torch.channels_last)
+    add("default model, preloaded tensors, plain loop", "default", default_batch,
+        plain_loop_throughput(model, torch.optim.AdamW(model.parameters()), datamodule.train_dataloader(),
+                              meter(), channels_last=True))
+    add("project default: Lightning", "default", default_batch,
+        lightning_throughput(default_model, {"_target_": "torch.optim.AdamW", "lr": 0.01}, cfg.data_dir,
+                             default_batch, meter(), cfg.default_run.channels_last, cfg.default_run.precision))
+
+    base = rows[0]["images_per_s"]
+    for row in rows:
+        row["vs_baseline"] = row["images_per_s"] / base
+        row["ms_per_step"] = 1000 * row["batch"] / row["images_per_s"]
+        row["epoch_s (55k images)"] = 55_000 / row["images_per_s"]
+    plain, lightning = rows[-2]["ms_per_step"], rows[-1]["ms_per_step"]
+
+    peak = matmul_peak_gflops()
+    flops = {name: training_flops_per_image(instantiate(model_cfg))
+             for name, model_cfg in (("example", example), ("default", default_model))}
+    for row in rows:
+        row["GFLOP/s"] = flops[row["network"]] * row["images_per_s"] / 1e9
+        row["of_peak"] = row["GFLOP/s"] / peak
+
+    results = {"machine": f"{platform.machine()}, {threads} threads, torch {torch.__version__}",
+               "throughput": rows, "matmul_peak_gflops": peak, "training_flops_per_image": flops,
+               "lightning_overhead_ms_per_step": lightning - plain}
+    lines = [f"# Training speed ({results['machine']})", "", markdown_table(rows), "",
+             f"Lightning's overhead on the default model: {lightning - plain:.1f} ms per step "
+             f"({plain:.1f} ms plain loop, {lightning:.1f} ms Lightning).",
+             f"float32 matmul peak on {threads} threads: {peak:.0f} GFLOP/s; training FLOPs per image: "
+             + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in flops.items()), ""]
+    if cfg.baseline.time_to_accuracy:
+        log("training the baseline recipe to the target accuracy (minutes)")
+        results["baseline_time_to_accuracy"] = baseline_time_to_accuracy(
+            cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed)
+        history = results["baseline_time_to_accuracy"]["history"]
+        lines += [f"Baseline recipe to {cfg.baseline.target:.1%} test accuracy:", "", markdown_table(history), ""]
+    if cfg.default_run.enabled:
+        log("timing the default scripts/train.py run")
+        run = default_run(list(cfg.default_run.overrides), cfg.data_dir, output_dir)
+        results["default_run"] = run
+        lines += ["Default `python scripts/train.py`, start to exit:", "", markdown_table([run]), ""]
+        baseline = results.get("baseline_time_to_accuracy", {})
+        if baseline.get("seconds"):
+            ratio = run["wall_seconds"] / baseline["seconds"]
+            results["default_run_vs_baseline_time_to_accuracy"] = ratio
+            lines.append(f"Default run's whole wall time / baseline's time to {cfg.baseline.target:.1%}: {ratio:.3f}")
+    report = "\n".join(lines) + "\n"
+    (output_dir / "benchmark.md").write_text(report)
+    write_json(output_dir / "benchmark.json", results)
+    return report
+
+
+def log(message: str) -> None:
+    print(f"[benchmark] {message}", flush=True)
