@@ -1,7 +1,7 @@
 """Training speed against the plain-PyTorch MNIST recipe, measured side by side in one run.
 
     python scripts/benchmark.py
-    python scripts/benchmark.py baseline.time_to_accuracy=false default_run.enabled=false   # throughput only
+    python scripts/benchmark.py baseline.time_to_accuracy=false runs=[]   # throughput only
 
 Writes benchmark.json and benchmark.md into its run folder and prints the table.
 """

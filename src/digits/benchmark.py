@@ -170,15 +170,15 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype =
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def default_run(overrides: list[str], data_dir: str | Path, output_dir: Path) -> dict:
-    """``scripts/train.py`` with the default configuration in a fresh process, timed start to exit."""
+def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, output_dir: Path) -> dict:
+    """``scripts/train.py`` with ``overrides`` in a fresh process, timed start to exit."""
     import json
     import os
     import subprocess
     import sys
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
-    run_dir = output_dir / "default_run"
+    run_dir = output_dir / f"run_{name}"
     env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
     start = time.perf_counter()
     result = subprocess.run([sys.executable, str(script), f"hydra.run.dir={run_dir}",
@@ -186,9 +186,9 @@ def default_run(overrides: list[str], data_dir: str | Path, output_dir: Path) ->
                             env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"the default run failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"the {name} run failed:\n{result.stderr[-2000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"wall_seconds": wall, "test_acc": metrics["test/acc"], "epochs": metrics["epochs"],
+    return {"run": " ".join(overrides) or "(default)", "wall_seconds": wall, "test_acc": metrics["test/acc"], "epochs": metrics["epochs"],
             "fit_seconds": metrics["fit_seconds"], "startup_seconds": metrics.get("startup_seconds")}
 
 
@@ -276,16 +276,17 @@ def run_benchmark(cfg) -> str:
             cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed)
         history = results["baseline_time_to_accuracy"]["history"]
         lines += [f"Baseline recipe to {cfg.baseline.target:.1%} test accuracy:", "", markdown_table(history), ""]
-    if cfg.default_run.enabled:
-        log("timing the default scripts/train.py run")
-        run = default_run(list(cfg.default_run.overrides), cfg.data_dir, output_dir)
-        results["default_run"] = run
-        lines += ["Default `python scripts/train.py`, start to exit:", "", markdown_table([run]), ""]
-        baseline = results.get("baseline_time_to_accuracy", {})
-        if baseline.get("seconds"):
-            ratio = run["wall_seconds"] / baseline["seconds"]
-            results["default_run_vs_baseline_time_to_accuracy"] = ratio
-            lines.append(f"Default run's whole wall time / baseline's time to {cfg.baseline.target:.1%}: {ratio:.3f}")
+    if cfg.runs:
+        runs = []
+        for number, overrides in enumerate(cfg.runs):
+            log(f"timing scripts/train.py {overrides}")
+            runs.append(timed_train_run(str(number), overrides.split(), cfg.data_dir, output_dir))
+        baseline_seconds = results.get("baseline_time_to_accuracy", {}).get("seconds")
+        for run in runs:
+            run["vs_baseline_time_to_target"] = run["wall_seconds"] / baseline_seconds if baseline_seconds else None
+        results["runs"] = runs
+        lines += ["`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
+                  "over the baseline's time to the target accuracy):", "", markdown_table(runs), ""]
     report = "\n".join(lines) + "\n"
     (output_dir / "benchmark.md").write_text(report)
     write_json(output_dir / "benchmark.json", results)

@@ -41,6 +41,9 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(_is_int(data.val_size) and 1 <= data.val_size < 60_000, "data.val_size", data.val_size,
            "an integer in [1, 59999] (validation images taken from the 60,000 training images)")
 
+    device = str(data.get("device", "cpu"))
+    _check(device == "cpu" or device.startswith("cuda"), "data.device", device, "cpu or cuda")
+
     model = cfg.model
     if "dropout" in model:
         _check(_is_number(model.dropout) and 0 <= model.dropout < 1, "model.dropout", model.dropout, "a number in [0, 1)")

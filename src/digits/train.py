@@ -63,9 +63,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     start = time.perf_counter()
     started = started or start
     validate_train_config(cfg)
-    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator!r} but no CUDA GPU is visible: "
-                          "use trainer=cpu or trainer=auto")
+    wants_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or str(cfg.data.get("device", "cpu")).startswith("cuda")
+    if wants_cuda and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator!r}, data.device={cfg.data.get('device')!r} "
+                          "but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("ckpt_path") is None and (output_dir / "checkpoints").exists():
