@@ -14,7 +14,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            return f"{value:.3g}" if value != 0 else "0"
+            return f"{value:.4g}" if value != 0 else "0"
         return str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
