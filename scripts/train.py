@@ -22,7 +22,7 @@ log = logging.getLogger("digits")
 def main(cfg: DictConfig) -> float:
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
     from digits.config import ConfigError
-    from digits.data import DataNotFoundError
+    from digits.data import CorruptDataError, DataNotFoundError
     from digits.module import NonFiniteLossError
     from digits.train import summary, train
 
@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> float:
     started, STARTED = STARTED, None  # a sweep's later jobs count from their own start
     try:
         metrics, _ = train(cfg, started=started)
-    except (ConfigError, DataNotFoundError, NonFiniteLossError) as error:
+    except (ConfigError, CorruptDataError, DataNotFoundError, NonFiniteLossError) as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
     log.info("done\n%s", summary(metrics))

@@ -11,7 +11,7 @@ from conftest import ROOT
 def test_benchmark_script_writes_its_report(tmp_path, data_dir):
     env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), f"hydra.run.dir={tmp_path}", "warmup=2",
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), f"hydra.run.dir={tmp_path}", "rounds=1", "warmup=2",
          "window=3", "windows=2", "baseline.time_to_accuracy=false", "runs=['debug=limit']"],
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,7 +1,7 @@
 import torch
 import pytest
 
-from digits.data import MNIST_MEAN, MNIST_STD, DataNotFoundError, MNISTDataModule, load_mnist
+from digits.data import MNIST_MEAN, MNIST_STD, RAW_FILES, CorruptDataError, DataNotFoundError, MNISTDataModule, load_mnist
 
 # Published label counts of the official 10,000-image test set (digits 0..9).
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -95,3 +95,45 @@ def test_default_data_dir_follows_the_environment(monkeypatch):
     assert default_data_dir() == "/some/where"
     monkeypatch.delenv("DIGITS_DATA_DIR")
     assert default_data_dir() == "data"
+
+
+def copy_raw(data_dir, tmp_path):
+    """A data dir whose files are links to the real ones, to be replaced one at a time."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        (raw / name).symlink_to(data_dir / "MNIST" / "raw" / name)
+    return raw
+
+
+def replace_with(raw, name, content: bytes):
+    (raw / name).unlink()
+    (raw / name).write_bytes(content)
+
+
+def test_truncated_file_is_refused_with_the_fix(data_dir, tmp_path):
+    raw = copy_raw(data_dir, tmp_path)
+    original = (raw / "t10k-images-idx3-ubyte").read_bytes()
+    replace_with(raw, "t10k-images-idx3-ubyte", original[: len(original) // 2])
+    with pytest.raises(CorruptDataError, match=r"t10k-images-idx3-ubyte has 3,920,008 bytes, MNIST's has 7,840,016"):
+        load_mnist(tmp_path, train=False, download=False)
+    load_mnist(tmp_path, train=True, download=False)  # the training files are fine
+
+
+def test_wrong_magic_number_is_refused(data_dir, tmp_path):
+    raw = copy_raw(data_dir, tmp_path)
+    original = (raw / "t10k-labels-idx1-ubyte").read_bytes()
+    replace_with(raw, "t10k-labels-idx1-ubyte", (2051).to_bytes(4, "big") + original[4:])
+    with pytest.raises(CorruptDataError, match="magic number 2051, an MNIST label file with 2049: not an IDX file"):
+        load_mnist(tmp_path, train=False, download=False)
+
+
+def test_checksum_mismatch_is_refused(data_dir, tmp_path):
+    raw = copy_raw(data_dir, tmp_path)
+    damaged = bytearray((raw / "t10k-images-idx3-ubyte").read_bytes())
+    damaged[5_000_000] ^= 0xFF  # one pixel of one image
+    replace_with(raw, "t10k-images-idx3-ubyte", bytes(damaged))
+    with pytest.raises(CorruptDataError, match="has MD5 .* the published file 2646ac647ad5339dbf082846283269ea"):
+        load_mnist(tmp_path, train=False, download=False)
+    images, _ = load_mnist(tmp_path, train=False, download=False, verify=False)  # the user's choice
+    assert images.shape == (10_000, 28, 28)

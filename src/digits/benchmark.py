@@ -206,47 +206,62 @@ def run_benchmark(cfg) -> str:
         torch.set_num_threads(cfg.threads)
     threads = torch.get_num_threads()
 
-    def meter() -> ThroughputMeter:
-        return ThroughputMeter(cfg.warmup, cfg.window, cfg.windows)
-
     def adadelta(model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adadelta(model.parameters(), lr=1.0)
 
-    batch = cfg.baseline.batch_size
+    batch, default_batch = cfg.baseline.batch_size, cfg.default_run.batch_size
     default_model = OmegaConf.to_container(cfg.default_run.model, resolve=True)
     example = {"_target_": "digits.models.ExampleNet"}
-    rows = []
-
-    def add(name: str, network: str, batch_size: int, result: dict) -> None:
-        rows.append({"path": name, "network": network, "batch": batch_size, **result})
-        log(f"{name}: {result['images_per_s']:.0f} images/s")
-
     torch.manual_seed(cfg.seed)
-    train_loader, _ = torchvision_loaders(cfg.data_dir, batch)
-    model = ExampleNet()
-    add("baseline: torchvision Dataset + DataLoader, plain loop", "example", batch,
-        plain_loop_throughput(model, adadelta(model), train_loader, meter()))
-
+    baseline_loader, _ = torchvision_loaders(cfg.data_dir, batch)
     datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=batch, download=False)
     datamodule.setup("fit")
-    model = ExampleNet()
-    add("preloaded tensors, plain loop", "example", batch,
-        plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter()))
-    for channels_last in (False, True):
-        add(f"project: Lightning{', channels_last' if channels_last else ''}", "example", batch,
-            lightning_throughput(example, {"_target_": "torch.optim.Adadelta", "lr": 1.0}, cfg.data_dir, batch,
-                                 meter(), channels_last))
+    default_datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=default_batch, download=False)
+    default_datamodule.setup("fit")
 
-    default_batch = cfg.default_run.batch_size
-    datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=default_batch, download=False)
-    datamodule.setup("fit")
-    model = instantiate(default_model).to(memory_format=torch.channels_last)
-    add("default model, preloaded tensors, plain loop", "default", default_batch,
-        plain_loop_throughput(model, torch.optim.AdamW(model.parameters()), datamodule.train_dataloader(),
-                              meter(), channels_last=True))
-    add("project default: Lightning", "default", default_batch,
-        lightning_throughput(default_model, {"_target_": "torch.optim.AdamW", "lr": 0.01}, cfg.data_dir,
-                             default_batch, meter(), cfg.default_run.channels_last, cfg.default_run.precision))
+    def baseline(meter):
+        model = ExampleNet()
+        return plain_loop_throughput(model, adadelta(model), baseline_loader, meter)
+
+    def preloaded(meter):
+        model = ExampleNet()
+        return plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter)
+
+    def project(channels_last):
+        return lambda meter: lightning_throughput(example, {"_target_": "torch.optim.Adadelta", "lr": 1.0},
+                                                  cfg.data_dir, batch, meter, channels_last)
+
+    def default_plain(meter):
+        model = instantiate(default_model).to(memory_format=torch.channels_last)
+        return plain_loop_throughput(model, torch.optim.AdamW(model.parameters()),
+                                     default_datamodule.train_dataloader(), meter, channels_last=True)
+
+    def default_lightning(meter):
+        return lightning_throughput(default_model, {"_target_": "torch.optim.AdamW", "lr": 0.01}, cfg.data_dir,
+                                    default_batch, meter, cfg.default_run.channels_last, cfg.default_run.precision)
+
+    paths = [
+        ("baseline: torchvision Dataset + DataLoader, plain loop", "example", batch, baseline),
+        ("preloaded tensors, plain loop", "example", batch, preloaded),
+        ("project: Lightning", "example", batch, project(False)),
+        ("project: Lightning, channels_last", "example", batch, project(True)),
+        ("default model, preloaded tensors, plain loop", "default", default_batch, default_plain),
+        ("project default: Lightning", "default", default_batch, default_lightning),
+    ]
+    # Rounds that visit every path in turn: the machine's speed drifts over minutes, and
+    # interleaving spreads the drift over all paths instead of favouring the ones measured first.
+    rates: dict[str, list[float]] = {name: [] for name, *_ in paths}
+    for round_number in range(cfg.rounds):
+        for name, _, _, measure in paths:
+            meter = ThroughputMeter(cfg.warmup, cfg.window, cfg.windows)
+            measure(meter)
+            rates[name] += meter.rates
+            log(f"round {round_number + 1}/{cfg.rounds}, {name}: {statistics.median(meter.rates):.0f} images/s")
+    rows = []
+    for name, network, batch_size, _ in paths:
+        median = statistics.median(rates[name])
+        rows.append({"path": name, "network": network, "batch": batch_size, "images_per_s": median,
+                     "windows": len(rates[name]), "spread": (max(rates[name]) - min(rates[name])) / median})
 
     base = rows[0]["images_per_s"]
     for row in rows:

@@ -7,6 +7,7 @@ costs more than a small CNN's training step. Here a batch is one fancy-index int
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -18,17 +19,44 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 # Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-TRAIN_SIZE = 60_000
+# name: (bytes, MD5 of the uncompressed file, IDX magic number) of the published MNIST files.
+RAW_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb", 2051),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624", 2049),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea", 2051),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637", 2049),
+}
 
 
 class DataNotFoundError(FileNotFoundError):
     """MNIST is neither on disk nor downloadable; the message says where to put it."""
+
+
+class CorruptDataError(ValueError):
+    """An MNIST file is truncated, of another format, or not the published file."""
+
+
+def verify_raw_file(path: Path, checksum: bool = True) -> None:
+    """Size, IDX magic number and (optionally) MD5 against the published file: never a silent
+    partial dataset."""
+    size, md5, magic = RAW_FILES[path.name]
+    fix = ("Delete it and let torchvision download it again (data.download=true, needs internet), "
+           "or copy the original file there.")
+    try:
+        actual = path.stat().st_size
+        with path.open("rb") as file:
+            head = file.read(4)
+            digest = hashlib.md5(head + file.read()).hexdigest() if checksum else md5
+    except PermissionError as error:
+        raise DataNotFoundError(f"cannot read {path}: {error.strerror}. Give this user read permission "
+                                "on the data directory, or point data.data_dir elsewhere.") from error
+    if actual != size:
+        raise CorruptDataError(f"{path} has {actual:,} bytes, MNIST's has {size:,}: truncated or another file. {fix}")
+    if int.from_bytes(head, "big") != magic:
+        raise CorruptDataError(f"{path} starts with magic number {int.from_bytes(head, 'big')}, an MNIST "
+                               f"{'image' if magic == 2051 else 'label'} file with {magic}: not an IDX file. {fix}")
+    if digest != md5:
+        raise CorruptDataError(f"{path} has MD5 {digest}, the published file {md5}: the file is damaged. {fix}")
 
 
 def default_data_dir() -> str:
@@ -41,17 +69,17 @@ def normalize(images: Tensor) -> Tensor:
     return ((images.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
 
 
-def load_mnist(data_dir: str | Path, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
-    """Return (uint8 images (N, 28, 28), int64 labels (N)) of the training or test set."""
-    from torchvision.datasets import MNIST
-
+def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
+    """Return ``<data_dir>/MNIST/raw``, downloading the files there (torchvision) when missing."""
     data_dir = Path(data_dir).expanduser()
     raw = data_dir / "MNIST" / "raw"
     missing = [name for name in RAW_FILES if not (raw / name).is_file()]
     download_error = None
     if missing and download:
+        from torchvision.datasets import MNIST
+
         try:
-            MNIST(str(data_dir), train=train, download=True)
+            MNIST(str(data_dir), train=True, download=True)
             missing = [name for name in RAW_FILES if not (raw / name).is_file()]
         except Exception as error:  # no network, proxy, disk: all end in the same advice
             download_error = error
@@ -63,8 +91,25 @@ def load_mnist(data_dir: str | Path, train: bool, download: bool = True) -> tupl
             "or point the project at a directory that has MNIST/raw/ inside it: "
             "DIGITS_DATA_DIR=/path/to/data, or the override data.data_dir=/path/to/data."
         )
-    dataset = MNIST(str(data_dir), train=train, download=False)
-    return dataset.data, dataset.targets
+    return raw
+
+
+def load_mnist(data_dir: str | Path, train: bool, download: bool = True,
+               verify: bool = True) -> tuple[Tensor, Tensor]:
+    """Return (uint8 images (N, 28, 28), int64 labels (N)) of the training or test set.
+
+    ``verify`` checks the two files' MD5 against the published ones (size and magic number are
+    always checked)."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    raw = find_mnist(data_dir, download)
+    prefix = "train" if train else "t10k"
+    for name in RAW_FILES:
+        if name.startswith(prefix):
+            verify_raw_file(raw / name, checksum=verify)
+    images = read_image_file(str(raw / f"{prefix}-images-idx3-ubyte"))
+    labels = read_label_file(str(raw / f"{prefix}-labels-idx1-ubyte"))
+    return images, labels
 
 
 class TensorBatches(Dataset):
@@ -93,6 +138,7 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: int = 5_000,
         split_seed: int = 12345,
         download: bool = True,
+        verify: bool = True,
         device: str = "cpu",
     ) -> None:
         super().__init__()
@@ -102,6 +148,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
         self.download = download
+        self.verify = verify
         # "cuda" keeps all of MNIST (about 200 MB as float32) on the GPU: batches never cross the bus.
         self.device = torch.device(device)
         self.train_set: TensorBatches | None = None
@@ -109,11 +156,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.test_set: TensorBatches | None = None
 
     def prepare_data(self) -> None:
-        load_mnist(self.data_dir, train=True, download=self.download)
+        find_mnist(self.data_dir, download=self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            images, labels = load_mnist(self.data_dir, train=True, download=self.download)
+            images, labels = load_mnist(self.data_dir, train=True, download=self.download, verify=self.verify)
             # A generator of its own: the split is the same whatever the training seed.
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
             val, train = order[: self.val_size], order[self.val_size :]
@@ -122,7 +169,7 @@ class MNISTDataModule(L.LightningDataModule):
             self.train_set = TensorBatches(images[train], labels[train])
             self.val_set = TensorBatches(images[val], labels[val])
         if self.test_set is None and stage in (None, "test", "predict"):
-            images, labels = load_mnist(self.data_dir, train=False, download=self.download)
+            images, labels = load_mnist(self.data_dir, train=False, download=self.download, verify=self.verify)
             self.test_set = TensorBatches(normalize(images).to(self.device), labels.to(self.device))
 
     def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
