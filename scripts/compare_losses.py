@@ -22,12 +22,13 @@ def plot_curves(curves: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     reference = curves["cross_entropy"]["losses"]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-    for name, run in curves.items():
-        top.plot(run["losses"], label=name, linewidth=1.2, alpha=0.8)
+    for color, (name, run) in zip(colors, curves.items()):
+        top.plot(run["losses"], label=name, color=color, linewidth=1.2, alpha=0.8)
         if name != "cross_entropy":
             diff = [abs(a - b) + 1e-12 for a, b in zip(run["losses"], reference)]
-            bottom.semilogy(diff, label=f"{name} - cross_entropy", linewidth=1.0)
+            bottom.semilogy(diff, label=f"{name} - cross_entropy", color=color, linewidth=1.0)
     top.set_ylabel("training loss")
     top.set_title("Same seed, same batches, deterministic kernels: one curve per loss implementation")
     top.legend()

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import CONFIG_DIR, QUIET, ROOT, compose_train
 from digits.config import ConfigError
 from digits.data import MNISTDataModule
-from digits.module import DigitsModule, build_loss
+from digits.module import DigitsModule, NonFiniteLossError, build_loss
 from digits.train import train
 
 LOSSES = ["cross_entropy", "nll", "manual", "manual_naive"]
@@ -117,6 +117,15 @@ def test_bad_values_are_refused_before_any_data_is_loaded(override, message, tmp
         train(cfg)
 
 
+def test_non_finite_loss_stops_with_the_step_and_the_loss(tmp_path, data_dir):
+    # lr 1e6 makes the logits huge after one step; the naive form's exp() then overflows to NaN
+    cfg = compose_train(["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6",
+                         "scheduler=none", *QUIET], tmp_path, data_dir)
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step [1-9]\d* \(epoch 0\) with loss "
+                                                 r"NaiveCrossEntropyLoss; lower optimizer.lr"):
+        train(cfg)
+
+
 def test_unknown_loss_choice_lists_the_available_ones():
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         with pytest.raises(MissingConfigException) as error:
@@ -134,6 +143,28 @@ def event_tags(folder: Path) -> set[str]:
     return tags
 
 
+def tensorboard_hparams(folder: Path) -> tuple[dict, list[str]]:
+    """The hyperparameters and metric columns of TensorBoard's hparams view, read from the event files."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hparams, metrics = {}, []
+    for events in folder.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        try:
+            contents = accumulator.PluginTagToContent("hparams")
+        except KeyError:
+            continue
+        for content in contents.values():
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+            if data.HasField("session_start_info"):
+                for key, value in data.session_start_info.hparams.items():
+                    hparams[key] = value.number_value if value.HasField("number_value") else value.string_value
+            if data.HasField("experiment"):
+                metrics = [info.name.tag for info in data.experiment.metric_infos]
+    return hparams, metrics
+
+
 def test_train_script_end_to_end(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     result = run_script(["debug=limit", f"hydra.run.dir={run_dir}", "loss=nll", "model.channels=[8,16]",
@@ -149,8 +180,10 @@ def test_train_script_end_to_end(tmp_path, data_dir):
     assert {"test/acc", "test/loss", "val/acc_best", "best_checkpoint"} <= metrics.keys()
     assert metrics["steps"] == 20 and metrics["loss"] == "LogSoftmaxNLLLoss"
     assert SCALARS <= event_tags(run_dir)
-    hparams = (run_dir / "hparams.yaml").read_text()
-    assert "optimizer.lr" in hparams and "loss._target_" in hparams
+    hparams, metrics = tensorboard_hparams(run_dir)
+    assert hparams["optimizer.lr"] == 0.01 and hparams["loss._target_"] == "digits.losses.LogSoftmaxNLLLoss"
+    assert hparams["model.channels"] == "[8, 16]"
+    assert metrics == ["val/acc_best", "test/acc"]  # the hparams view's columns
 
 
 def test_bad_input_exits_with_a_message(tmp_path, data_dir):

@@ -77,10 +77,12 @@ class DigitsModule(L.LightningModule):
         logits = self(images)
         loss = self.loss_fn(logits, labels)
         if not torch.isfinite(loss):
+            checkpoint = self.trainer.checkpoint_callback
+            kept = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}) "
                 f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
-                "Checkpoints written so far are kept in the run's checkpoints/ folder."
+                f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
             )
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
