@@ -1,0 +1,46 @@
+"""Evaluate a checkpoint on MNIST's test (or validation) split, or classify your own digit images.
+
+    python scripts/evaluate.py ckpt_path=outputs/runs/<run>            # the run's best checkpoint
+    python scripts/evaluate.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt data.split=val
+    python scripts/evaluate.py ckpt_path=outputs/runs/<run> predict=path/to/digits/
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger("digits")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    from digits.data import CorruptDataError, DataNotFoundError
+    from digits.evaluate import EvaluationError, run_evaluation
+
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        results = run_evaluation(cfg.ckpt_path, output_dir, cfg.data.split, cfg.data.data_dir, cfg.device,
+                                 cfg.predict, cfg.tensorboard)
+    except (EvaluationError, DataNotFoundError, CorruptDataError) as error:
+        log.error("%s: %s", type(error).__name__, error)
+        sys.exit(2)
+    if "predictions" in results:
+        for note in results["notes"]:
+            log.info("note: %s", note)
+        for item in results["predictions"]:
+            top = ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
+            log.info("%s -> %s", item["file"], top)
+        return
+    losses = results["loss"]
+    log.info("checkpoint  %s\naccuracy    %.4f on %d %s images (%d errors)\nloss        cross_entropy %.6f, nll %.6f, "
+             "manual %.6f (largest difference %.1e)\nECE         %.4f\nreport      %s",
+             results["checkpoint"], results["accuracy"], results["images"], results["split"], results["errors"],
+             losses["cross_entropy"], losses["nll"], losses["manual"], results["loss_max_difference"],
+             results["ece"], output_dir / "report.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The evaluation script on a checkpoint from a short real training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import QUIET, ROOT, compose_train
+from digits.data import load_mnist, normalize
+from digits.evaluate import EvaluationError, run_evaluation
+from digits.train import train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_train(["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
+                         "trainer.limit_val_batches=2", *QUIET], run_dir, data_dir)
+    train(cfg)
+    return run_dir
+
+
+def test_evaluation_of_a_run_folder(trained_run, data_dir, tmp_path):
+    results = run_evaluation(trained_run, tmp_path, "test", str(data_dir), device="cpu")
+    assert results["checkpoint"].startswith(str(trained_run / "checkpoints" / "best-"))
+    # An independent computation: the network rebuilt by hand from the checkpoint's plain contents.
+    checkpoint = torch.load(results["checkpoint"], weights_only=True)
+    net = instantiate(checkpoint["hyper_parameters"]["model"]).eval()
+    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
+                         if k.startswith("net.")})
+    images, labels = load_mnist(data_dir, train=False, download=False)
+    with torch.no_grad():
+        predictions = net(normalize(images)).argmax(1)
+    expected = (predictions == labels).float().mean().item()
+    assert results["accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert results["errors"] == int((predictions != labels).sum())
+    assert results["accuracy"] > 0.9
+    # the three losses agree
+    assert results["loss_max_difference"] < 1e-6
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["accuracy"] == results["accuracy"] and len(saved["per_class"]) == 10
+    assert sum(sum(row) for row in saved["confusion_matrix"]) == 10_000
+    assert [c["support"] for c in saved["per_class"]] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert 0 <= saved["ece"] < 0.1
+    confidences = [e["confidence"] for e in saved["most_confident_errors"]]
+    assert confidences == sorted(confidences, reverse=True) and len(confidences) == 25
+    for name in ("confusion_matrix", "reliability_diagram", "most_confident_errors"):
+        png = tmp_path / f"{name}.png"
+        with Image.open(png) as image:
+            assert image.format == "PNG" and min(image.size) >= 500
+        assert png.stat().st_size > 15_000
+    report = (tmp_path / "report.md").read_text()
+    assert f"{results['accuracy']:.4%}" in report and "![reliability diagram]" in report
+    accumulator = EventAccumulator(str(tmp_path))
+    accumulator.Reload()
+    assert {"eval/confusion_matrix", "eval/reliability_diagram", "eval/most_confident_errors"} <= set(
+        accumulator.Tags()["images"])
+    assert accumulator.Scalars("eval/test/acc")[0].value == pytest.approx(results["accuracy"])
+
+
+def test_validation_split(trained_run, data_dir, tmp_path):
+    results = run_evaluation(trained_run / "checkpoints" / "last.ckpt", tmp_path, "val", str(data_dir),
+                             device="cpu", tensorboard=False)
+    assert results["images"] == 5_000
+
+
+def test_predict_on_png_digits(trained_run, data_dir, tmp_path):
+    images, labels = load_mnist(data_dir, train=False, download=False)
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(20):
+        Image.fromarray(images[i].numpy(), mode="L").save(folder / f"{i:02d}_label{labels[i]}.png")
+    # a user's photo-like digit: RGB, 56x56, dark ink on white paper
+    big = Image.fromarray(255 - images[0].numpy(), mode="L").resize((56, 56)).convert("RGB")
+    big.save(folder / "zz_rgb_label7.png")
+    results = run_evaluation(trained_run, tmp_path / "out", "test", str(data_dir), device="cpu",
+                             predict_path=str(folder))
+    predictions = results["predictions"]
+    assert len(predictions) == 21
+    correct = sum(p["top"][0]["digit"] == int(p["file"].split("label")[1][0]) for p in predictions)
+    assert correct >= 18
+    for p in predictions:
+        probabilities = [t["probability"] for t in p["top"]]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-6
+    assert any("converted from RGB" in n for n in results["notes"])
+    assert any("resized from 56x56" in n for n in results["notes"])
+    assert any("inverted" in n for n in results["notes"])
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["predictions"] == predictions
+
+
+def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):
+    def evaluate(path, **kw):
+        return run_evaluation(path, tmp_path / "out", kw.pop("split", "test"), str(data_dir), **kw)
+
+    with pytest.raises(EvaluationError, match="does not exist"):
+        evaluate(tmp_path / "missing.ckpt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvaluationError, match="folder without checkpoints"):
+        evaluate(tmp_path / "empty")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    with pytest.raises(EvaluationError, match="not a PyTorch checkpoint"):
+        evaluate(tmp_path / "notes.ckpt")
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["model"]["channels"] = [8, 16, 32]
+    torch.save(checkpoint, tmp_path / "other.ckpt")
+    with pytest.raises(EvaluationError, match="do not fit the network"):
+        evaluate(tmp_path / "other.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(EvaluationError, match="not one of this project"):
+        evaluate(tmp_path / "foreign.ckpt")
+    with pytest.raises(EvaluationError, match="test or val"):
+        evaluate(trained_run, split="train")
+    if not torch.cuda.is_available():
+        with pytest.raises(EvaluationError, match="no CUDA GPU is visible"):
+            evaluate(trained_run, device="cuda")
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(EvaluationError, match="not an image that can be read"):
+        evaluate(trained_run, device="cpu", predict_path=str(tmp_path / "bad.png"))
+
+
+def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):
+    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+    script = str(ROOT / "scripts" / "evaluate.py")
+    ok = subprocess.run([sys.executable, script, f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 'a'}",
+                         "device=cpu"], env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "accuracy" in ok.stderr + ok.stdout and (tmp_path / "a" / "report.md").is_file()
+    bad = subprocess.run([sys.executable, script, f"ckpt_path={tmp_path / 'nope'}",
+                          f"hydra.run.dir={tmp_path / 'b'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "EvaluationError" in bad.stderr + bad.stdout and "does not exist" in bad.stderr + bad.stdout
