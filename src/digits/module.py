@@ -84,6 +84,7 @@ class DigitsModule(L.LightningModule):
                 f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
                 f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
             )
+        self.last_logits = logits.detach()  # for the histogram callback (digits.monitoring)
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -92,16 +93,17 @@ class DigitsModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy,
-                  stage: str) -> None:
+                  stage: str) -> Tensor:
         images, labels = batch
         logits = self(images)
         loss_metric(self.loss_fn(logits, labels), weight=labels.numel())
         acc_metric(logits, labels)
         self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+        return logits.detach()  # handed to callbacks (validation figures)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_acc, "val")
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, self.val_loss, self.val_acc, "val")
 
     def on_validation_epoch_end(self) -> None:
         self.val_acc_best(self.val_acc.compute())

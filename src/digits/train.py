@@ -88,10 +88,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         channels_last=cfg.channels_last,
         run_config=plain(cfg),
     )
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.trainer.get("enable_progress_bar") is False:  # one switch turns the bar off, whichever it is
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     clock = FirstStepClock()
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock], logger=loggers or False)
     for logger in loggers:
@@ -112,6 +112,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         "loss": cfg.loss._target_.rsplit(".", 1)[-1],
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(clock.at - started, 2) if clock.at else None,
+        # time spent inside the monitoring callbacks (digits.monitoring), measured by themselves
+        "monitoring_seconds": round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
     }
     if cfg.get("test"):
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)

@@ -1,0 +1,109 @@
+"""What TensorBoard shows of a training run: tags in the event files, and a real tensorboard server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_train
+from digits.train import train
+
+
+@pytest.fixture(scope="module")
+def monitored_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("monitored")
+    cfg = compose_train(["trainer.max_epochs=2", "trainer.limit_train_batches=20", "trainer.limit_val_batches=3",
+                         "trainer.limit_test_batches=2", "trainer.log_every_n_steps=5",
+                         "callbacks.output_histograms.every_n_steps=5", "trainer.enable_progress_bar=false",
+                         "~callbacks.model_summary"], run_dir, data_dir)
+    metrics, _ = train(cfg)
+    return run_dir, metrics
+
+
+def accumulated(folder: Path) -> dict[str, set[str]]:
+    tags: dict[str, set[str]] = {}
+    for events in folder.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0, "histograms": 0})
+        accumulator.Reload()
+        for kind, names in accumulator.Tags().items():
+            if isinstance(names, list):
+                tags.setdefault(kind, set()).update(names)
+        try:
+            tags.setdefault("text", set()).update(accumulator.PluginTagToContent("text"))
+        except KeyError:  # this file has no text summaries
+            pass
+    return tags
+
+
+def test_event_files_hold_what_the_readme_promises(monitored_run):
+    run_dir, metrics = monitored_run
+    tags = accumulated(run_dir)
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr",
+            "train/images_per_s"} <= tags["scalars"]
+    assert {"val/confusion_matrix", "val/misclassified"} <= tags["images"]
+    assert {"train/logits", "train/confidence"} <= tags["histograms"]
+    assert {"val/confusion_matrix/text_summary", "val/misclassified/text_summary"} <= tags["text"]
+    accumulator = training_events(run_dir)
+    confusion = accumulator.Images("val/confusion_matrix")
+    assert [event.step for event in confusion] == [20, 40]  # once per validation epoch
+    assert confusion[0].width == confusion[0].height == 240
+    rates = [event.value for event in accumulator.Scalars("train/images_per_s")]
+    assert len(rates) >= 4 and all(100 < rate < 1e6 for rate in rates)
+    assert 0 <= metrics["monitoring_seconds"] < 0.05 * metrics["fit_seconds"] + 0.5
+
+
+def training_events(folder: Path) -> EventAccumulator:
+    """The event file written during fit (the first; trainer.test writes a second)."""
+    accumulator = EventAccumulator(str(sorted(folder.glob("events.out.tfevents.*"))[0]),
+                                   size_guidance={"images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_server_serves_the_logged_values(monitored_run):
+    run_dir, _ = monitored_run
+    port = free_port()
+    tensorboard = Path(sys.executable).with_name("tensorboard")
+    server = subprocess.Popen([str(tensorboard), "--logdir", str(run_dir), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        runs = None
+        while time.monotonic() < deadline:
+            try:
+                runs = get_json(f"{base}/data/runs")
+                if runs:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert runs == ["."], runs
+        served = get_json(f"{base}/data/plugin/scalars/scalars?run=.&tag={quote('val/acc', safe='')}")
+        accumulator = training_events(run_dir)
+        logged = [(event.step, event.value) for event in accumulator.Scalars("val/acc")]
+        assert [(step, pytest.approx(value)) for _, step, value in served] == logged
+        assert len(logged) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
