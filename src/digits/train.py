@@ -60,8 +60,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
 
     ``started``: ``time.perf_counter()`` at process start, to report start-up time (imports included).
     """
-    start = time.perf_counter()
-    started = started or start
+    started = started or time.perf_counter()
     validate_train_config(cfg)
     wants_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or str(cfg.data.get("device", "cpu")).startswith("cuda")
     if wants_cuda and not torch.cuda.is_available():
