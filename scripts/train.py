@@ -26,6 +26,12 @@ def main(cfg: DictConfig) -> float:
     from digits.module import NonFiniteLossError
     from digits.train import summary, train
 
+    # Lightning logs through a handler of its own and through Hydra's root handlers: keep Hydra's
+    # (console and train.log), so each line appears once.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
     global STARTED
     started, STARTED = STARTED, None  # a sweep's later jobs count from their own start
     try:
