@@ -40,6 +40,8 @@ def main(cfg: DictConfig) -> float:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
     log.info("done\n%s", summary(metrics))
+    if "stopped_early" in metrics:
+        sys.exit(130)  # the shell's code for "stopped by Ctrl-C"
     return metrics["val/acc_best"]  # what a sweep optimises: never the test set
 
 

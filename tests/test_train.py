@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,32 @@ def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
     cfg = compose_train(["logger=none", *QUIET], tmp_path, data_dir)
     metrics, _ = train(cfg)
     assert metrics["test/acc"] >= 0.990, metrics
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    args = [str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={run_dir}", "model.channels=[4,8]",
+            "data.batch_size=64", "trainer.max_epochs=2", "trainer.limit_train_batches=300",
+            "trainer.limit_val_batches=5", "logger=none", *QUIET]
+    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    # Lightning logs this line right before the first training step
+    while not (run_dir / "train.log").exists() or "stepping batches" not in (run_dir / "train.log").read_text():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    time.sleep(2)  # into the first epoch (600 steps take about 8 s here)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-3000:]
+    assert "stopped on request at step" in output and "resume with: python scripts/train.py ckpt_path=" in output
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    stopped_step = checkpoint["global_step"]
+    assert 0 < stopped_step < 600
+    assert not (run_dir / "metrics.json").read_text().count('"test/acc"')
+    resumed = run_script([*args[1:], f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], data_dir, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 600 and metrics["epochs"] == 2  # the stopped run's steps were not repeated
+    assert metrics["test/acc"] > 0.85

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     clock = FirstStepClock()
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock], logger=loggers or False)
+    stopper = StopOnCtrlC(output_dir / "checkpoints")
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper], logger=loggers or False)
     for logger in loggers:
         # The metrics named here fill the hparams view's columns once they are logged.
         logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
@@ -114,7 +116,9 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         # time spent inside the monitoring callbacks (digits.monitoring), measured by themselves
         "monitoring_seconds": round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
     }
-    if cfg.get("test"):
+    if stopper.path is not None:
+        metrics["stopped_early"] = {"step": trainer.global_step, "checkpoint": str(stopper.path)}
+    elif cfg.get("test"):
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
         metrics.update({key: float(value) for key, value in results[0].items()})
     metrics["best_checkpoint"] = best_path
@@ -126,6 +130,11 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
 
 def summary(metrics: dict[str, Any]) -> str:
     """A few lines for the end of a run."""
+    if "stopped_early" in metrics:
+        stop = metrics["stopped_early"]
+        return (f"stopped on request at step {stop['step']}; checkpoint {stop['checkpoint']}\n"
+                f"resume with: python scripts/train.py ckpt_path={stop['checkpoint']} "
+                f"hydra.run.dir={metrics['output_dir']} (and the same overrides)")
     lines = [
         f"best val/acc   {metrics['val/acc_best']:.4f}",
         f"test/acc       {metrics['test/acc']:.4f}" if "test/acc" in metrics else "test/acc       (not run: test=false)",
@@ -137,3 +146,33 @@ def summary(metrics: dict[str, Any]) -> str:
         lines.append(f"best ckpt      {metrics['best_checkpoint']}")
     lines.append(f"tensorboard    tensorboard --logdir {Path(metrics['output_dir']).parent}")
     return "\n".join(lines)
+
+
+class StopOnCtrlC(Callback):
+    """Ctrl-C (SIGINT) or SIGTERM during fit: finish the current step, save ``last.ckpt`` there (a
+    mid-epoch checkpoint, as ModelCheckpoint's step-based ones are) and stop, instead of dying
+    mid-step. A second Ctrl-C interrupts at once."""
+
+    def __init__(self, checkpoint_dir: Path) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self.requested = False
+        self.path: Path | None = None
+        self._previous: dict = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        def request_stop(signum, frame) -> None:
+            self.requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C is immediate
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, request_stop)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.requested and self.path is None:
+            self.path = self.checkpoint_dir / "last.ckpt"
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
