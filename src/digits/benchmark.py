@@ -25,7 +25,8 @@ from digits.models import ExampleNet
 
 
 class ThroughputMeter:
-    """Times windows of ``window`` steps after ``warmup`` steps; call ``step(batch_size)`` after each."""
+    """Times windows of ``window`` steps after ``warmup`` steps; call ``step(batch_size)`` after each.
+    ``rates`` holds images/s per window."""
 
     def __init__(self, warmup: int, window: int, windows: int) -> None:
         self.warmup, self.window, self.windows = warmup, window, windows
@@ -48,11 +49,6 @@ class ThroughputMeter:
                 now = time.perf_counter()
                 self.rates.append(self.images / (now - self.start))
                 self.start, self.images = now, 0
-
-    def result(self) -> dict[str, float]:
-        median = statistics.median(self.rates)
-        return {"images_per_s": median, "windows": len(self.rates),
-                "spread": (max(self.rates) - min(self.rates)) / median}
 
 
 class ThroughputCallback(Callback):
@@ -83,8 +79,8 @@ def forever(loader: Iterable) -> Iterator:
 
 
 def plain_loop_throughput(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable,
-                          meter: ThroughputMeter, channels_last: bool = False) -> dict[str, float]:
-    """pytorch/examples' hand-written training loop, timed."""
+                          meter: ThroughputMeter, channels_last: bool = False) -> None:
+    """pytorch/examples' hand-written training loop, timed into ``meter``."""
     model.train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in forever(loader):
@@ -94,8 +90,7 @@ def plain_loop_throughput(model: nn.Module, optimizer: torch.optim.Optimizer, lo
         optimizer.step()
         meter.step(len(labels))
         if meter.done:
-            return meter.result()
-    raise AssertionError("unreachable")
+            return
 
 
 def evaluate_accuracy(model: nn.Module, loader: Iterable) -> float:
@@ -134,8 +129,9 @@ def baseline_time_to_accuracy(data_dir: str | Path, target: float, max_epochs: i
 
 
 def lightning_throughput(model: dict, optimizer: dict, data_dir: str | Path, batch_size: int,
-                         meter: ThroughputMeter, channels_last: bool, precision: str = "32-true") -> dict:
-    """The project's path: MNISTDataModule + DigitsModule + Lightning Trainer, as train.py builds them."""
+                         meter: ThroughputMeter, channels_last: bool, precision: str = "32-true") -> None:
+    """The project's path: MNISTDataModule + DigitsModule + Lightning Trainer, as train.py builds them,
+    timed into ``meter``."""
     from digits.module import DigitsModule
 
     datamodule = MNISTDataModule(str(data_dir), batch_size=batch_size, download=False)
@@ -145,7 +141,6 @@ def lightning_throughput(model: dict, optimizer: dict, data_dir: str | Path, bat
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         precision=precision, callbacks=[ThroughputCallback(meter)])
     trainer.fit(module, datamodule=datamodule)
-    return meter.result()
 
 
 def training_flops_per_image(model: nn.Module, batch_size: int = 64) -> float:
@@ -221,11 +216,11 @@ def run_benchmark(cfg) -> str:
 
     def baseline(meter):
         model = ExampleNet()
-        return plain_loop_throughput(model, adadelta(model), baseline_loader, meter)
+        plain_loop_throughput(model, adadelta(model), baseline_loader, meter)
 
     def preloaded(meter):
         model = ExampleNet()
-        return plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter)
+        plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter)
 
     def project(channels_last):
         return lambda meter: lightning_throughput(example, {"_target_": "torch.optim.Adadelta", "lr": 1.0},
@@ -233,12 +228,12 @@ def run_benchmark(cfg) -> str:
 
     def default_plain(meter):
         model = instantiate(default_model).to(memory_format=torch.channels_last)
-        return plain_loop_throughput(model, torch.optim.AdamW(model.parameters()),
-                                     default_datamodule.train_dataloader(), meter, channels_last=True)
+        plain_loop_throughput(model, torch.optim.AdamW(model.parameters()),
+                              default_datamodule.train_dataloader(), meter, channels_last=True)
 
     def default_lightning(meter):
-        return lightning_throughput(default_model, {"_target_": "torch.optim.AdamW", "lr": 0.01}, cfg.data_dir,
-                                    default_batch, meter, cfg.default_run.channels_last, cfg.default_run.precision)
+        lightning_throughput(default_model, {"_target_": "torch.optim.AdamW", "lr": 0.01}, cfg.data_dir,
+                             default_batch, meter, cfg.default_run.channels_last, cfg.default_run.precision)
 
     paths = [
         ("baseline: torchvision Dataset + DataLoader, plain loop", "example", batch, baseline),

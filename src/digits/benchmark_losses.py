@@ -10,15 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from digits.losses import manual_cross_entropy, nll_cross_entropy
+from digits.compare import IMPLEMENTATIONS as COMPARED
 
+# nn.CrossEntropyLoss first (the baseline of each row group), then compare.py's forms but the naive one.
 IMPLEMENTATIONS: dict[str, Callable[..., Tensor]] = {
     "cross_entropy": F.cross_entropy,
-    "nll": nll_cross_entropy,
-    "manual": manual_cross_entropy,
-    "manual_backward": lambda *args, **kw: manual_cross_entropy(*args, backward="manual", **kw),
+    **{name: fn for name, fn in COMPARED.items() if name != "manual_naive"},
 }
-
 
 def saved_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, **options) -> int:
     """Bytes autograd keeps between forward and backward, not counting the logits themselves."""
