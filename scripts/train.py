@@ -3,6 +3,8 @@
     python scripts/train.py
     python scripts/train.py loss=manual trainer.max_epochs=3 data.batch_size=128
     python scripts/train.py -m loss=cross_entropy,nll,manual
+    python scripts/train.py resume=outputs/runs/<time>        # continue an interrupted run
+    python scripts/train.py trainer=ddp trainer.devices=2     # two processes
 """
 
 import time
@@ -13,7 +15,11 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+
+import digits.config  # noqa: E402, F401  (registers the ${if_set:...} resolver the run folder uses)
 
 log = logging.getLogger("digits")
 
@@ -21,7 +27,8 @@ log = logging.getLogger("digits")
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
-    from digits.config import ConfigError
+    from digits.checkpoints import CheckpointError
+    from digits.config import ConfigError, resume_config
     from digits.data import CorruptDataError, DataNotFoundError
     from digits.module import NonFiniteLossError
     from digits.train import summary, train
@@ -35,9 +42,18 @@ def main(cfg: DictConfig) -> float:
     global STARTED
     started, STARTED = STARTED, None  # a sweep's later jobs count from their own start
     try:
+        if cfg.resume is not None:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise ConfigError("resume= continues one run; it cannot be part of a -m sweep")
+            cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
+            log.info("resuming %s from %s", cfg.paths.output_dir, cfg.ckpt_path)
         metrics, _ = train(cfg, started=started)
-    except (ConfigError, CorruptDataError, DataNotFoundError, NonFiniteLossError) as error:
+    except (ConfigError, CheckpointError, CorruptDataError, DataNotFoundError, NonFiniteLossError) as error:
         log.error("%s: %s", type(error).__name__, error)
+        sys.exit(2)
+    except OSError as error:  # e.g. the disk filled up while TensorBoard wrote its events
+        log.error("%s: %s. Checkpoints already written are intact; free space or choose a writable "
+                  "paths.log_dir, then resume=%s", type(error).__name__, error, cfg.paths.output_dir)
         sys.exit(2)
     log.info("done\n%s", summary(metrics))
     if "stopped_early" in metrics:

@@ -243,7 +243,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output[-3000:]
-    assert "stopped on request at step" in output and "resume with: python scripts/train.py ckpt_path=" in output
+    assert "stopped on request at step" in output and f"resume with: python scripts/train.py resume={run_dir}" in output
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     stopped_step = checkpoint["global_step"]
     assert 0 < stopped_step < 600

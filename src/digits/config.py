@@ -3,9 +3,17 @@ not after the data is loaded or an hour into training."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+# ${if_set:value,then,otherwise}: the run folder and Hydra's snapshot folder depend on `resume`.
+if not OmegaConf.has_resolver("if_set"):
+    OmegaConf.register_new_resolver("if_set", lambda value, then, otherwise: otherwise if value is None else then)
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
@@ -74,3 +82,54 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(trainer.accelerator in ACCELERATORS, "trainer.accelerator", trainer.accelerator, f"one of {ACCELERATORS}")
     _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
     _check(isinstance(trainer.deterministic, bool), "trainer.deterministic", trainer.deterministic, "true or false")
+
+
+_MISSING = object()
+
+
+def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
+    """The config to continue a run with: the run's own ``config.yaml``, its ``last.ckpt``, and
+    the command line's plain ``key=value`` overrides (more epochs, another data_dir). Changing a
+    config group (``loss=manual``) would change the model or the loss mid-run and is refused."""
+    run_dir = Path(run_dir).resolve()
+    saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    if not saved_path.is_file() or not checkpoint.is_file():
+        raise ConfigError(f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
+                          "checkpoints/last.ckpt (runs are under outputs/runs/<time>)")
+    cfg = OmegaConf.load(saved_path)
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "resume":
+            continue
+        current = _MISSING if key[:1] in "+~" else OmegaConf.select(cfg, key, default=_MISSING)
+        if current is _MISSING or isinstance(current, DictConfig):
+            raise ConfigError(f"{override!r} cannot be applied to a resumed run: only plain key=value overrides "
+                              "of existing keys are (e.g. trainer.max_epochs=5); a different config group or "
+                              "key is a new run")
+        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+    cfg.resume = str(run_dir)
+    cfg.ckpt_path = str(checkpoint)
+    cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: create the run (or sweep) folder before Hydra does, so that a read-only or
+    full disk ends in one clear line and exit code 2 instead of Hydra's traceback."""
+
+    def _check(self, folder: str) -> None:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            probe = Path(folder) / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            print(f"ConfigError: cannot write the run folder {folder}: {error.strerror or error}. Choose a "
+                  "writable folder with free space: paths.log_dir=<dir>.", file=sys.stderr)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)

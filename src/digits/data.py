@@ -8,13 +8,16 @@ costs more than a small CNN's training step. Here a batch is one fancy-index int
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 # Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
 MNIST_MEAN = 0.1307
@@ -126,9 +129,66 @@ class TensorBatches(Dataset):
         return self.images[index], self.labels[index]
 
 
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of indices for one process: a fresh seeded shuffle per epoch, this process's share
+    of it, and a start offset, so that a run resumed mid-epoch gets exactly the batches an
+    uninterrupted run would have had.
+
+    The order is a function of ``(seed, epoch)`` alone: every DDP process draws the same permutation
+    and takes every ``world_size``-th index from ``rank``. Training shares are padded to equal length
+    (every process must take the same number of steps); evaluation shares are not, so no image
+    counts twice. Lightning calls ``set_epoch``; a plain loop gets a new order after each full pass.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.start = 0  # the first batch of this epoch to yield (non-zero only after a resume)
+        self.batches_done = 0  # batches of this epoch handed out so far
+
+    def _share(self) -> Tensor:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            total = math.ceil(self.size / self.world_size) * self.world_size
+            order = torch.cat([order, order[: total - self.size]])  # pad: equal shares
+        else:
+            order = torch.arange(self.size)
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        share = math.ceil(self.size / self.world_size) if self.shuffle else len(range(self.rank, self.size,
+                                                                                      self.world_size))
+        return math.ceil(share / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.start = epoch, 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._share().split(self.batch_size)
+        for position in range(self.start, len(batches)):
+            self.batches_done = position + 1
+            yield batches[position].tolist()
+        self.epoch, self.start, self.batches_done = self.epoch + 1, 0, 0  # a full pass: next epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.start, self.batches_done = state["epoch"], state["batches_done"], state["batches_done"]
+
+
 class MNISTDataModule(L.LightningDataModule):
     """MNIST with a fixed, seeded train/validation split of the 60,000 training images and the
-    official 10,000-image test set. ``setup()`` is idempotent and loads each file once."""
+    official 10,000-image test set. ``setup()`` is idempotent and loads each file once.
+
+    Under DDP each process gets its share of every set (``EpochBatchSampler``); the training
+    sampler's position goes into checkpoints (``state_dict``), so a resumed run continues the
+    interrupted epoch with the batches it had not yet seen."""
 
     def __init__(
         self,
@@ -137,6 +197,7 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 1000,
         val_size: int = 5_000,
         split_seed: int = 12345,
+        shuffle_seed: int = 0,
         download: bool = True,
         verify: bool = True,
         device: str = "cpu",
@@ -147,6 +208,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
         self.split_seed = split_seed
+        self.shuffle_seed = shuffle_seed
         self.download = download
         self.verify = verify
         # "cuda" keeps all of MNIST (about 200 MB as float32) on the GPU: batches never cross the bus.
@@ -154,9 +216,15 @@ class MNISTDataModule(L.LightningDataModule):
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
+        self.train_sampler: EpochBatchSampler | None = None
+        self._sampler_state: dict[str, int] | None = None  # from a checkpoint loaded before setup()
 
     def prepare_data(self) -> None:
         find_mnist(self.data_dir, download=self.download)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -168,22 +236,42 @@ class MNISTDataModule(L.LightningDataModule):
             train, val = train.to(self.device), val.to(self.device)
             self.train_set = TensorBatches(images[train], labels[train])
             self.val_set = TensorBatches(images[val], labels[val])
+            rank, world_size = self._rank()
+            self.train_sampler = EpochBatchSampler(len(self.train_set), self.batch_size, shuffle=True,
+                                                   seed=self.shuffle_seed, rank=rank, world_size=world_size)
+            if self._sampler_state is not None:
+                self.train_sampler.load_state_dict(self._sampler_state)
         if self.test_set is None and stage in (None, "test", "predict"):
             images, labels = load_mnist(self.data_dir, train=False, download=self.download, verify=self.verify)
             self.test_set = TensorBatches(normalize(images).to(self.device), labels.to(self.device))
 
-    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    def _loader(self, dataset: TensorBatches, sampler: Sampler) -> DataLoader:
         # batch_size=None: the sampler yields whole batches of indices, the dataset slices them.
-        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+        return DataLoader(dataset, sampler=sampler, batch_size=None)
+
+    def _eval_loader(self, dataset: TensorBatches) -> DataLoader:
+        rank, world_size = self._rank()
+        sampler = EpochBatchSampler(len(dataset), self.eval_batch_size, shuffle=False, rank=rank,
+                                    world_size=world_size)
+        return self._loader(dataset, sampler)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        return self._loader(self.train_set, self.train_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
         if self.test_set is None:
             self.setup("test")
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.test_set)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_sampler": self.train_sampler.state_dict()} if self.train_sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = state_dict.get("train_sampler")
+        if state is not None and self.train_sampler is not None:
+            self.train_sampler.load_state_dict(state)
+        else:
+            self._sampler_state = state

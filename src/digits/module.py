@@ -71,6 +71,13 @@ class DigitsModule(L.LightningModule):
         self.val_acc.reset()
         self.val_loss.reset()
         self.val_acc_best.reset()
+        state, self._resumed_state = getattr(self, "_resumed_state", None), None
+        if state:  # a resumed run: the random streams and best accuracy of the interrupted one
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if state["val_acc_best"] is not None:
+                self.val_acc_best(state["val_acc_best"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -108,6 +115,18 @@ class DigitsModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # What Lightning does not keep but an exact resume needs: the random streams (dropout) and
+        # the best validation accuracy so far (torchmetrics states stay out of the state_dict).
+        checkpoint["digits"] = {
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "val_acc_best": self.val_acc_best.compute() if self.val_acc_best.update_called else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_state = checkpoint.get("digits")  # applied in on_train_start, after the sanity check
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_loss, self.test_acc, "test")

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,10 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, check_checkpoint
 from digits.config import ConfigError, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule
@@ -56,6 +57,16 @@ class FirstStepClock(Callback):
             self.at = time.perf_counter()
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a run file, turning a read-only or full disk into an error that says what to change."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}. Choose a writable folder with "
+                          "free space: paths.log_dir=<dir> (runs go to <dir>/runs/<time>).") from error
+
+
 def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder.
 
@@ -68,11 +79,14 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator!r}, data.device={cfg.data.get('device')!r} "
                           "but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu")
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("ckpt_path") is None and (output_dir / "checkpoints").exists():
+    is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
+    if cfg.get("ckpt_path") is not None:
+        check_checkpoint(cfg.ckpt_path)
+    elif is_rank_zero and (output_dir / "checkpoints").exists():
         raise ConfigError(f"{output_dir} already holds a run's checkpoints; choose another folder "
-                          "(hydra.run.dir) or resume it with ckpt_path=<its last.ckpt>")
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+                          f"(paths.log_dir or hydra.run.dir) or continue it with resume={output_dir}")
+    if is_rank_zero:
+        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -94,7 +108,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper], logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper], logger=loggers or False,
+                                     plugins=[AtomicCheckpointIO()])
     for logger in loggers:
         # The metrics named here fill the hparams view's columns once they are logged.
         logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
@@ -124,7 +139,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     metrics["best_checkpoint"] = best_path
     metrics["output_dir"] = str(output_dir)
     metrics["total_seconds"] = round(time.perf_counter() - started, 2)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if trainer.is_global_zero:
+        write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 
 
@@ -133,8 +149,7 @@ def summary(metrics: dict[str, Any]) -> str:
     if "stopped_early" in metrics:
         stop = metrics["stopped_early"]
         return (f"stopped on request at step {stop['step']}; checkpoint {stop['checkpoint']}\n"
-                f"resume with: python scripts/train.py ckpt_path={stop['checkpoint']} "
-                f"hydra.run.dir={metrics['output_dir']} (and the same overrides)")
+                f"resume with: python scripts/train.py resume={metrics['output_dir']}")
     lines = [
         f"best val/acc   {metrics['val/acc_best']:.4f}",
         f"test/acc       {metrics['test/acc']:.4f}" if "test/acc" in metrics else "test/acc       (not run: test=false)",
@@ -146,33 +161,3 @@ def summary(metrics: dict[str, Any]) -> str:
         lines.append(f"best ckpt      {metrics['best_checkpoint']}")
     lines.append(f"tensorboard    tensorboard --logdir {Path(metrics['output_dir']).parent}")
     return "\n".join(lines)
-
-
-class StopOnCtrlC(Callback):
-    """Ctrl-C (SIGINT) or SIGTERM during fit: finish the current step, save ``last.ckpt`` there (a
-    mid-epoch checkpoint, as ModelCheckpoint's step-based ones are) and stop, instead of dying
-    mid-step. A second Ctrl-C interrupts at once."""
-
-    def __init__(self, checkpoint_dir: Path) -> None:
-        self.checkpoint_dir = checkpoint_dir
-        self.requested = False
-        self.path: Path | None = None
-        self._previous: dict = {}
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        def request_stop(signum, frame) -> None:
-            self.requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C is immediate
-
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self._previous[number] = signal.signal(number, request_stop)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.requested and self.path is None:
-            self.path = self.checkpoint_dir / "last.ckpt"
-            trainer.save_checkpoint(self.path)
-            trainer.should_stop = True
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
