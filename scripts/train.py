@@ -32,6 +32,7 @@ def main(cfg: DictConfig) -> float:
     from digits.data import CorruptDataError, DataNotFoundError
     from digits.module import NonFiniteLossError
     from digits.train import summary, train
+    from lightning.pytorch.utilities import rank_zero_only
 
     # Lightning logs through a handler of its own and through Hydra's root handlers: keep Hydra's
     # (console and train.log), so each line appears once.
@@ -55,7 +56,8 @@ def main(cfg: DictConfig) -> float:
         log.error("%s: %s. Checkpoints already written are intact; free space or choose a writable "
                   "paths.log_dir, then resume=%s", type(error).__name__, error, cfg.paths.output_dir)
         sys.exit(2)
-    log.info("done\n%s", summary(metrics))
+    if rank_zero_only.rank == 0:  # under DDP every process gets here; one summary is enough
+        log.info("done\n%s", summary(metrics))
     if "stopped_early" in metrics:
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"
     return metrics["val/acc_best"]  # what a sweep optimises: never the test set

@@ -95,7 +95,10 @@ class StopOnCtrlC(Callback):
             self._previous[number] = signal.signal(number, request_stop)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.requested and self.path is None:
+        requested = self.requested
+        if trainer.world_size > 1:  # DDP: all processes stop at the same step if any was signalled
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if requested and self.path is None:
             self.path = self.checkpoint_dir / "last.ckpt"
             trainer.save_checkpoint(self.path)
             trainer.should_stop = True

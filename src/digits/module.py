@@ -114,7 +114,8 @@ class DigitsModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        # the same value in every DDP process (val_acc is synchronised); sync_dist only says so
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # What Lightning does not keep but an exact resume needs: the random streams (dropout) and
