@@ -1,7 +1,8 @@
 import torch
 import pytest
 
-from digits.data import MNIST_MEAN, MNIST_STD, RAW_FILES, CorruptDataError, DataNotFoundError, MNISTDataModule, load_mnist
+from digits.data import (MNIST_MEAN, MNIST_STD, RAW_FILES, CorruptDataError, DataNotFoundError, EpochBatchSampler,
+                         MNISTDataModule, load_mnist)
 
 # Published label counts of the official 10,000-image test set (digits 0..9).
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -69,9 +70,45 @@ def test_train_loader_yields_each_image_once_per_epoch(datamodule):
     assert sum(sizes) == 55_000
     assert max(sizes) == 128
     assert label_total == datamodule.train_set.labels.sum().item()
-    first_a = next(iter(loader))[1]
-    first_b = next(iter(loader))[1]
-    assert not torch.equal(first_a, first_b)  # shuffled anew each epoch
+    second_epoch = next(iter(loader))[1]
+    loader.sampler.set_epoch(0)
+    first_epoch = next(iter(loader))[1]
+    assert not torch.equal(first_epoch, second_epoch)  # a full pass moves on to a new shuffle
+    assert torch.equal(first_epoch, next(iter(loader))[1])  # an epoch's order is a function of its number
+
+
+@pytest.mark.parametrize("size,world_size", [(55_000, 2), (5_000, 3), (10, 4)])
+def test_sampler_shares_split_every_epoch_between_processes(size, world_size):
+    for shuffle in (True, False):
+        shares = [EpochBatchSampler(size, 64, shuffle=shuffle, seed=5, rank=rank, world_size=world_size)
+                  for rank in range(world_size)]
+        for sampler in shares:
+            sampler.set_epoch(3)
+        indices = [sum(iter(sampler), []) for sampler in shares]
+        counts = torch.bincount(torch.tensor(sum(indices, [])), minlength=size)
+        assert counts.min() == 1  # every image, in every process's epoch together
+        if shuffle:  # training: equal shares (the same number of steps), padded with a few repeats
+            assert len({len(i) for i in indices}) == 1 and len({len(s) for s in shares}) == 1
+            assert counts.sum() - size < world_size
+        else:  # evaluation: each image exactly once, in order
+            assert counts.max() == 1 and all(i == sorted(i) for i in indices)
+        assert [len(s) for s in shares] == [len(list(iter(s))) for s in shares]
+
+
+def test_sampler_resumes_mid_epoch_with_the_remaining_batches():
+    sampler = EpochBatchSampler(1000, 32, seed=1)
+    sampler.set_epoch(2)
+    uninterrupted = list(sampler)
+    sampler.set_epoch(2)
+    seen = [batch for _, batch in zip(range(7), sampler)]
+    state = sampler.state_dict()
+    assert state == {"epoch": 2, "batches_done": 7}
+    resumed = EpochBatchSampler(1000, 32, seed=1)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)  # what Lightning calls at the start of the resumed epoch
+    assert seen + list(resumed) == uninterrupted
+    resumed.set_epoch(3)
+    assert len(list(resumed)) == len(sampler)  # the next epoch is whole again
 
 
 def test_eval_loaders_are_ordered(datamodule):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,3 +89,175 @@ def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, d
     assert len(list((killed / ".hydra").glob("resumed-*/overrides.yaml"))) == 1
     steps = scalar_steps(killed, "train/loss")
     assert steps[0] < killed_at and steps[-1] >= 100
+
+
+# --- atomic checkpoint writes -------------------------------------------------------------------
+
+WRITER = """
+import sys, torch
+from pathlib import Path
+target = Path(sys.argv[1])
+if sys.argv[2] == "atomic":
+    from digits.checkpoints import AtomicCheckpointIO
+    save = AtomicCheckpointIO().save_checkpoint
+else:
+    save = lambda checkpoint, path: torch.save(checkpoint, path)
+weights = torch.randn(4_000_000)  # 16 MB: each write takes a while
+for step in range(1_000_000):
+    save({"step": step, "weights": weights}, target)
+"""
+
+
+def kill_during_writes(target: Path, atomic: bool, rounds: int) -> tuple[int, int]:
+    """Kill a process that rewrites ``target`` in a loop; return (unreadable results, kills mid-write)."""
+    unreadable = mid_write = 0
+    for round_ in range(rounds):
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(target), "atomic" if atomic else "plain"])
+        deadline = time.monotonic() + 60
+        while not target.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.3 + 0.07 * round_)
+        temporary = list(target.parent.glob(f".{target.name}.*.tmp"))
+        process.kill()
+        process.wait()
+        mid_write += bool(temporary) if atomic else 1
+        try:
+            torch.load(target, weights_only=True)
+        except Exception:
+            unreadable += 1
+        target.unlink()
+        for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+            leftover.unlink()
+    return unreadable, mid_write
+
+
+def test_sigkill_while_writing_never_leaves_an_unreadable_checkpoint(tmp_path):
+    unreadable, mid_write = kill_during_writes(tmp_path / "last.ckpt", atomic=True, rounds=4)
+    assert unreadable == 0 and mid_write >= 1  # killed while a new checkpoint was half written
+    # The control: torch.save straight onto the file is what this protects against.
+    unreadable, _ = kill_during_writes(tmp_path / "plain.ckpt", atomic=False, rounds=3)
+    assert unreadable >= 1
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from digits.checkpoints import AtomicCheckpointIO, CheckpointError
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, target)
+
+    def disk_full(descriptor):  # the new file is written but cannot be made durable
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(CheckpointError) as error:
+        AtomicCheckpointIO().save_checkpoint({"step": 2}, target)
+    message = str(error.value)
+    assert f"could not write the checkpoint {target}: No space left on device" in message
+    assert "are untouched (last.ckpt)" in message and "resume=<run folder>" in message
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+# --- resume=<run folder>: what carries over, what is refused -------------------------------------
+
+def fake_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("seed: 3\nresume: null\nckpt_path: null\npaths:\n  output_dir: /old\n"
+                                         "trainer:\n  max_epochs: 2\nloss:\n  _target_: digits.losses.CrossEntropyLoss\n")
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    return run_dir
+
+
+def test_resume_config_keeps_the_run_and_applies_plain_overrides(tmp_path):
+    from digits.config import resume_config
+
+    run_dir = fake_run(tmp_path)
+    cfg = resume_config(run_dir, [f"resume={run_dir}", "trainer.max_epochs=5"])
+    assert cfg.trainer.max_epochs == 5 and cfg.seed == 3
+    assert cfg.paths.output_dir == str(run_dir) and cfg.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.parametrize("override", ["loss=manual", "+extra=1", "trainer.nonsense=1"])
+def test_resume_refuses_a_different_config_group_or_key(tmp_path, override):
+    from digits.config import ConfigError, resume_config
+
+    with pytest.raises(ConfigError, match=re.escape(f"'{override}' cannot be applied to a resumed run")):
+        resume_config(fake_run(tmp_path), [override])
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    from digits.config import ConfigError, resume_config
+
+    with pytest.raises(ConfigError, match="is not a run folder to continue: it needs config.yaml and "
+                                          "checkpoints/last.ckpt"):
+        resume_config(tmp_path, [])
+
+
+def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    process = script(["debug=limit", "logger=none", f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
+    assert process.wait(timeout=600) == 0, finish(process)[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # what a crash mid-write would leave without the atomic writer
+    resumed = script([f"resume={run_dir}"], data_dir, tmp_path)
+    output = finish(resumed)
+    assert resumed.returncode == 2
+    assert f"CheckpointError: {last} is not a readable checkpoint" in output
+    assert "Resume from another one in the same folder" in output
+    assert len(list((run_dir / "checkpoints").glob("best-*.ckpt"))) == 1  # nothing else was touched
+
+
+# --- read-only and full disks -------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of a given size (bytes), unmounted afterwards; skipped where mounting is not allowed."""
+    mounts = []
+
+    def mount(size: int, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}); needs root/CAP_SYS_ADMIN")
+        mounts.append(point)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir, small_disk):
+    disk = small_disk(1 << 20, read_only=True)
+    process = script([f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)
+    output = finish(process)
+    assert process.returncode == 2
+    assert f"ConfigError: cannot write the run folder {disk}/outputs/runs/" in output
+    assert "Read-only file system. Choose a writable folder with free space: paths.log_dir=<dir>." in output
+    assert "Traceback" not in output
+
+
+def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_path, data_dir, small_disk):
+    from conftest import compose_train
+    from digits.train import train
+
+    args = ["debug=limit", "logger=none", "callbacks.step_checkpoint.every_n_train_steps=5"]
+    train(compose_train([*args, *QUIET], tmp_path / "sizing", data_dir))
+    size = (tmp_path / "sizing" / "checkpoints" / "last.ckpt").stat().st_size
+    # Room for one checkpoint and half of another: the step-5 checkpoint fits, the step-10 one does not.
+    disk = small_disk(int(1.5 * size))
+    run_dir = disk / "run"
+    process = script([*args, f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
+    output = finish(process)
+    assert process.returncode == 2, output[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert f"CheckpointError: could not write the checkpoint {last}: No space left on device" in output
+    assert "are untouched (last.ckpt)" in output
+    assert torch.load(last, weights_only=True)["global_step"] == 5  # the one before the disk filled up
+    assert not list(last.parent.glob(".*.tmp"))

@@ -8,6 +8,7 @@ the previous checkpoint stays whole until the new one is complete on disk.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 from pathlib import Path
@@ -38,10 +39,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        buffer = io.BytesIO()  # serialise first: torch's zip writer reports a full disk as a RuntimeError
+        torch.save(checkpoint, buffer)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as file:
-                torch.save(checkpoint, file)
+                file.write(buffer.getbuffer())
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
@@ -76,6 +79,12 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+class TrainingStopped(Exception):
+    """Raised by StopOnCtrlC once its checkpoint is written: ends ``fit`` at once. (Lightning's
+    ``should_stop`` would first run a validation pass and let the checkpoint callbacks overwrite
+    ``last.ckpt`` with one that marks the interrupted epoch as finished.)"""
+
+
 class StopOnCtrlC(Callback):
     """Ctrl-C (SIGINT) or SIGTERM during fit: finish the current step, save ``last.ckpt`` there (a
     mid-epoch checkpoint) and stop, instead of dying mid-step. A second Ctrl-C interrupts at once."""
@@ -101,8 +110,15 @@ class StopOnCtrlC(Callback):
         if requested and self.path is None:
             self.path = self.checkpoint_dir / "last.ckpt"
             trainer.save_checkpoint(self.path)
-            trainer.should_stop = True
+            raise TrainingStopped(f"stopped on request at step {trainer.global_step}")
 
-    def on_train_end(self, trainer, pl_module) -> None:
+    def _restore_handlers(self) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_handlers()

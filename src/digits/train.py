@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, check_checkpoint
+from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
 from digits.config import ConfigError, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule
@@ -115,7 +115,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
 
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except TrainingStopped:
+        pass  # Ctrl-C or SIGTERM: StopOnCtrlC has saved last.ckpt
     fit_seconds = time.perf_counter() - fit_start
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
