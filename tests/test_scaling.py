@@ -1,4 +1,5 @@
-"""Two processes with DistributedDataParallel on the CPU (gloo), against one process."""
+"""More than one process: DistributedDataParallel on the CPU (gloo) against one process, and the
+cluster launcher config."""
 
 from __future__ import annotations
 
