@@ -55,3 +55,39 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
     best = ddp["best_checkpoint"]
     assert abs(accuracy(best, datamodule.val_dataloader()) - ddp["val/acc_best"]) < 1e-6
     assert abs(accuracy(best, datamodule.test_dataloader()) - ddp["test/acc"]) < 1e-6
+
+
+def test_slurm_launcher_config_composes_for_a_ddp_sweep():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from conftest import CONFIG_DIR
+
+    overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4",
+                 "trainer.num_nodes=2"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert get_class(launcher["_target_"]).__name__ == "SlurmLauncher"  # the plugin is installed
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    assert launcher["partition"] == "gpu" and launcher["max_num_timeout"] == 0
+    assert cfg.trainer.strategy == "ddp"
+
+
+def test_a_sweep_runs_through_the_submitit_plugin(tmp_path, data_dir):
+    """The SLURM launcher's code path with submitit's local executor: each sweep point is pickled,
+    run as its own process by submitit and writes its own run folder. Only sbatch is not exercised."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hydra/launcher=submitit_local",
+                             "loss=cross_entropy,nll", "debug=limit", "logger=none", f"hydra.sweep.dir={sweep}",
+                             *QUIET], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
+    runs = sorted(p for p in sweep.iterdir() if p.name[:2] in ("0_", "1_"))
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    assert [m["loss"] for m in metrics] == ["CrossEntropyLoss", "LogSoftmaxNLLLoss"]
+    assert all(m["steps"] == 20 and m["test/acc"] > 0.5 for m in metrics)
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2  # submitit's job folders
