@@ -253,3 +253,24 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 600 and metrics["epochs"] == 2  # the stopped run's steps were not repeated
     assert metrics["test/acc"] > 0.85
+
+
+def test_more_bad_input_through_the_script(tmp_path, data_dir):
+    """Exit codes and messages as a user sees them, for the cases not covered above."""
+    unknown_key = run_script(["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path)
+    assert unknown_key.returncode == 1
+    assert "Could not override 'trainer.epochs'" in unknown_key.stderr
+
+    nan = run_script(["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6", "scheduler=none",
+                      f"hydra.run.dir={tmp_path / 'b'}", *QUIET], data_dir, cwd=tmp_path)
+    assert nan.returncode == 2
+    assert "NonFiniteLossError: training loss is nan at step" in nan.stdout + nan.stderr
+
+    taken = tmp_path / "taken"
+    (taken / "checkpoints").mkdir(parents=True)
+    (taken / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's")
+    refused = run_script(["debug=limit", f"hydra.run.dir={taken}"], data_dir, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert f"ConfigError: {taken} already holds a run's checkpoints" in refused.stdout + refused.stderr
+    assert (taken / "checkpoints" / "last.ckpt").read_bytes() == b"an earlier run's"  # untouched
+    assert sorted(p.name for p in taken.iterdir()) == ["checkpoints"]  # not even Hydra wrote there

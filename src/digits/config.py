@@ -114,8 +114,13 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
 
 
 class OutputDirCheck(Callback):
-    """Hydra callback: create the run (or sweep) folder before Hydra does, so that a read-only or
+    """Hydra callback, before Hydra writes anything into the run folder: refuse a folder that holds
+    another run's checkpoints (unless resuming it), and create the folder, so that a read-only or
     full disk ends in one clear line and exit code 2 instead of Hydra's traceback."""
+
+    def _refuse(self, message: str) -> None:
+        print(f"ConfigError: {message}", file=sys.stderr)
+        sys.exit(2)
 
     def _check(self, folder: str) -> None:
         try:
@@ -124,12 +129,16 @@ class OutputDirCheck(Callback):
             probe.write_text("")
             probe.unlink()
         except OSError as error:
-            print(f"ConfigError: cannot write the run folder {folder}: {error.strerror or error}. Choose a "
-                  "writable folder with free space: paths.log_dir=<dir>.", file=sys.stderr)
-            sys.exit(2)
+            self._refuse(f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
+                         "folder with free space: paths.log_dir=<dir>.")
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.run.dir)
+        folder = config.hydra.run.dir
+        resuming = config.get("resume") is not None or config.get("ckpt_path") is not None
+        if (Path(folder) / "checkpoints").is_dir() and not resuming:
+            self._refuse(f"{folder} already holds a run's checkpoints; choose another folder (paths.log_dir "
+                         f"or hydra.run.dir) or continue it with resume={folder}")
+        self._check(folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config.hydra.sweep.dir)
