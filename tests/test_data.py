@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import torch
 import pytest
 
@@ -174,3 +177,23 @@ def test_checksum_mismatch_is_refused(data_dir, tmp_path):
         load_mnist(tmp_path, train=False, download=False)
     images, _ = load_mnist(tmp_path, train=False, download=False, verify=False)  # the user's choice
     assert images.shape == (10_000, 28, 28)
+
+
+def test_unreadable_file_names_the_file_and_the_fix(data_dir, tmp_path, monkeypatch):
+    raw = copy_raw(data_dir, tmp_path)
+    name = "t10k-labels-idx1-ubyte"
+    replace_with(raw, name, (data_dir / "MNIST" / "raw" / name).read_bytes())
+    (raw / name).chmod(0)
+    if os.geteuid() == 0:  # root reads a mode-000 file anyway: make the open fail as it would for a user
+        real_open = Path.open
+
+        def refuse(path, *args, **kwargs):
+            if path.name == name:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(DataNotFoundError) as error:
+        load_mnist(tmp_path, train=False, download=False)
+    assert str(error.value).startswith(f"cannot read {raw / name}: Permission denied. Give this user read "
+                                       "permission on the data directory, or point data.data_dir elsewhere.")
