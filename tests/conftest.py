@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,24 @@ def compose_train(overrides: list[str], output_dir: Path, data_dir: Path) -> Dic
             "train",
             overrides=[f"paths.output_dir={output_dir}", f"data.data_dir={data_dir}", *overrides],
         )
+
+
+def _script(name: str, args: list[str]) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / name), *args]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    return {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+
+
+def run_script(name: str, args: list[str], data_dir: Path, cwd: Path | None = None,
+               timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``scripts/<name>`` as a user would, on the real MNIST, and wait for it."""
+    return subprocess.run(_script(name, args), cwd=cwd, env=_env(data_dir), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_script(name: str, args: list[str], data_dir: Path, cwd: Path) -> subprocess.Popen:
+    """Start ``scripts/<name>`` without waiting (to signal or kill it); stdout and stderr together."""
+    return subprocess.Popen(_script(name, args), cwd=cwd, env=_env(data_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)

@@ -1,19 +1,13 @@
 """The training benchmark runs for a few steps and writes its files (numbers come from the script)."""
 
 import json
-import os
-import subprocess
-import sys
 
-from conftest import ROOT
+from conftest import run_script
 
 
 def test_benchmark_script_writes_its_report(tmp_path, data_dir):
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), f"hydra.run.dir={tmp_path}", "rounds=1", "warmup=2",
-         "window=3", "windows=2", "baseline.time_to_accuracy=false", "runs=['debug=limit']"],
-        env=env, capture_output=True, text=True, timeout=600)
+    result = run_script("benchmark.py", [f"hydra.run.dir={tmp_path}", "rounds=1", "warmup=2", "window=3", "windows=2",
+                                         "baseline.time_to_accuracy=false", "runs=['debug=limit']"], data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["throughput"]

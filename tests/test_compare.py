@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 from digits.compare import curve_differences, training_curves
 from digits.data import MNISTDataModule
 
@@ -46,12 +45,9 @@ def test_whole_trainings_agree(data_dir):
 
 
 def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compare_losses.py"), f"hydra.run.dir={tmp_path}",
-         "dtypes=[float32,float16]", "batch_size=32", "training.steps=5", "model.channels=[4,8]",
-         "naive_logit_std=[1,100]"],
-        env=env, capture_output=True, text=True, timeout=600)
+    result = run_script("compare_losses.py", [f"hydra.run.dir={tmp_path}", "dtypes=[float32,float16]", "batch_size=32",
+                                              "training.steps=5", "model.channels=[4,8]", "naive_logit_std=[1,100]"],
+                        data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     rows = report["single_calls"]

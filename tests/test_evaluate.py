@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +10,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUIET, ROOT, compose_train
+from conftest import QUIET, compose_train, run_script
 from digits.data import load_mnist, normalize
 from digits.evaluate import EvaluationError, run_evaluation
 from digits.train import train
@@ -127,13 +124,11 @@ def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):
 
 
 def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    script = str(ROOT / "scripts" / "evaluate.py")
-    ok = subprocess.run([sys.executable, script, f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 'a'}",
-                         "device=cpu"], env=env, capture_output=True, text=True, timeout=300)
+    ok = run_script("evaluate.py", [f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 'a'}", "device=cpu"],
+                    data_dir, timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "accuracy" in ok.stderr + ok.stdout and (tmp_path / "a" / "report.md").is_file()
-    bad = subprocess.run([sys.executable, script, f"ckpt_path={tmp_path / 'nope'}",
-                          f"hydra.run.dir={tmp_path / 'b'}"], env=env, capture_output=True, text=True, timeout=300)
+    bad = run_script("evaluate.py", [f"ckpt_path={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'b'}"], data_dir,
+                     timeout=300)
     assert bad.returncode == 2
     assert "EvaluationError" in bad.stderr + bad.stdout and "does not exist" in bad.stderr + bad.stdout

@@ -15,17 +15,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUIET, ROOT
+from conftest import QUIET, start_script
 
 # 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end.
 RUN = ["trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=3",
        "callbacks.step_checkpoint.every_n_train_steps=10", "data.batch_size=128", "seed=3", *QUIET]
-
-
-def script(args: list[str], data_dir: Path, cwd: Path, **popen) -> subprocess.Popen:
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -50,11 +44,11 @@ def scalar_steps(run_dir: Path, tag: str) -> list[int]:
 
 def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, data_dir):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    reference = script([*RUN, f"hydra.run.dir={whole}"], data_dir, tmp_path)
+    reference = start_script("train.py", [*RUN, f"hydra.run.dir={whole}"], data_dir, tmp_path)
     output = finish(reference)
     assert reference.returncode == 0, output[-3000:]
 
-    process = script([*RUN, f"hydra.run.dir={killed}"], data_dir, tmp_path)
+    process = start_script("train.py", [*RUN, f"hydra.run.dir={killed}"], data_dir, tmp_path)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while saved_step(last) < 70:  # step 70: ten steps into the second epoch
@@ -66,7 +60,7 @@ def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, d
     killed_at = saved_step(last)
     assert 70 <= killed_at < 120 and not (killed / "metrics.json").exists()
 
-    resumed = script([f"resume={killed}"], data_dir, tmp_path)
+    resumed = start_script("train.py", [f"resume={killed}"], data_dir, tmp_path)
     output = finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
     assert f"resuming {killed}" in output
@@ -197,11 +191,11 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 
 def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    process = script(["debug=limit", "logger=none", f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
+    process = start_script("train.py", ["debug=limit", "logger=none", f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
     assert process.wait(timeout=600) == 0, finish(process)[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # what a crash mid-write would leave without the atomic writer
-    resumed = script([f"resume={run_dir}"], data_dir, tmp_path)
+    resumed = start_script("train.py", [f"resume={run_dir}"], data_dir, tmp_path)
     output = finish(resumed)
     assert resumed.returncode == 2
     assert f"CheckpointError: {last} is not a readable checkpoint" in output
@@ -235,7 +229,7 @@ def small_disk(tmp_path):
 
 def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir, small_disk):
     disk = small_disk(1 << 20, read_only=True)
-    process = script([f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)
+    process = start_script("train.py", [f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)
     output = finish(process)
     assert process.returncode == 2
     assert f"ConfigError: cannot write the run folder {disk}/outputs/runs/" in output
@@ -253,7 +247,7 @@ def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_pat
     # Room for one checkpoint and half of another: the step-5 checkpoint fits, the step-10 one does not.
     disk = small_disk(int(1.5 * size))
     run_dir = disk / "run"
-    process = script([*args, f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
+    process = start_script("train.py", [*args, f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
     output = finish(process)
     assert process.returncode == 2, output[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"

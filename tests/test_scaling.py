@@ -4,13 +4,10 @@ cluster launcher config."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 
-from conftest import QUIET, ROOT
+from conftest import QUIET, run_script
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule
 
@@ -28,16 +25,13 @@ def accuracy(checkpoint: str, loader) -> float:
 
 
 def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
     runs = {"single": ["data.batch_size=256"],
             # 2 x 128 per step: the same 256 images per step as one process (each takes every other one)
             "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128"]}
     metrics = {}
     for name, overrides in runs.items():
         run_dir = tmp_path / name
-        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *ONE_EPOCH, *overrides,
-                                 f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=600)
+        result = run_script("train.py", [*ONE_EPOCH, *overrides, f"hydra.run.dir={run_dir}"], data_dir, tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert (result.stdout + result.stderr).count("best val/acc") == 1  # one summary, from rank 0
         metrics[name] = json.loads((run_dir / "metrics.json").read_text())
@@ -80,10 +74,8 @@ def test_a_sweep_runs_through_the_submitit_plugin(tmp_path, data_dir):
     """The SLURM launcher's code path with submitit's local executor: each sweep point is pickled,
     run as its own process by submitit and writes its own run folder. Only sbatch is not exercised."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hydra/launcher=submitit_local",
-                             "loss=cross_entropy,nll", "debug=limit", "logger=none", f"hydra.sweep.dir={sweep}",
-                             *QUIET], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = run_script("train.py", ["-m", "hydra/launcher=submitit_local", "loss=cross_entropy,nll", "debug=limit",
+                                     "logger=none", f"hydra.sweep.dir={sweep}", *QUIET], data_dir, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
     runs = sorted(p for p in sweep.iterdir() if p.name[:2] in ("0_", "1_"))

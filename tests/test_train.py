@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
-from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CONFIG_DIR, QUIET, ROOT, compose_train
+from conftest import CONFIG_DIR, QUIET, compose_train, run_script, start_script
 from digits.config import ConfigError
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule, NonFiniteLossError, build_loss
@@ -26,12 +22,6 @@ from digits.train import train
 
 LOSSES = ["cross_entropy", "nll", "manual", "manual_naive"]
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr"}
-
-
-def run_script(args: list[str], data_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +159,7 @@ def tensorboard_hparams(folder: Path) -> tuple[dict, list[str]]:
 
 def test_train_script_end_to_end(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    result = run_script(["debug=limit", f"hydra.run.dir={run_dir}", "loss=nll", "model.channels=[8,16]",
+    result = run_script("train.py", ["debug=limit", f"hydra.run.dir={run_dir}", "loss=nll", "model.channels=[8,16]",
                          "data.batch_size=128", "seed=7"], data_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best val/acc" in result.stderr + result.stdout
@@ -189,10 +179,10 @@ def test_train_script_end_to_end(tmp_path, data_dir):
 
 
 def test_bad_input_exits_with_a_message(tmp_path, data_dir):
-    result = run_script(["trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path)
+    result = run_script("train.py", ["trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path)
     assert result.returncode == 2
     assert "trainer.max_epochs=0 is not allowed" in result.stderr + result.stdout
-    result = run_script([f"data.data_dir={tmp_path / 'empty'}", "data.download=false",
+    result = run_script("train.py", [f"data.data_dir={tmp_path / 'empty'}", "data.download=false",
                          f"hydra.run.dir={tmp_path / 'run2'}"], data_dir, cwd=tmp_path)
     assert result.returncode == 2
     assert "MNIST not found" in result.stderr + result.stdout
@@ -200,7 +190,7 @@ def test_bad_input_exits_with_a_message(tmp_path, data_dir):
 
 def test_multirun_over_the_three_losses(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    result = run_script(["-m", "loss=cross_entropy,nll,manual", "debug=limit", f"hydra.sweep.dir={sweep}",
+    result = run_script("train.py", ["-m", "loss=cross_entropy,nll,manual", "debug=limit", f"hydra.sweep.dir={sweep}",
                          "trainer.deterministic=true", *QUIET], data_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -228,12 +218,10 @@ def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
 
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    args = [str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={run_dir}", "model.channels=[4,8]",
+    args = [f"hydra.run.dir={run_dir}", "model.channels=[4,8]",
             "data.batch_size=64", "trainer.max_epochs=2", "trainer.limit_train_batches=300",
             "trainer.limit_val_batches=5", "logger=none", *QUIET]
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
-    process = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = start_script("train.py", args, data_dir, cwd=tmp_path)
     deadline = time.monotonic() + 120
     # Lightning logs this line right before the first training step
     while not (run_dir / "train.log").exists() or "stepping batches" not in (run_dir / "train.log").read_text():
@@ -248,7 +236,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     stopped_step = checkpoint["global_step"]
     assert 0 < stopped_step < 600
     assert not (run_dir / "metrics.json").read_text().count('"test/acc"')
-    resumed = run_script([*args[1:], f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], data_dir, cwd=tmp_path)
+    resumed = run_script("train.py", [*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], data_dir, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 600 and metrics["epochs"] == 2  # the stopped run's steps were not repeated
@@ -257,11 +245,11 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
 
 def test_more_bad_input_through_the_script(tmp_path, data_dir):
     """Exit codes and messages as a user sees them, for the cases not covered above."""
-    unknown_key = run_script(["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path)
+    unknown_key = run_script("train.py", ["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path)
     assert unknown_key.returncode == 1
     assert "Could not override 'trainer.epochs'" in unknown_key.stderr
 
-    nan = run_script(["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6", "scheduler=none",
+    nan = run_script("train.py", ["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6", "scheduler=none",
                       f"hydra.run.dir={tmp_path / 'b'}", *QUIET], data_dir, cwd=tmp_path)
     assert nan.returncode == 2
     assert "NonFiniteLossError: training loss is nan at step" in nan.stdout + nan.stderr
@@ -269,7 +257,7 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
     taken = tmp_path / "taken"
     (taken / "checkpoints").mkdir(parents=True)
     (taken / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's")
-    refused = run_script(["debug=limit", f"hydra.run.dir={taken}"], data_dir, cwd=tmp_path)
+    refused = run_script("train.py", ["debug=limit", f"hydra.run.dir={taken}"], data_dir, cwd=tmp_path)
     assert refused.returncode == 2
     assert f"ConfigError: {taken} already holds a run's checkpoints" in refused.stdout + refused.stderr
     assert (taken / "checkpoints" / "last.ckpt").read_bytes() == b"an earlier run's"  # untouched

@@ -60,7 +60,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from error
 
 
-def check_checkpoint(path: str | Path) -> dict[str, Any]:
+def check_checkpoint(path: str | Path) -> None:
     """Load a checkpoint the way a resume will, or raise CheckpointError saying what is wrong."""
     path = Path(path)
     if not path.is_file():
@@ -76,7 +76,6 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from error
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(f"{path} is not a training checkpoint of this project (no state_dict/loops).")
-    return checkpoint
 
 
 class TrainingStopped(Exception):

@@ -113,32 +113,44 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def check_run_folder(folder: str | Path, resuming: bool) -> None:
+    """No run writes into another run's folder: refuse one that holds checkpoints unless resuming it."""
+    if (Path(folder) / "checkpoints").is_dir() and not resuming:
+        raise ConfigError(f"{folder} already holds a run's checkpoints; choose another folder (paths.log_dir "
+                          f"or hydra.run.dir) or continue it with resume={folder}")
+
+
+def check_writable(folder: str | Path) -> None:
+    """Create ``folder`` and write a probe file into it: a read-only or full disk fails here, clearly."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
+                          "folder with free space: paths.log_dir=<dir>.") from error
+
+
 class OutputDirCheck(Callback):
-    """Hydra callback, before Hydra writes anything into the run folder: refuse a folder that holds
-    another run's checkpoints (unless resuming it), and create the folder, so that a read-only or
-    full disk ends in one clear line and exit code 2 instead of Hydra's traceback."""
-
-    def _refuse(self, message: str) -> None:
-        print(f"ConfigError: {message}", file=sys.stderr)
-        sys.exit(2)
-
-    def _check(self, folder: str) -> None:
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            probe = Path(folder) / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as error:
-            self._refuse(f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
-                         "folder with free space: paths.log_dir=<dir>.")
+    """Hydra callback: the run-folder checks, before Hydra writes anything there, so that a taken
+    folder or a read-only or full disk ends in one clear line and exit code 2, not Hydra's traceback."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = config.hydra.run.dir
-        resuming = config.get("resume") is not None or config.get("ckpt_path") is not None
-        if (Path(folder) / "checkpoints").is_dir() and not resuming:
-            self._refuse(f"{folder} already holds a run's checkpoints; choose another folder (paths.log_dir "
-                         f"or hydra.run.dir) or continue it with resume={folder}")
-        self._check(folder)
+        try:
+            check_run_folder(folder, resuming=config.get("resume") is not None or config.get("ckpt_path") is not None)
+            check_writable(folder)
+        except ConfigError as error:
+            _exit_2(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.sweep.dir)
+        try:
+            check_writable(config.hydra.sweep.dir)
+        except ConfigError as error:
+            _exit_2(error)
+
+
+def _exit_2(error: ConfigError) -> None:
+    print(f"ConfigError: {error}", file=sys.stderr)
+    sys.exit(2)

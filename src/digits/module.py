@@ -62,6 +62,7 @@ class DigitsModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
+        self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -71,7 +72,7 @@ class DigitsModule(L.LightningModule):
         self.val_acc.reset()
         self.val_loss.reset()
         self.val_acc_best.reset()
-        state, self._resumed_state = getattr(self, "_resumed_state", None), None
+        state, self._resumed_state = self._resumed_state, None
         if state:  # a resumed run: the random streams and best accuracy of the interrupted one
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] and torch.cuda.is_available():

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
-from digits.config import ConfigError, validate_train_config
+from digits.config import ConfigError, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule
 
@@ -82,10 +82,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
     if cfg.get("ckpt_path") is not None:
         check_checkpoint(cfg.ckpt_path)
-    elif is_rank_zero and (output_dir / "checkpoints").exists():
-        raise ConfigError(f"{output_dir} already holds a run's checkpoints; choose another folder "
-                          f"(paths.log_dir or hydra.run.dir) or continue it with resume={output_dir}")
     if is_rank_zero:
+        check_run_folder(output_dir, resuming=cfg.get("ckpt_path") is not None)
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     if cfg.get("threads"):
@@ -142,7 +140,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     metrics["best_checkpoint"] = best_path
     metrics["output_dir"] = str(output_dir)
     metrics["total_seconds"] = round(time.perf_counter() - started, 2)
-    if trainer.is_global_zero:
+    if is_rank_zero:
         write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 
