@@ -17,14 +17,14 @@ log = logging.getLogger("digits")
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from digits.data import CorruptDataError, DataNotFoundError
-    from digits.evaluate import EvaluationError, run_evaluation
+    from digits.errors import DigitsError
+    from digits.evaluate import run_evaluation
 
     output_dir = Path(cfg.paths.output_dir)
     try:
         results = run_evaluation(cfg.ckpt_path, output_dir, cfg.data.split, cfg.data.data_dir, cfg.device,
                                  cfg.predict, cfg.tensorboard)
-    except (EvaluationError, DataNotFoundError, CorruptDataError) as error:
+    except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
     if "predictions" in results:

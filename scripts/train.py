@@ -27,10 +27,8 @@ log = logging.getLogger("digits")
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
-    from digits.checkpoints import CheckpointError
     from digits.config import ConfigError, resume_config
-    from digits.data import CorruptDataError, DataNotFoundError
-    from digits.module import NonFiniteLossError
+    from digits.errors import DigitsError
     from digits.train import summary, train
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -49,7 +47,7 @@ def main(cfg: DictConfig) -> float:
             cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
             log.info("resuming %s from %s", cfg.paths.output_dir, cfg.ckpt_path)
         metrics, _ = train(cfg, started=started)
-    except (ConfigError, CheckpointError, CorruptDataError, DataNotFoundError, NonFiniteLossError) as error:
+    except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
     except OSError as error:  # e.g. the disk filled up while TensorBoard wrote its events

@@ -18,8 +18,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
+from digits.errors import DigitsError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(DigitsError, RuntimeError):
     """A checkpoint cannot be written or read; the message says what is intact and what to do."""
 
 

@@ -11,6 +11,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from digits.errors import DigitsError
+
 # ${if_set:value,then,otherwise}: the run folder and Hydra's snapshot folder depend on `resume`.
 if not OmegaConf.has_resolver("if_set"):
     OmegaConf.register_new_resolver("if_set", lambda value, then, otherwise: otherwise if value is None else then)
@@ -20,7 +22,7 @@ PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true",
 REDUCTIONS = ("none", "mean", "sum")
 
 
-class ConfigError(ValueError):
+class ConfigError(DigitsError, ValueError):
     """A config value is out of range or of the wrong type."""
 
 

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from digits.errors import DigitsError
+
 # Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -31,11 +33,11 @@ RAW_FILES = {
 }
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(DigitsError, FileNotFoundError):
     """MNIST is neither on disk nor downloadable; the message says where to put it."""
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(DigitsError, ValueError):
     """An MNIST file is truncated, of another format, or not the published file."""
 
 

@@ -25,13 +25,14 @@ from torchmetrics.classification import (
 )
 
 from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule
+from digits.errors import DigitsError
 from digits.losses import manual_cross_entropy, nll_cross_entropy
 from digits.module import DigitsModule
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(DigitsError, ValueError):
     """A path, checkpoint, image or device that cannot be evaluated; the message says why."""
 
 

@@ -19,12 +19,14 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from digits.errors import DigitsError
+
 # Only these may be instantiated from a checkpoint's hyperparameters: a checkpoint from elsewhere
 # must not be able to name an arbitrary callable (``_target_: os.system``) and have it run.
 CHECKPOINT_TARGETS = ("digits.", "torch.nn.", "torch.optim.")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DigitsError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
