@@ -106,8 +106,9 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
+    plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper], logger=loggers or False,
-                                     plugins=[AtomicCheckpointIO()])
+                                     plugins=plugins)
     for logger in loggers:
         # The metrics named here fill the hparams view's columns once they are logged.
         logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
