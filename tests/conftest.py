@@ -66,6 +66,22 @@ def run_script(name: str, args: list[str], data_dir: Path, cwd: Path | None = No
                           timeout=timeout)
 
 
+def run_in_process(name: str, args: list[str], monkeypatch) -> int | None:
+    """``scripts/<name>`` run as ``__main__`` inside the test process (no second start-up of torch and
+    Lightning): the exit code it would give the shell."""
+    import runpy
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / name), *args])
+    GlobalHydra.instance().clear()
+    try:
+        runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
+    except SystemExit as exit:
+        return exit.code
+    return 0
+
+
 def start_script(name: str, args: list[str], data_dir: Path, cwd: Path) -> subprocess.Popen:
     """Start ``scripts/<name>`` without waiting (to signal or kill it); stdout and stderr together."""
     return subprocess.Popen(_script(name, args), cwd=cwd, env=_env(data_dir), stdout=subprocess.PIPE,

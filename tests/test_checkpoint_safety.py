@@ -9,17 +9,14 @@ the harmful ones do write it when the check is skipped.
 from __future__ import annotations
 
 import re
-import runpy
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from hydra.core.global_hydra import GlobalHydra
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_in_process, run_script
 from digits.allowlist import MODULE_TARGETS, RUN_TARGETS, UnsafeConfigError
 from digits.checkpoints import check_checkpoint
 from digits.config import resume_config
@@ -116,17 +113,6 @@ def crafted(source: Path, case: str, canary: Canary, target: Path) -> Path:
 def slug(case: str) -> str:
     """A case's name as a file name Hydra's command line parses as one value (no commas, no spaces)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", case)
-
-
-def run_in_process(script: str, args: list[str], monkeypatch) -> int | None:
-    """``scripts/<script>`` run as ``__main__`` in this process (no second start-up): its exit code."""
-    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / script), *args])
-    GlobalHydra.instance().clear()
-    try:
-        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
-    except SystemExit as exit:
-        return exit.code
-    return 0
 
 
 def test_the_allow_list_is_exactly_what_the_config_groups_offer():
