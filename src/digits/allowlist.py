@@ -4,7 +4,7 @@ offer, named exactly, with plain data as their arguments. Checked before anythin
 A checkpoint's hyperparameters and a run's ``config.yaml`` are handed to Hydra's ``instantiate``,
 which calls whatever ``_target_`` names, at any depth (``builtins.open``, ``pathlib.Path`` nested in
 an argument), honours ``_partial_``/``_args_``, and resolves ``${...}`` interpolations first
-(``${oc.decode:...}`` can turn a string into a new ``_target_``). So a file from elsewhere is only
+(``${oc.env:...}`` reads the environment). So a file from elsewhere is only
 instantiated when every ``_target_`` is one of the exact classes below, in the place its config group
 puts it, no other Hydra key appears anywhere, and every value is plain data (None, bool, int, float,
 str without ``${``, lists and dicts of them).
@@ -103,7 +103,10 @@ def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
     for key, value in config.items():
         if isinstance(key, str) and key in GROUPS_OF_ENTRIES and isinstance(value, dict):
             for name, entry in value.items():
-                _check_plain(entry, f"{prefix}{key}.{name}", str(source), RUN_TARGETS[key])
+                if isinstance(name, str) and not _is_special(name):
+                    _check_plain(entry, f"{prefix}{key}.{name}", str(source), RUN_TARGETS[key])
+                else:  # `callbacks: {_target_: ...}`: refused as any special key is
+                    _check_plain({name: entry}, f"{prefix}{key}", str(source))
         elif isinstance(key, str) and key in RUN_TARGETS:
             _check_plain(value, f"{prefix}{key}", str(source), RUN_TARGETS[key])
         else:
@@ -118,7 +121,7 @@ def check_hyperparameters(hparams: Any, source: str | Path) -> None:
     for key, value in hparams.items():
         if key not in HYPERPARAMETER_KEYS:
             raise UnsafeConfigError(f"{source}: refusing to instantiate anything from it: hyper_parameters has "
-                                        f"an unknown entry {str(key)[:80]!r} (expected {', '.join(HYPERPARAMETER_KEYS)})")
+                                    f"an unknown entry {str(key)[:80]!r} (expected {', '.join(HYPERPARAMETER_KEYS)})")
         if key in MODULE_TARGETS:
             _check_plain(value, key, str(source), MODULE_TARGETS[key])
         elif key == "run_config":
