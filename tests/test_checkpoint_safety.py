@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_in_process, run_script
-from digits.allowlist import MODULE_TARGETS, RUN_TARGETS, UnsafeConfigError
+from digits.allowlist import MODULE_TARGETS, RUN_TARGETS, TRAINER_PLUGIN_TARGETS, UnsafeConfigError
 from digits.checkpoints import check_checkpoint
 from digits.config import resume_config
 from digits.module import DigitsModule
@@ -124,6 +124,8 @@ def test_the_allow_list_is_exactly_what_the_config_groups_offer():
             offered |= {entry["_target_"] for entry in entries if isinstance(entry, dict) and "_target_" in entry}
         assert offered == set(allowed), group
     assert set(MODULE_TARGETS) == {"model", "loss", "optimizer", "scheduler"}
+    plugins = [yaml.safe_load(file.read_text()).get("plugins") or [] for file in (ROOT / "configs" / "trainer").glob("*.yaml")]
+    assert {entry["_target_"] for entries in plugins for entry in entries} == TRAINER_PLUGIN_TARGETS
 
 
 @pytest.mark.parametrize("case", CASES)

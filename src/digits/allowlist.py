@@ -44,6 +44,8 @@ RUN_TARGETS: dict[str, frozenset[str]] = {
     "logger": frozenset({"lightning.pytorch.loggers.TensorBoardLogger"}),
 }
 GROUPS_OF_ENTRIES = ("callbacks", "logger")
+# The list trainer.plugins, instantiated entry by entry by train(): the plugin classes configs/trainer offers.
+TRAINER_PLUGIN_TARGETS: frozenset[str] = frozenset()
 # The constructor arguments of DigitsModule: the only keys a checkpoint's hyperparameters may have.
 HYPERPARAMETER_KEYS = ("model", "loss", "optimizer", "scheduler", "num_classes", "channels_last", "run_config")
 
@@ -107,6 +109,11 @@ def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
                     _check_plain(entry, f"{prefix}{key}.{name}", str(source), RUN_TARGETS[key])
                 else:  # `callbacks: {_target_: ...}`: refused as any special key is
                     _check_plain({name: entry}, f"{prefix}{key}", str(source))
+        elif key == "trainer" and isinstance(value, dict) and isinstance(value.get("plugins"), list):
+            rest = {name: entry for name, entry in value.items() if name != "plugins"}
+            _check_plain(rest, f"{prefix}trainer", str(source), RUN_TARGETS["trainer"])
+            for index, entry in enumerate(value["plugins"]):
+                _check_plain(entry, f"{prefix}trainer.plugins[{index}]", str(source), TRAINER_PLUGIN_TARGETS)
         elif isinstance(key, str) and key in RUN_TARGETS:
             _check_plain(value, f"{prefix}{key}", str(source), RUN_TARGETS[key])
         else:
