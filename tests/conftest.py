@@ -66,7 +66,36 @@ def run_script(name: str, args: list[str], data_dir: Path, cwd: Path | None = No
                           timeout=timeout)
 
 
+def run_in_process(name: str, args: list[str], monkeypatch) -> int | None:
+    """``scripts/<name>`` run as ``__main__`` inside the test process (no second start-up of torch and
+    Lightning): the exit code it would give the shell."""
+    import runpy
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / name), *args])
+    GlobalHydra.instance().clear()
+    try:
+        runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
+    except SystemExit as exit:
+        return exit.code
+    return 0
+
+
 def start_script(name: str, args: list[str], data_dir: Path, cwd: Path) -> subprocess.Popen:
     """Start ``scripts/<name>`` without waiting (to signal or kill it); stdout and stderr together."""
     return subprocess.Popen(_script(name, args), cwd=cwd, env=_env(data_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory, data_dir) -> Path:
+    """One short real training run (40 steps, about 90 % test accuracy), shared by the tests that
+    need a genuine run folder and checkpoint: the checkpoint-safety and export tests."""
+    from digits.train import train
+
+    run_dir = tmp_path_factory.mktemp("short_run")
+    cfg = compose_train(["logger=none", "callbacks=minimal", "test=false", "trainer.max_epochs=1",
+                         "trainer.limit_train_batches=40", "trainer.limit_val_batches=1", *QUIET], run_dir, data_dir)
+    train(cfg)
+    return run_dir

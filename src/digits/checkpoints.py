@@ -18,6 +18,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
+from digits.allowlist import check_hyperparameters
 from digits.errors import DigitsError
 
 
@@ -63,7 +64,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def check_checkpoint(path: str | Path) -> None:
-    """Load a checkpoint the way a resume will, or raise CheckpointError saying what is wrong."""
+    """Load a checkpoint the way a resume will, or raise CheckpointError saying what is wrong (or
+    UnsafeConfigError when its hyperparameters name something this project does not offer)."""
     path = Path(path)
     if not path.is_file():
         siblings = sorted(str(p) for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
@@ -78,6 +80,7 @@ def check_checkpoint(path: str | Path) -> None:
         ) from error
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(f"{path} is not a training checkpoint of this project (no state_dict/loops).")
+    check_hyperparameters(checkpoint.get("hyper_parameters"), path)
 
 
 class TrainingStopped(Exception):

@@ -11,6 +11,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from digits.allowlist import check_run_config
 from digits.errors import DigitsError
 
 # ${if_set:value,then,otherwise}: the run folder and Hydra's snapshot folder depend on `resume`.
@@ -99,6 +100,8 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
                           "checkpoints/last.ckpt (runs are under outputs/runs/<time>)")
     cfg = OmegaConf.load(saved_path)
+    # train() instantiates this config (data, model, callbacks, trainer, ...): the same list as a checkpoint's
+    check_run_config(OmegaConf.to_container(cfg, resolve=False), saved_path)
     for override in overrides:
         key, _, value = override.partition("=")
         if key == "resume":

@@ -55,7 +55,7 @@ def load_module(path: Path, device: torch.device) -> DigitsModule:
     """Rebuild the trained module from the checkpoint alone (``weights_only=True``)."""
     try:
         module = DigitsModule.from_checkpoint(path, map_location=device)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as error:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as error:  # OSError: a truncated zip
         raise EvaluationError(f"{path} is not a PyTorch checkpoint that loads safely: {error}") from error
     except RuntimeError as error:
         if "size mismatch" in str(error) or "Missing key" in str(error) or "Unexpected key" in str(error):

@@ -19,11 +19,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from digits.allowlist import check_hyperparameters
 from digits.errors import DigitsError
-
-# Only these may be instantiated from a checkpoint's hyperparameters: a checkpoint from elsewhere
-# must not be able to name an arbitrary callable (``_target_: os.system``) and have it run.
-CHECKPOINT_TARGETS = ("digits.", "torch.nn.", "torch.optim.")
 
 
 class NonFiniteLossError(DigitsError, RuntimeError):
@@ -152,13 +149,11 @@ class DigitsModule(L.LightningModule):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DigitsModule:
-        """Rebuild the module from a checkpoint alone, loading it with ``weights_only=True``."""
+        """Rebuild the module from a checkpoint alone, loading it with ``weights_only=True``; its
+        hyperparameters must pass ``digits.allowlist`` first (else UnsafeConfigError, nothing built)."""
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
         hparams = checkpoint["hyper_parameters"]
-        for key in ("model", "loss", "optimizer", "scheduler"):
-            target = (hparams.get(key) or {}).get("_target_", "digits.")
-            if not target.startswith(CHECKPOINT_TARGETS):
-                raise ValueError(f"{path}: refusing to instantiate {key}._target_={target!r} from a checkpoint")
+        check_hyperparameters(hparams, path)
         module = cls(**hparams)
         module.load_state_dict(checkpoint["state_dict"])
         return module
