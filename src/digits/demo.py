@@ -1,0 +1,163 @@
+"""The drawing demo: a small Starlette app serving one static page and one JSON endpoint.
+
+The browser sends the picture (the drawing as a PNG, or the user's uploaded file) and the lesson's
+settings; the server preprocesses it exactly like ``evaluate.py predict=`` (``digits.handwriting``),
+runs the network and returns every number the page shows (``digits.lesson.explain``). The page's
+JavaScript only draws and displays.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from digits.data import normalize
+from digits.errors import DigitsError
+from digits.handwriting import load_image, to_mnist
+from digits.lesson import TEMPERATURE_RANGE, LessonError, explain
+from digits.module import DigitsModule
+
+log = logging.getLogger("digits")
+STATIC = Path(__file__).with_name("demo_static")
+
+
+class DemoError(DigitsError, ValueError):
+    """The demo cannot start (bad host or port) or cannot take a request (too large)."""
+
+
+class Demo:
+    """One loaded network and what the page asks of it."""
+
+    def __init__(self, module: DigitsModule, checkpoint: Path, max_upload_bytes: int) -> None:
+        self.module = module.eval()
+        self.checkpoint = checkpoint
+        self.max_upload_bytes = max_upload_bytes
+
+    @torch.no_grad()
+    def logits(self, picture: torch.Tensor) -> torch.Tensor:
+        """The network's (C,) logits for one (1, 28, 28) picture in [0, 1], normalised like MNIST."""
+        device = next(self.module.parameters()).device
+        return self.module(normalize(picture * 255.0).to(device))[0].float().cpu()
+
+    def analyse(self, data: bytes, target: int | None, temperature: float) -> dict[str, Any]:
+        """Image bytes -> the picture the network receives -> logits -> the lesson's numbers."""
+        started = time.perf_counter()
+        picture, notes = to_mnist(load_image(io.BytesIO(data)))
+        result = explain(self.logits(picture), target, temperature)
+        result["picture"] = picture[0].tolist()
+        result["notes"] = notes
+        result["server_ms"] = (time.perf_counter() - started) * 1000
+        return result
+
+
+def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
+    """``target`` (a digit, or empty for the prediction) and ``temperature`` from the query string."""
+    raw_target, raw_temperature = query.get("target", ""), query.get("temperature", "1")
+    try:
+        target = None if raw_target in ("", "auto") else int(raw_target)
+    except ValueError:
+        raise LessonError(f"target={raw_target!r} is not a digit: pick 0-9 or leave it empty") from None
+    try:
+        temperature = float(raw_temperature)
+    except ValueError:
+        raise LessonError(f"temperature={raw_temperature!r} is not a number") from None
+    return target, temperature
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` bytes (never held whole)."""
+    too_large = DemoError(f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
+                          "the config value max_upload_bytes): send a smaller PNG or JPEG")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(demo: Demo) -> Starlette:
+    async def index(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse({"checkpoint": demo.checkpoint.name, "temperature_range": TEMPERATURE_RANGE,
+                             "max_upload_bytes": demo.max_upload_bytes})
+
+    async def analyse(request: Request) -> JSONResponse:
+        try:
+            target, temperature = parse_settings(dict(request.query_params))
+            data = await read_body(request, demo.max_upload_bytes)
+            result = await run_in_threadpool(demo.analyse, data, target, temperature)
+        except DigitsError as error:  # the user's input: say what is wrong with it
+            status = 413 if isinstance(error, DemoError) else 422
+            return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=status)
+        except Exception as error:  # a bug: keep the traceback in the server's log, not on the page
+            log.exception("demo: unexpected error on a request")
+            return JSONResponse({"error": f"the server failed on this input ({type(error).__name__}); "
+                                          "the traceback is in the demo's log", "kind": "internal"},
+                                status_code=500)
+        return JSONResponse(result)
+
+    return Starlette(routes=[
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/analyse", analyse, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ])
+
+
+def check_address(host: str, port: int) -> None:
+    if not isinstance(host, str) or not host:
+        raise DemoError(f"host={host!r} is not allowed: a host name or address, e.g. 127.0.0.1")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise DemoError(f"port={port!r} is not allowed: an integer in [0, 65535] (0 picks a free port)")
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on exactly ``host`` (port 0: a free one), so the URL can be printed first."""
+    check_address(host, port)
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        raise DemoError(f"cannot listen on {host}:{port}: {error} (another port? port=0 picks a free one)") from error
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def check_limit(max_upload_bytes: Any) -> None:
+    if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
+        raise DemoError(f"max_upload_bytes={max_upload_bytes!r} is not allowed: an integer >= 1")
+
+
+def serve(demo: Demo, sock: socket.socket) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    config = uvicorn.Config(build_app(demo), log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+
