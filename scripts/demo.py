@@ -20,13 +20,17 @@ log = logging.getLogger("digits")
 @hydra.main(version_base="1.3", config_path="../configs", config_name="demo")
 def main(cfg: DictConfig) -> None:
     from digits.demo import Demo, check_limit, open_socket, serve, url_of
+    from pathlib import Path
+
     from digits.errors import DigitsError
     from digits.evaluate import choose_device, load_module, resolve_checkpoint
 
     try:
         check_limit(cfg.max_upload_bytes)
         path = resolve_checkpoint(cfg.ckpt_path)
-        demo = Demo(load_module(path, choose_device(cfg.device)), path, cfg.max_upload_bytes)
+        demo = Demo(load_module(path, choose_device(cfg.device)), path, cfg.max_upload_bytes,
+                    Path(cfg.paths.output_dir))
+        demo.warm_up()
         sock = open_socket(cfg.host, cfg.port)
     except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)

@@ -41,7 +41,7 @@ def test_softmax_first_has_the_floor(logits):
     mistake = result["softmax_first"]
     assert mistake["floor"] == pytest.approx(math.log(1 + 9 / math.e))
     assert mistake["loss"] == pytest.approx(mistake["floor"], abs=1e-5)  # float32
-    assert result["losses"]["nn.CrossEntropyLoss"] < 1e-6  # the right loss goes to 0
+    assert result["losses"]["nn.CrossEntropyLoss"] < 1e-4  # the right loss goes to 0
     # the mistake's loss is the cross-entropy of the probabilities taken as logits
     probabilities = F.softmax(logits, 0).unsqueeze(0)
     assert explain(logits, 3)["softmax_first"]["loss"] == pytest.approx(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from digits.data import normalize
 from digits.errors import DigitsError
-from digits.handwriting import load_image, to_mnist
+from digits.handwriting import ImageError, load_image, to_mnist
 from digits.lesson import TEMPERATURE_RANGE, LessonError, explain
 from digits.module import DigitsModule
 
@@ -40,10 +41,11 @@ class DemoError(DigitsError, ValueError):
 class Demo:
     """One loaded network and what the page asks of it."""
 
-    def __init__(self, module: DigitsModule, checkpoint: Path, max_upload_bytes: int) -> None:
+    def __init__(self, module: DigitsModule, checkpoint: Path, max_upload_bytes: int, scratch: Path) -> None:
         self.module = module.eval()
         self.checkpoint = checkpoint
         self.max_upload_bytes = max_upload_bytes
+        self.scratch = scratch  # the run folder: each picture lives there only while it is read
 
     @torch.no_grad()
     def logits(self, picture: torch.Tensor) -> torch.Tensor:
@@ -54,12 +56,32 @@ class Demo:
     def analyse(self, data: bytes, target: int | None, temperature: float) -> dict[str, Any]:
         """Image bytes -> the picture the network receives -> logits -> the lesson's numbers."""
         started = time.perf_counter()
-        picture, notes = to_mnist(load_image(io.BytesIO(data)))
+        # load_image reads files (its size checks need one): a temporary file, deleted at once.
+        with tempfile.NamedTemporaryFile(dir=self.scratch, prefix="picture-") as file:
+            file.write(data)
+            file.flush()
+            try:
+                image = load_image(file.name)
+            except ImageError as error:  # its message names the temporary file: name the upload instead
+                raise ImageError(str(error).replace(file.name, "the picture")) from error
+        picture, notes = to_mnist(image)
         result = explain(self.logits(picture), target, temperature)
         result["picture"] = picture[0].tolist()
         result["notes"] = notes
         result["server_ms"] = (time.perf_counter() - started) * 1000
         return result
+
+
+    def warm_up(self) -> None:
+        """One picture through the whole path before the URL is printed: the first request's
+        one-off costs (lazy initialisation in torch and PIL) are not the user's first stroke's."""
+        from PIL import Image, ImageDraw
+
+        image = Image.new("L", (280, 280), 255)
+        ImageDraw.Draw(image).line([(140, 40), (140, 240)], fill=0, width=20)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        self.analyse(buffer.getvalue(), None, 1.0)
 
 
 def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:

@@ -17,8 +17,8 @@ let strokeEnded = null;   // performance.now() when the last stroke ended, for t
 
 // --- formatting (display only) ---
 const fixed = (v, digits = 4) => (Object.is(v, -0) ? 0 : v).toFixed(digits);
-const loss6 = (v) => (Math.abs(v) >= 1e-4 || v === 0 ? v.toFixed(6) : v.toExponential(5));
-const prob = (v) => (v >= 1e-4 || v === 0 ? v.toFixed(4) : v.toExponential(2));
+const loss6 = (v) => v.toFixed(6);   // float32 losses are good to about 1e-6 for logits of ~10
+const small = (v) => (Math.abs(v) >= 1e-4 || v === 0 ? fixed(v, 4) : v.toExponential(2));
 
 // --- drawing ---
 function clearPad() {
@@ -83,6 +83,13 @@ document.getElementById("upload").addEventListener("change", (event) => {
   source = file;
   strokeEnded = performance.now();
   request();
+  // show it on the pad too (fitted, on white), so that strokes can be added to it
+  createImageBitmap(file).then((bitmap) => {
+    const scale = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+    const w = bitmap.width * scale, h = bitmap.height * scale;
+    ink.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    drawn = true;
+  }).catch(() => {});   // not an image the browser can decode: the server's message says so
 });
 
 // --- settings ---
@@ -120,6 +127,7 @@ async function request() {
     }
     if (!response.ok || body.error) {
       showMessage(body.error || `the server answered ${response.status}`, true);
+      document.getElementById("notes").replaceChildren();
       document.body.classList.add("empty");
     } else {
       render(body);
@@ -146,31 +154,31 @@ function showMessage(text, isError) {
 }
 
 // --- display ---
-function bar(value, scale, signed) {
-  // a bar of width |value| / scale; signed bars grow left (negative) or right (positive) of the middle
-  const width = Math.min(100, 100 * Math.abs(value) / (scale || 1));
-  const span = document.createElement("span");
-  span.className = "bar " + (value < 0 ? "negative" : "positive") + (signed ? " signed" : "");
-  span.style.width = (signed ? width / 2 : width) + "%";
-  return span;
-}
-
-function cell(row, text, barValue, scale, signed) {
+function cell(row, text, value, scale, signed) {
+  // the number, then a bar of length |value| / scale; signed bars grow left (negative) or right of a middle line
   const td = row.insertCell();
   const holder = document.createElement("div");
   holder.className = "barcell";
-  if (barValue !== undefined) holder.appendChild(bar(barValue, scale, signed));
   const label = document.createElement("span");
   label.className = "number";
   label.textContent = text;
-  holder.appendChild(label);
+  const track = document.createElement("span");
+  track.className = "track" + (signed ? " signed" : "");
+  const bar = document.createElement("span");
+  const width = Math.min(100, 100 * Math.abs(value) / (scale || 1));
+  bar.className = "bar " + (value < 0 ? "negative" : "positive");
+  bar.style.width = (signed ? width / 2 : width) + "%";
+  track.appendChild(bar);
+  holder.append(label, track);
   td.appendChild(holder);
   return td;
 }
 
 function render(r) {
   document.body.classList.remove("empty");
-  showMessage(r.notes.length ? "Preprocessing: " + r.notes.join("; ") : "Done: the numbers below are for this picture.", false);
+  showMessage("The numbers are for the picture below, the network's input.", false);
+  const notes = document.getElementById("notes");
+  notes.replaceChildren(...r.notes.map((note) => Object.assign(document.createElement("li"), {textContent: note})));
   drawPicture(r.picture);
   document.getElementById("prediction").textContent = r.prediction;
   document.getElementById("confidence").textContent =
@@ -187,7 +195,7 @@ function render(r) {
     if (c === r.prediction) row.classList.add("predicted");
     row.insertCell().textContent = c;
     cell(row, fixed(x, 3), x, maxLogit, true).className = "logit";
-    cell(row, prob(r.softmax[c]), r.softmax[c], 1, false).className = "softmax";
+    cell(row, small(r.softmax[c]), r.softmax[c], 1, false).className = "softmax";
     cell(row, fixed(r.log_softmax[c], 4), r.log_softmax[c], maxLog, false).className = "log-softmax";
   });
 
@@ -195,7 +203,7 @@ function render(r) {
   const y = r.target;
   const steps = [
     [`logits x (÷ T = ${r.temperature.toFixed(3)})`, `x_${y} = ${fixed(r.scaled_logits[y], 4)}`],
-    ["softmax p = exp(x) / Σ exp(x)", `p_${y} = ${prob(r.softmax[y])}`],
+    ["softmax p = exp(x) / Σ exp(x)", `p_${y} = ${small(r.softmax[y])}`],
     ["log-softmax log p", `log p_${y} = ${fixed(r.log_softmax[y], 4)}`],
     [`pick the target y = ${y}`, fixed(r.picked, 4)],
     ["negate: loss = −log p_y", loss6(r.losses["nn.CrossEntropyLoss"])],
@@ -215,18 +223,19 @@ function render(r) {
 
   const gradient = document.querySelector("#gradient tbody");
   gradient.replaceChildren();
+  const maxGradient = Math.max(...r.gradient.map(Math.abs));
   r.gradient.forEach((g, c) => {
     const row = gradient.insertRow();
     if (c === r.target) row.classList.add("target");
     row.insertCell().textContent = c;
-    cell(row, (g >= 0 ? "+" : "") + fixed(g, 4), g, 1, true).className = "grad";
-    row.insertCell().textContent = Math.abs(g) < 5e-5 ? "" : (g < 0 ? "pushed up" : "pushed down");
+    cell(row, (g > 0 ? "+" : "") + small(g), g, maxGradient, true).className = "grad";
+    row.insertCell().textContent = g < 0 ? "pushed up" : g > 0 ? "pushed down" : "";
   });
 
   const m = r.softmax_first;
   fillSteps(document.querySelector("#mistake-steps tbody"), [
-    [`inputs to the loss: p (in [0, 1])`, `p_${y} = ${prob(m.inputs[y])}`],
-    ["softmax again", `${prob(m.softmax[y])}`],
+    [`inputs to the loss: p (in [0, 1])`, `p_${y} = ${small(m.inputs[y])}`],
+    ["softmax again", `${small(m.softmax[y])}`],
     ["log", fixed(m.log_softmax[y], 4)],
     ["loss (SoftmaxFirstCrossEntropyLoss)", loss6(m.loss)],
     ["its floor: log(1 + 9/e), even at p_y = 1", loss6(m.floor)],
@@ -244,15 +253,15 @@ function fillSteps(tbody, steps) {
 
 function drawPicture(picture) {
   const size = picture.length;
-  const small = new ImageData(size, size);
+  const pixels = new ImageData(size, size);
   picture.flat().forEach((v, i) => {
     const grey = Math.round(255 * v);
-    small.data.set([grey, grey, grey, 255], 4 * i);
+    pixels.data.set([grey, grey, grey, 255], 4 * i);
   });
   const context = seen.getContext("2d");
   const bitmap = document.createElement("canvas");
   bitmap.width = bitmap.height = size;
-  bitmap.getContext("2d").putImageData(small, 0, 0);
+  bitmap.getContext("2d").putImageData(pixels, 0, 0);
   context.imageSmoothingEnabled = false;
   context.drawImage(bitmap, 0, 0, seen.width, seen.height);
 }
