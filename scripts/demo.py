@@ -10,6 +10,7 @@ STARTED = time.perf_counter()  # before the heavy imports, so that start-up time
 
 import logging  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -19,14 +20,16 @@ log = logging.getLogger("digits")
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="demo")
 def main(cfg: DictConfig) -> None:
-    from digits.demo import Demo, check_limit, open_socket, serve, url_of
-    from pathlib import Path
+    # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
+    import torch
 
+    from digits.demo import Demo, open_socket, serve, url_of, validate_demo_config
     from digits.errors import DigitsError
     from digits.evaluate import choose_device, load_module, resolve_checkpoint
 
     try:
-        check_limit(cfg.max_upload_bytes)
+        validate_demo_config(cfg)
+        torch.set_num_threads(cfg.threads)
         path = resolve_checkpoint(cfg.ckpt_path)
         demo = Demo(load_module(path, choose_device(cfg.device)), path, cfg.max_upload_bytes,
                     Path(cfg.paths.output_dir))

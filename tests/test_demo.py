@@ -206,9 +206,9 @@ def refusals(trained_run, data_dir, tmp_path_factory):
     checkpoint["hyper_parameters"]["model"]["channels"] = {
         "_target_": "builtins.open", "file": str(folder / "created-by-the-checkpoint"), "mode": "w"}
     torch.save(checkpoint, crafted)
-    cases = {"missing": folder / "no-such.ckpt", "corrupt": corrupt, "crafted": crafted}
-    processes = {name: start_script("demo.py", [f"ckpt_path={path}", "port=0"], data_dir, folder)
-                 for name, path in cases.items()}
+    cases = {"missing": [f"ckpt_path={folder / 'no-such.ckpt'}"], "corrupt": [f"ckpt_path={corrupt}"],
+             "crafted": [f"ckpt_path={crafted}"], "bad-port": [f"ckpt_path={trained_run}", "port=70000"]}
+    processes = {name: start_script("demo.py", ["port=0", *args], data_dir, folder) for name, args in cases.items()}
     results = {}
     for name, process in processes.items():
         try:
@@ -222,8 +222,9 @@ def refusals(trained_run, data_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case, says", [("missing", "does not exist"),
-                                        ("corrupt", "not a PyTorch checkpoint that loads safely")])
-def test_a_missing_or_corrupt_checkpoint_is_refused_with_exit_code_2(refusals, case, says):
+                                        ("corrupt", "not a PyTorch checkpoint that loads safely"),
+                                        ("bad-port", "port=70000 is not allowed")])
+def test_a_missing_or_corrupt_checkpoint_or_a_bad_port_is_refused_with_exit_code_2(refusals, case, says):
     returncode, output = refusals[case]
     assert returncode == 2 and says in output and "Traceback" not in output, output
 
@@ -327,6 +328,11 @@ def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo
     cooled = F.cross_entropy(logits[None].double() / 10, torch.tensor([target])).item()
     for text in shown(browser, "td.loss-value"):
         assert close_to_printed(text, cooled, logits / 10), (text, cooled)
+
+    browser.find_element(By.ID, "temperature-reset").click()
+    wait_for_update(browser, 4)
+    for text in shown(browser, "td.loss-value"):
+        assert close_to_printed(text, expected, logits), (text, expected)
 
     browser.find_element(By.ID, "softmax-first").click()
     assert "1.461" in browser.find_element(By.ID, "mistake").text  # the floor, log(1 + 9/e)

@@ -24,6 +24,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from digits.config import ConfigError
 from digits.data import normalize
 from digits.errors import DigitsError
 from digits.handwriting import ImageError, load_image, to_mnist
@@ -35,7 +36,7 @@ STATIC = Path(__file__).with_name("demo_static")
 
 
 class DemoError(DigitsError, ValueError):
-    """The demo cannot start (bad host or port) or cannot take a request (too large)."""
+    """The demo cannot listen where it is told, or a request is larger than it accepts."""
 
 
 class Demo:
@@ -145,16 +146,23 @@ def build_app(demo: Demo) -> Starlette:
     ])
 
 
-def check_address(host: str, port: int) -> None:
-    if not isinstance(host, str) or not host:
-        raise DemoError(f"host={host!r} is not allowed: a host name or address, e.g. 127.0.0.1")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise DemoError(f"port={port!r} is not allowed: an integer in [0, 65535] (0 picks a free port)")
+def validate_demo_config(cfg: Any) -> None:
+    """Each knob of configs/demo.yaml, checked before the checkpoint is loaded."""
+    def check(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={cfg.get(key)!r} is not allowed: {allowed}")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    check(isinstance(cfg.host, str) and bool(cfg.host), "host", "a host name or address, e.g. 127.0.0.1")
+    check(is_int(cfg.port) and 0 <= cfg.port <= 65535, "port", "an integer in [0, 65535] (0 picks a free port)")
+    check(is_int(cfg.threads) and cfg.threads >= 1, "threads", "an integer >= 1")
+    check(is_int(cfg.max_upload_bytes) and cfg.max_upload_bytes >= 1, "max_upload_bytes", "an integer >= 1")
 
 
 def open_socket(host: str, port: int) -> socket.socket:
     """A listening socket on exactly ``host`` (port 0: a free one), so the URL can be printed first."""
-    check_address(host, port)
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind)
@@ -169,11 +177,6 @@ def open_socket(host: str, port: int) -> socket.socket:
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
-def check_limit(max_upload_bytes: Any) -> None:
-    if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
-        raise DemoError(f"max_upload_bytes={max_upload_bytes!r} is not allowed: an integer >= 1")
 
 
 def serve(demo: Demo, sock: socket.socket) -> None:

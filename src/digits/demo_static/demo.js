@@ -184,6 +184,7 @@ function render(r) {
   document.getElementById("confidence").textContent =
     `(softmax ${(100 * r.softmax[r.prediction]).toFixed(1)} % at T = ${r.temperature.toFixed(3)})`;
 
+  document.getElementById("logit-heading").textContent = r.temperature === 1 ? "logit x" : "x / T";
   const maxLogit = Math.max(...r.scaled_logits.map(Math.abs));
   const maxLog = Math.max(...r.log_softmax.map(Math.abs));
   const scores = document.querySelector("#scores tbody");
