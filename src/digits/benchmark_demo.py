@@ -102,10 +102,11 @@ def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, s
             process.terminate()
             process.wait()
     try:
-        server, round_trip, correct = [], [], 0
+        server, preprocessing, round_trip, correct = [], [], [], 0
         for body, label in zip(bodies, labels):
             result, milliseconds = post(url, body)
             server.append(result["server_ms"])
+            preprocessing.append(result["preprocessing_ms"])
             round_trip.append(milliseconds)
             correct += result["prediction"] == int(label)
     finally:
@@ -113,7 +114,8 @@ def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, s
         process.wait()
     return {
         "startup_s": summary(startup), "import_torch_s": summary(baseline),
-        "server_ms": summary(server), "round_trip_ms": summary(round_trip),
+        "server_ms": summary(server), "of_which_preprocessing_ms": summary(preprocessing),
+        "round_trip_ms": summary(round_trip),
         "forward_1_thread_ms": summary(forward[1]), f"forward_{default_threads}_threads_ms": summary(forward[default_threads]),
         "drawings": len(bodies), "predicted_correctly": correct,
     }
