@@ -202,7 +202,7 @@ def markdown_report(results: dict[str, Any], checkpoint: Path, split: str) -> st
 def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
     """A picture file or a folder of them -> (files, raw (N, 1, 28, 28) pictures in [0, 1] in
     MNIST's form, notes prefixed with the file name); see ``digits.handwriting``."""
-    from digits.handwriting import load_image, to_mnist
+    from digits.handwriting import NoInkError, load_image, to_mnist
 
     if not path.exists():
         raise EvaluationError(f"predict={path} does not exist")
@@ -211,7 +211,10 @@ def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
         raise EvaluationError(f"predict={path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     pictures, notes = [], []
     for file in files:
-        picture, steps = to_mnist(load_image(file))
+        try:
+            picture, steps = to_mnist(load_image(file))
+        except NoInkError as error:
+            raise NoInkError(f"{file}: {error}") from error
         pictures.append(picture)
         notes.extend(f"{file.name}: {step}" for step in steps)
     return files, torch.stack(pictures), notes

@@ -8,8 +8,7 @@ resizing the whole page to 28x28 squashes and shrinks the digit, and the network
 
 1. grey: a transparent picture (a drawing program's PNG) is composited on white first;
 2. background: the median pixel is the paper; light paper is inverted so that the ink is bright;
-3. contrast: paper -> 0, the strongest ink -> 1 (a 3x3 median filter keeps one bright speck from
-   setting the scale); too little contrast is a page without ink (``NoInkError``), not a guess;
+3. contrast: paper -> 0, the strongest ink -> 1 (a lone bright pixel does not set the scale); too little contrast is a page without ink (``NoInkError``), not a guess;
 4. ink, not dirt: the pixels above half the contrast form connected components; the largest and
    those of a real size close to it are the digit, the rest (specks, paper texture, a smudge at
    the edge) are erased;
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digits.errors import DigitsError
 
@@ -113,6 +112,14 @@ def _shrink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
     return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
+def _peak(ink: np.ndarray) -> float:
+    """The strongest ink, ignoring lone bright pixels (salt noise, dust on the scanner): a pixel
+    counts at the level it shares with its brightest 4-neighbour."""
+    padded = np.pad(ink, 1)
+    neighbour = np.maximum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    return float(np.minimum(ink, neighbour).max())
+
+
 def _ink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
     """Ink in [0, 1] on a 0 background: inverted when the paper is light, contrast stretched."""
     paper = float(np.median(grey))
@@ -121,9 +128,7 @@ def _ink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
         ink, paper = 1.0 - grey, 1.0 - paper
     else:
         ink = grey
-    # the strongest ink, ignoring single bright pixels (salt noise, a dust speck on the scanner)
-    smoothed = Image.fromarray(ink, mode="F").filter(ImageFilter.MedianFilter(3))
-    peak = float(np.asarray(smoothed).max())
+    peak = _peak(ink)
     if peak - paper < MIN_CONTRAST:
         raise NoInkError(f"no digit found: the darkest and lightest parts of the picture differ by "
                          f"{peak - paper:.0%} of the grey scale (a blank page?); at least {MIN_CONTRAST:.0%} is needed")
@@ -171,10 +176,11 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, len(roots)
 
 
-def _digit_mask(ink: np.ndarray, notes: list[str]) -> np.ndarray:
-    """The pixels that belong to the digit: the largest ink component and the pieces of a real
-    size close to it (a 5's detached bar, a broken pen stroke), grown by a few pixels to keep the
-    anti-aliased edges; specks and texture elsewhere are left out."""
+def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The digit's box of the ink, with only the pixels that belong to the digit (the largest ink
+    component and the pieces of a real size close to it: a 5's detached bar, a broken pen stroke,
+    grown by a few pixels to keep the anti-aliased edges), and the box's (top, left); specks and
+    texture elsewhere are erased."""
     labels, count = _components(ink > INK_LEVEL)
     if count == 0:  # cannot happen after the contrast stretch (the peak is 1), kept for safety
         raise NoInkError("no digit found: no pixel stands out from the background")
@@ -205,11 +211,14 @@ def _digit_mask(ink: np.ndarray, notes: list[str]) -> np.ndarray:
                 changed = True
     if len(kept) < count:
         notes.append(f"left out {count - len(kept)} speck(s) or mark(s) apart from the digit")
-    mask = np.isin(labels, np.array(kept) + 1)
-    # keep the soft edge around the strokes: a few pixels, more on a large digit
+    # the digit's box with a margin for the soft edge around the strokes (a few pixels, more on a
+    # large digit), and in it the kept pieces grown by that margin
     grow = max(1, round(0.02 * max(bottom - top + 1, right - left + 1)))
-    grown = F.max_pool2d(torch.from_numpy(mask).float()[None, None], 2 * grow + 1, stride=1, padding=grow)
-    return grown[0, 0].numpy() > 0
+    top, left = max(top - grow, 0), max(left - grow, 0)
+    bottom, right = min(bottom + grow + 1, ink.shape[0]), min(right + grow + 1, ink.shape[1])
+    mask = torch.from_numpy(np.isin(labels[top:bottom, left:right], np.array(kept) + 1)).float()
+    grown = F.max_pool2d(mask[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0].numpy() > 0
+    return np.where(grown, ink[top:bottom, left:right], 0.0).astype(np.float32), (top, left)
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -248,21 +257,22 @@ def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     notes: list[str] = []
     grey = _shrink(_grey(image, notes), notes)
     ink = _ink(grey, notes)
-    mask = _digit_mask(ink, notes)
-    ink = np.where(mask, ink, 0.0).astype(np.float32)
-    rows, cols = np.nonzero(ink > 0.05)
+    digit, (box_top, box_left) = _digit(ink, notes)
+    rows, cols = np.nonzero(digit > 0.05)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    crop = ink[top:bottom, left:right]
+    # the digit's own strongest ink is 1 (dirt darker than the ink set the first stretch)
+    crop = np.clip(digit[top:bottom, left:right] / max(_peak(digit), 1e-6), 0.0, 1.0)
     if crop.shape != ink.shape:
-        notes.append(f"cropped to the ink: {right - left}x{bottom - top} at ({left}, {top}) of "
-                     f"{ink.shape[1]}x{ink.shape[0]}")
+        notes.append(f"cropped to the ink: {right - left}x{bottom - top} at ({box_left + left}, {box_top + top}) "
+                     f"of {ink.shape[1]}x{ink.shape[0]}")
     crop = _thicken(crop, notes)
     height, width = crop.shape
     scale = FIT / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     digit = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F")
     digit = np.clip(np.asarray(digit.resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0.0, 1.0)
-    notes.append(f"scaled {width}x{height} to {size[0]}x{size[1]} (longer side {FIT} px, aspect ratio kept)")
+    if size != (width, height):
+        notes.append(f"scaled {width}x{height} to {size[0]}x{size[1]} (longer side {FIT} px, aspect ratio kept)")
     row, col = centre_of_mass(digit)
     # a whole-pixel shift putting the centre of mass on pixel (14, 14), kept inside the frame: MNIST's
     # training digits have theirs there (mean 14.00, spread +-0.29, that of rounding to whole pixels)
