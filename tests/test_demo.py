@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw
 
-from conftest import QUIET, compose_train, run_script, start_script
+from conftest import start_script
 from digits.data import load_mnist, normalize
 from digits.handwriting import load_image, to_mnist
-from digits.train import train
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -40,15 +39,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1400,1180"]
 UPLOAD_LIMIT = 300_000  # the server under test refuses larger bodies (config max_upload_bytes)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, data_dir) -> Path:
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_train(["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
-                         "trainer.limit_val_batches=2", *QUIET], run_dir, data_dir)
-    train(cfg)
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +120,8 @@ def huge_png_header(width: int, height: int) -> bytes:
 # Over HTTP
 
 
-def test_serves_only_local_assets_on_the_host_it_is_told(demo):
+def test_serves_only_local_assets_on_the_host_it_is_told(refusals, demo):
+    # `refusals` first: its four processes run while the network trains and the demo starts
     assert demo.url.startswith("http://127.0.0.1:")
     for path in ("", "static/demo.js", "static/demo.css"):
         with urllib.request.urlopen(demo.url + path, timeout=30) as response:
@@ -196,43 +187,52 @@ def test_writes_nothing_but_its_run_folder(demo):
 
 
 @pytest.fixture(scope="module")
-def refusals(trained_run, data_dir, tmp_path_factory):
+def refusals(data_dir, tmp_path_factory) -> tuple[Path, dict[str, subprocess.Popen]]:
+    """Four demo starts that must be refused, started at once and left running while the rest of the
+    module sets up (they need no trained network); each test waits for its own."""
     folder = tmp_path_factory.mktemp("bad-checkpoints")
     corrupt = folder / "corrupt.ckpt"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip file" * 40)
     crafted = folder / "crafted.ckpt"
-    checkpoint = torch.load(sorted((trained_run / "checkpoints").glob("best-*.ckpt"))[-1], weights_only=True)
-    # a nested target: instantiating the model would call open(..., "w") and create this file
-    checkpoint["hyper_parameters"]["model"]["channels"] = {
-        "_target_": "builtins.open", "file": str(folder / "created-by-the-checkpoint"), "mode": "w"}
-    torch.save(checkpoint, crafted)
+    # allowed top-level targets; a nested one would call open(..., "w") and create this file
+    torch.save({"hyper_parameters": {
+        "model": {"_target_": "digits.models.DigitCNN",
+                  "channels": {"_target_": "builtins.open", "file": str(folder / "created-by-the-checkpoint"),
+                               "mode": "w"}},
+        "loss": {"_target_": "torch.nn.CrossEntropyLoss"},
+        "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True}}, "state_dict": {}}, crafted)
     cases = {"missing": [f"ckpt_path={folder / 'no-such.ckpt'}"], "corrupt": [f"ckpt_path={corrupt}"],
-             "crafted": [f"ckpt_path={crafted}"], "bad-port": [f"ckpt_path={trained_run}", "port=70000"]}
+             "crafted": [f"ckpt_path={crafted}"], "bad-port": [f"ckpt_path={corrupt}", "port=70000"]}
     processes = {name: start_script("demo.py", ["port=0", *args], data_dir, folder) for name, args in cases.items()}
-    results = {}
-    for name, process in processes.items():
-        try:
-            output, _ = process.communicate(timeout=240)
-        except subprocess.TimeoutExpired:  # it started serving: the refusal failed
+    yield folder, processes
+    for process in processes.values():
+        if process.poll() is None:
             process.kill()
-            output, _ = process.communicate()
-        results[name] = (process.returncode, output)
-    results["created"] = (folder / "created-by-the-checkpoint").exists()
-    return results
+            process.wait()
+
+
+def outcome(process: subprocess.Popen) -> tuple[int, str]:
+    try:
+        output, _ = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:  # it started serving: the refusal failed
+        process.kill()
+        output, _ = process.communicate()
+    return process.returncode, output
 
 
 @pytest.mark.parametrize("case, says", [("missing", "does not exist"),
                                         ("corrupt", "not a PyTorch checkpoint that loads safely"),
                                         ("bad-port", "port=70000 is not allowed")])
 def test_a_missing_or_corrupt_checkpoint_or_a_bad_port_is_refused_with_exit_code_2(refusals, case, says):
-    returncode, output = refusals[case]
+    returncode, output = outcome(refusals[1][case])
     assert returncode == 2 and says in output and "Traceback" not in output, output
 
 
 @pytest.mark.xfail(strict=True, reason="needs i11-safety-export (nested _target_ in a checkpoint)")
 def test_a_crafted_checkpoint_is_refused_with_exit_code_2(refusals):
-    returncode, output = refusals["crafted"]
-    assert not refusals["created"], "the checkpoint's nested builtins.open ran"
+    folder, processes = refusals
+    returncode, output = outcome(processes["crafted"])
+    assert not (folder / "created-by-the-checkpoint").exists(), "the checkpoint's nested builtins.open ran"
     assert returncode == 2 and "builtins.open" in output and "Traceback" not in output, output
 
 
