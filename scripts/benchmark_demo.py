@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
     from digits.report import markdown_table, write_json
 
     output_dir = Path(cfg.paths.output_dir)
-    results = benchmark(cfg.ckpt_path, cfg.data_dir, output_dir, cfg.drawings, cfg.startups)
+    results = benchmark(cfg.ckpt_path, cfg.data_dir, output_dir, cfg.drawings, cfg.startups, cfg.strokes)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
     rows = [{"what": name, **value} for name, value in results.items() if isinstance(value, dict)]
     table = markdown_table(rows)

@@ -15,7 +15,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,15 +28,11 @@ from hydra.utils import instantiate
 from PIL import Image, ImageDraw
 
 from conftest import start_script
+from digits.browser import INSTALL, draw_vertical_stroke, start_chromium
+from digits.browser import installed as browser_installed
 from digits.data import load_mnist, normalize
 from digits.handwriting import load_image, to_mnist
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# As root on a machine without a display or internet; a fresh profile per test module.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1180"]
 UPLOAD_LIMIT = 300_000  # the server under test refuses larger bodies (config max_upload_bytes)
 
 
@@ -242,20 +237,12 @@ def test_a_crafted_checkpoint_is_refused_with_exit_code_2(refusals):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        message = (f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-                   "apt-get install -y chromium chromium-driver (.ci/run installs them in CI)")
+    if not browser_installed():
+        message = f"needs Debian's chromium and chromium-driver ({INSTALL}; .ci/run installs them in CI)"
         if os.environ.get("CI"):
             pytest.fail(message)  # CI must not pass by skipping the browser
         pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)  # never downloads a driver
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 
@@ -343,19 +330,12 @@ def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo
 
 
 def test_in_a_browser_a_drawn_stroke_is_read_as_a_one(demo, browser, network, tmp_path):
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-
-    browser.get(demo.url)
-    pad = browser.find_element(By.ID, "pad")
-    actions = ActionChains(browser).move_to_element_with_offset(pad, 0, -90).click_and_hold()
-    for _ in range(18):
-        actions.move_by_offset(0, 10)
-    actions.release().perform()
-    browser.execute_script("document.body.dataset.updates = 0")
-    # the last update is the finished stroke's: wait until the page has the numbers after the release
     from selenium.webdriver.support.ui import WebDriverWait
 
+    browser.get(demo.url)
+    draw_vertical_stroke(browser)
+    # set when the numbers that follow the release are on the page
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.strokeToNumbersMs"))
     # what the page drew, through the project's preprocessing and the network rebuilt here
     data_url = browser.execute_script("return document.getElementById('pad').toDataURL('image/png')")

@@ -72,7 +72,31 @@ def summary(values: list[float]) -> dict[str, float]:
             "max": ordered[-1], "count": len(ordered)}
 
 
-def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, startups: int) -> dict[str, Any]:
+def stroke_to_numbers(url: str, strokes: int, profile: Path) -> list[float]:
+    """In headless Chromium: draw a stroke with the mouse, release, and read the page's own time
+    from the release to the numbers on the page (requests made while drawing included)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from digits.browser import draw_vertical_stroke, start_chromium
+
+    driver = start_chromium(profile)
+    try:
+        driver.get(url)
+        times = []
+        for stroke in range(strokes):
+            driver.find_element(By.ID, "clear").click()
+            driver.execute_script("delete document.body.dataset.strokeToNumbersMs")
+            draw_vertical_stroke(driver, x_offset=(stroke % 9 - 4) * 10)
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.strokeToNumbersMs"))
+            times.append(float(driver.execute_script("return document.body.dataset.strokeToNumbersMs")))
+        return times
+    finally:
+        driver.quit()
+
+
+def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, startups: int,
+              strokes: int) -> dict[str, Any]:
     images, labels = load_mnist(data_dir, train=False, download=False)
     images, labels = images[:drawings], labels[:drawings]
     bodies = [as_drawing(image) for image in images]
@@ -109,6 +133,7 @@ def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, s
             preprocessing.append(result["preprocessing_ms"])
             round_trip.append(milliseconds)
             correct += result["prediction"] == int(label)
+        browser = stroke_to_numbers(url, strokes, output_dir / "chromium-profile") if strokes else []
     finally:
         process.terminate()
         process.wait()
@@ -116,6 +141,7 @@ def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, s
         "startup_s": summary(startup), "import_torch_s": summary(baseline),
         "server_ms": summary(server), "of_which_preprocessing_ms": summary(preprocessing),
         "round_trip_ms": summary(round_trip),
+        **({"browser_stroke_to_numbers_ms": summary(browser)} if browser else {}),
         "forward_1_thread_ms": summary(forward[1]), f"forward_{default_threads}_threads_ms": summary(forward[default_threads]),
         "drawings": len(bodies), "predicted_correctly": correct,
     }
