@@ -28,15 +28,19 @@ from digits.config import ConfigError
 from digits.data import normalize
 from digits.errors import DigitsError
 from digits.handwriting import ImageError, load_image, to_mnist
-from digits.lesson import TEMPERATURE_RANGE, LessonError, explain
+from digits.lesson import LessonError, explain
 from digits.module import DigitsModule
 
 log = logging.getLogger("digits")
 STATIC = Path(__file__).with_name("demo_static")
 
 
-class DemoError(DigitsError, ValueError):
-    """The demo cannot listen where it is told, or a request is larger than it accepts."""
+class DemoError(DigitsError, OSError):
+    """The demo cannot listen where it is told (address in use, not this machine's, ...)."""
+
+
+class UploadTooLargeError(DigitsError, ValueError):
+    """A request body larger than ``max_upload_bytes``."""
 
 
 class Demo:
@@ -103,7 +107,7 @@ def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it passes ``limit`` bytes (never held whole)."""
-    too_large = DemoError(f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
+    too_large = UploadTooLargeError(f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
                           "the config value max_upload_bytes): send a smaller PNG or JPEG")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -122,8 +126,7 @@ def build_app(demo: Demo) -> Starlette:
         return FileResponse(STATIC / "index.html")
 
     async def info(request: Request) -> JSONResponse:
-        return JSONResponse({"checkpoint": demo.checkpoint.name, "temperature_range": TEMPERATURE_RANGE,
-                             "max_upload_bytes": demo.max_upload_bytes})
+        return JSONResponse({"checkpoint": demo.checkpoint.name})
 
     async def analyse(request: Request) -> JSONResponse:
         try:
@@ -131,7 +134,7 @@ def build_app(demo: Demo) -> Starlette:
             data = await read_body(request, demo.max_upload_bytes)
             result = await run_in_threadpool(demo.analyse, data, target, temperature)
         except DigitsError as error:  # the user's input: say what is wrong with it
-            status = 413 if isinstance(error, DemoError) else 422
+            status = 413 if isinstance(error, UploadTooLargeError) else 422
             return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=status)
         except Exception as error:  # a bug: keep the traceback in the server's log, not on the page
             log.exception("demo: unexpected error on a request")
@@ -165,6 +168,7 @@ def validate_demo_config(cfg: Any) -> None:
 
 def open_socket(host: str, port: int) -> socket.socket:
     """A listening socket on exactly ``host`` (port 0: a free one), so the URL can be printed first."""
+    sock = None
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind)
@@ -172,6 +176,8 @@ def open_socket(host: str, port: int) -> socket.socket:
         sock.bind(address)
         sock.listen(128)
     except OSError as error:
+        if sock is not None:
+            sock.close()
         raise DemoError(f"cannot listen on {host}:{port}: {error} (another port? port=0 picks a free one)") from error
     return sock
 
