@@ -17,8 +17,8 @@ resizing the whole page to 28x28 squashes and shrinks the digit, and the network
 6. scale the longer side to 20 pixels with anti-aliasing (Lanczos), keeping the aspect ratio;
 7. paste into 28x28 so that the centre of mass is at the centre (as MNIST did).
 
-The result is the raw (1, 28, 28) picture in [0, 1]; the caller normalises it like the training
-images (``digits.data.normalize`` for uint8, or ``(x - MNIST_MEAN) / MNIST_STD``).
+The result is the raw (1, 28, 28) picture in [0, 1]; the caller standardises it like the training
+images (``digits.data.standardize``) before the network sees it.
 """
 
 from __future__ import annotations

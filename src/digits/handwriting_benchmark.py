@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-from digits.data import MNIST_MEAN, MNIST_STD, load_mnist
+from digits.data import load_mnist, standardize
 from digits.handwriting import to_mnist
 
 VARIANTS = ("mnist", "page", "photo", "drawing", "chalkboard")
@@ -111,12 +111,11 @@ PREPROCESSINGS: dict[str, Callable[[Image.Image], Tensor]] = {"before": old_prep
                                                              "after": new_preprocessing}
 
 
-@torch.no_grad()
 def classify(net: torch.nn.Module, pictures: Tensor) -> Tensor:
     """Predicted classes of raw (N, 1, 28, 28) pictures in [0, 1]."""
-    net.eval()
-    return torch.cat([net((pictures[i : i + 1000] - MNIST_MEAN) / MNIST_STD).argmax(1)
-                      for i in range(0, len(pictures), 1000)])
+    from digits.evaluate import collect_logits
+
+    return collect_logits(net.eval(), standardize(pictures)).argmax(1)
 
 
 def sample_test_digits(data_dir: str | Path, count: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
