@@ -145,7 +145,20 @@ def test_files_that_are_not_readable_images(tmp_path):
         load_image(tmp_path / "bomb.png")
     with pytest.raises(ImageError, match="missing.png cannot be read"):
         load_image(tmp_path / "missing.png")
+    with open(tmp_path / "huge.jpg", "wb") as file:  # sparse: 65 MiB on paper, nothing on disk
+        file.seek(65 * 2**20)
+        file.write(b"\0")
+    with pytest.raises(ImageError, match="huge.jpg has 68,157,441 bytes"):
+        load_image(tmp_path / "huge.jpg")
     assert load_image(tmp_path / "whole.png").size == (64, 64)
+
+
+def test_a_phone_photo_is_turned_upright(tmp_path):
+    """EXIF orientation 6: the camera stored the picture on its side; the viewer turns it upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (120, 80), "white").save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").size == (80, 120)
 
 
 def test_users_pictures_are_read_as_well_as_mnist(trained_run, data_dir):

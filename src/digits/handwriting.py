@@ -23,6 +23,7 @@ images (``digits.data.standardize``) before the network sees it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,10 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
                          "crop or shrink the picture first")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} read here: "
