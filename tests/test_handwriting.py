@@ -3,6 +3,7 @@ unchanged, and real MNIST test digits re-rendered as users' pictures read by a r
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -11,10 +12,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import run_script
 from digits.data import load_mnist
 from digits.evaluate import load_module, resolve_checkpoint
 from digits.handwriting import ImageError, NoInkError, centre_of_mass, load_image, to_mnist
-from digits.handwriting_benchmark import accuracies, render
+from digits.handwriting_benchmark import VARIANTS, accuracies, render
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +173,15 @@ def test_users_pictures_are_read_as_well_as_mnist(trained_run, data_dir):
     for variant, row in results["variants"].items():
         assert row["after"] >= plain - 0.03, (variant, row)
         assert row["before"] < row["after"] - 0.3, (variant, row)
+
+
+def test_benchmark_script_writes_its_report_and_refuses_a_missing_checkpoint(trained_run, data_dir, tmp_path):
+    done = run_script("handwriting_benchmark.py", [f"ckpt_path={trained_run}", "digits=20",
+                                                   f"hydra.run.dir={tmp_path / 'ok'}"], data_dir, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "ok" / "handwriting.json").read_text())
+    assert results["digits"] == 20 and set(results["variants"]) == set(VARIANTS)
+    assert "| photo | 20 |" in (tmp_path / "ok" / "handwriting.md").read_text()
+    missing = run_script("handwriting_benchmark.py", [f"ckpt_path={tmp_path / 'nope'}",
+                                                      f"hydra.run.dir={tmp_path / 'bad'}"], data_dir, timeout=300)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr + missing.stdout
