@@ -86,7 +86,7 @@ def test_transparent_drawing_is_composited_on_white(mnist_test, hidden):
     rgba[..., :3] = hidden  # what the transparent pixels hold: black (a browser canvas) or white
     rgba[30:170, 150:290, :3] = (30, 60, 200)  # blue ink
     rgba[30:170, 150:290, 3] = alpha
-    picture, notes = to_mnist(Image.fromarray(rgba, mode="RGBA"))
+    picture, notes = to_mnist(Image.fromarray(rgba))
     assert any("composited the transparent RGBA picture on white" in n for n in notes)
     reference, _ = to_mnist(Image.fromarray(digit))
     assert (picture - reference).abs().mean() < 0.03

@@ -113,7 +113,7 @@ def _shrink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
     scale = WORKING_SIZE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     notes.append(f"shrunk the {width}x{height} page to {size[0]}x{size[1]} before looking for the digit")
-    return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
 def _peak(ink: np.ndarray) -> float:
@@ -273,7 +273,7 @@ def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     height, width = crop.shape
     scale = FIT / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    digit = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F")
+    digit = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32))
     digit = np.clip(np.asarray(digit.resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0.0, 1.0)
     if size != (width, height):
         notes.append(f"scaled {width}x{height} to {size[0]}x{size[1]} (longer side {FIT} px, aspect ratio kept)")

@@ -60,7 +60,7 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
 def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Image:
     """A user's picture of an MNIST digit (uint8 28x28, white on black)."""
     if variant == "mnist":
-        return Image.fromarray(digit, mode="L")
+        return Image.fromarray(digit)
     rng = np.random.default_rng([seed, index, VARIANTS.index(variant)])
     alpha, _ = _page(digit, rng)
     if variant == "drawing":
@@ -69,17 +69,17 @@ def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Imag
         rgba[..., :3] = colour
         rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
         rgba[alpha == 0] = 0  # transparent black, as a browser canvas stores it
-        return Image.fromarray(rgba, mode="RGBA")
+        return Image.fromarray(rgba)
     paper, ink = (rng.uniform(0.7, 0.98), rng.uniform(0.0, 0.35)) if variant != "chalkboard" else \
         (rng.uniform(0.05, 0.3), rng.uniform(0.75, 1.0))
     if variant == "page":
         grey = paper + (ink - paper) * alpha
-        return Image.fromarray(np.round(grey * 255).astype(np.uint8), mode="L")
+        return Image.fromarray(np.round(grey * 255).astype(np.uint8))
     rows, cols = np.mgrid[0 : alpha.shape[0], 0 : alpha.shape[1]].astype(np.float32)
     light = 1.0 + 0.08 * rng.uniform(-1, 1) * (rows / alpha.shape[0] - 0.5) \
         + 0.08 * rng.uniform(-1, 1) * (cols / alpha.shape[1] - 0.5)
     grey = (paper + (ink - paper) * alpha) * light
-    picture = Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8), mode="L")
+    picture = Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     for _ in range(int(rng.integers(0, 4)) if variant == "photo" else 0):
         x, y, r = rng.uniform(0, alpha.shape[1]), rng.uniform(0, alpha.shape[0]), rng.uniform(0.7, 2.0)
@@ -87,11 +87,11 @@ def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Imag
     if rng.random() < 0.5:
         picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     noisy = np.asarray(picture, dtype=np.float32) + rng.normal(0, rng.uniform(1, 8), alpha.shape)
-    picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="L")
+    picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     if variant == "photo":  # blue-black ink on slightly warm paper
         tint = np.asarray(picture, dtype=np.float32)[..., None] * np.array([1.0, 0.98, 0.92]) + \
             alpha[..., None] * np.array([0, 10, 40])
-        picture = Image.fromarray(np.clip(tint, 0, 255).astype(np.uint8), mode="RGB")
+        picture = Image.fromarray(np.clip(tint, 0, 255).astype(np.uint8))
     return _jpeg(picture, int(rng.integers(40, 91)))
 
 
