@@ -2,7 +2,7 @@
 accuracy (digits.handwriting_benchmark) and time.
 
     python scripts/augment_study.py
-    python scripts/augment_study.py overrides=[trainer.max_epochs=1] digits=500
+    python scripts/augment_study.py "overrides=['trainer.max_epochs=1']" digits=500
 
 Writes augment_study.json and augment_study.md into its run folder and prints the table.
 """

@@ -3,6 +3,7 @@ unchanged, and real MNIST test digits re-rendered as users' pictures read by a r
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -11,10 +12,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import run_script
 from digits.data import load_mnist
 from digits.evaluate import load_module, resolve_checkpoint
 from digits.handwriting import ImageError, NoInkError, centre_of_mass, load_image, to_mnist
-from digits.handwriting_benchmark import accuracies, render
+from digits.handwriting_benchmark import VARIANTS, accuracies, render
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def test_transparent_drawing_is_composited_on_white(mnist_test, hidden):
     rgba[..., :3] = hidden  # what the transparent pixels hold: black (a browser canvas) or white
     rgba[30:170, 150:290, :3] = (30, 60, 200)  # blue ink
     rgba[30:170, 150:290, 3] = alpha
-    picture, notes = to_mnist(Image.fromarray(rgba, mode="RGBA"))
+    picture, notes = to_mnist(Image.fromarray(rgba))
     assert any("composited the transparent RGBA picture on white" in n for n in notes)
     reference, _ = to_mnist(Image.fromarray(digit))
     assert (picture - reference).abs().mean() < 0.03
@@ -145,7 +147,20 @@ def test_files_that_are_not_readable_images(tmp_path):
         load_image(tmp_path / "bomb.png")
     with pytest.raises(ImageError, match="missing.png cannot be read"):
         load_image(tmp_path / "missing.png")
+    with open(tmp_path / "huge.jpg", "wb") as file:  # sparse: 65 MiB on paper, nothing on disk
+        file.seek(65 * 2**20)
+        file.write(b"\0")
+    with pytest.raises(ImageError, match="huge.jpg has 68,157,441 bytes"):
+        load_image(tmp_path / "huge.jpg")
     assert load_image(tmp_path / "whole.png").size == (64, 64)
+
+
+def test_a_phone_photo_is_turned_upright(tmp_path):
+    """EXIF orientation 6: the camera stored the picture on its side; the viewer turns it upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (120, 80), "white").save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").size == (80, 120)
 
 
 def test_users_pictures_are_read_as_well_as_mnist(trained_run, data_dir):
@@ -158,3 +173,15 @@ def test_users_pictures_are_read_as_well_as_mnist(trained_run, data_dir):
     for variant, row in results["variants"].items():
         assert row["after"] >= plain - 0.03, (variant, row)
         assert row["before"] < row["after"] - 0.3, (variant, row)
+
+
+def test_benchmark_script_writes_its_report_and_refuses_a_missing_checkpoint(trained_run, data_dir, tmp_path):
+    done = run_script("handwriting_benchmark.py", [f"ckpt_path={trained_run}", "digits=20",
+                                                   f"hydra.run.dir={tmp_path / 'ok'}"], data_dir, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "ok" / "handwriting.json").read_text())
+    assert results["digits"] == 20 and set(results["variants"]) == set(VARIANTS)
+    assert "| photo | 20 |" in (tmp_path / "ok" / "handwriting.md").read_text()
+    missing = run_script("handwriting_benchmark.py", [f"ckpt_path={tmp_path / 'nope'}",
+                                                      f"hydra.run.dir={tmp_path / 'bad'}"], data_dir, timeout=300)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr + missing.stdout

@@ -70,9 +70,15 @@ def default_data_dir() -> str:
     return os.environ.get("DIGITS_DATA_DIR") or "data"
 
 
+def standardize(pixels: Tensor) -> Tensor:
+    """Pixels in [0, 1] (e.g. ``digits.handwriting.to_mnist``'s) -> standardised with MNIST's
+    training statistics, as the network was trained."""
+    return (pixels - MNIST_MEAN) / MNIST_STD
+
+
 def normalize(images: Tensor) -> Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics."""
-    return ((images.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+    return standardize(images.float() / 255.0).unsqueeze(1)
 
 
 def find_mnist(data_dir: str | Path, download: bool = True) -> Path:

@@ -24,7 +24,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule
+from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule, standardize
 from digits.errors import DigitsError
 from digits.losses import manual_cross_entropy, nll_cross_entropy
 from digits.module import DigitsModule
@@ -243,7 +243,7 @@ def save_contact_sheet(pictures: Tensor, titles: list[str], path: Path, columns:
 def predict(module: DigitsModule, path: Path, top: int = 3) -> tuple[list[dict[str, Any]], list[str], Tensor]:
     """Top classes of each picture under ``path``, the notes, and the 28x28 pictures the network saw."""
     files, pictures, notes = load_images(path)
-    probabilities = collect_logits(module, (pictures - MNIST_MEAN) / MNIST_STD).softmax(dim=1)
+    probabilities = collect_logits(module, standardize(pictures)).softmax(dim=1)
     values, classes = probabilities.topk(top, dim=1)
     return [{"file": str(file), "top": [{"digit": int(c), "probability": float(v)} for c, v in zip(cs, vs)]}
             for file, cs, vs in zip(files, classes, values)], notes, pictures

@@ -17,12 +17,13 @@ resizing the whole page to 28x28 squashes and shrinks the digit, and the network
 6. scale the longer side to 20 pixels with anti-aliasing (Lanczos), keeping the aspect ratio;
 7. paste into 28x28 so that the centre of mass is at the centre (as MNIST did).
 
-The result is the raw (1, 28, 28) picture in [0, 1]; the caller normalises it like the training
-images (``digits.data.normalize`` for uint8, or ``(x - MNIST_MEAN) / MNIST_STD``).
+The result is the raw (1, 28, 28) picture in [0, 1]; the caller standardises it like the training
+images (``digits.data.standardize``) before the network sees it.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,10 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
                          "crop or shrink the picture first")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} read here: "
@@ -109,7 +113,7 @@ def _shrink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
     scale = WORKING_SIZE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     notes.append(f"shrunk the {width}x{height} page to {size[0]}x{size[1]} before looking for the digit")
-    return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
 def _peak(ink: np.ndarray) -> float:
@@ -269,7 +273,7 @@ def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     height, width = crop.shape
     scale = FIT / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    digit = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F")
+    digit = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32))
     digit = np.clip(np.asarray(digit.resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0.0, 1.0)
     if size != (width, height):
         notes.append(f"scaled {width}x{height} to {size[0]}x{size[1]} (longer side {FIT} px, aspect ratio kept)")

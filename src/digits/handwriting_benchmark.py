@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-from digits.data import MNIST_MEAN, MNIST_STD, load_mnist
+from digits.data import load_mnist, standardize
 from digits.handwriting import to_mnist
 
 VARIANTS = ("mnist", "page", "photo", "drawing", "chalkboard")
@@ -60,7 +60,7 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
 def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Image:
     """A user's picture of an MNIST digit (uint8 28x28, white on black)."""
     if variant == "mnist":
-        return Image.fromarray(digit, mode="L")
+        return Image.fromarray(digit)
     rng = np.random.default_rng([seed, index, VARIANTS.index(variant)])
     alpha, _ = _page(digit, rng)
     if variant == "drawing":
@@ -69,17 +69,17 @@ def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Imag
         rgba[..., :3] = colour
         rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
         rgba[alpha == 0] = 0  # transparent black, as a browser canvas stores it
-        return Image.fromarray(rgba, mode="RGBA")
+        return Image.fromarray(rgba)
     paper, ink = (rng.uniform(0.7, 0.98), rng.uniform(0.0, 0.35)) if variant != "chalkboard" else \
         (rng.uniform(0.05, 0.3), rng.uniform(0.75, 1.0))
     if variant == "page":
         grey = paper + (ink - paper) * alpha
-        return Image.fromarray(np.round(grey * 255).astype(np.uint8), mode="L")
+        return Image.fromarray(np.round(grey * 255).astype(np.uint8))
     rows, cols = np.mgrid[0 : alpha.shape[0], 0 : alpha.shape[1]].astype(np.float32)
     light = 1.0 + 0.08 * rng.uniform(-1, 1) * (rows / alpha.shape[0] - 0.5) \
         + 0.08 * rng.uniform(-1, 1) * (cols / alpha.shape[1] - 0.5)
     grey = (paper + (ink - paper) * alpha) * light
-    picture = Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8), mode="L")
+    picture = Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     for _ in range(int(rng.integers(0, 4)) if variant == "photo" else 0):
         x, y, r = rng.uniform(0, alpha.shape[1]), rng.uniform(0, alpha.shape[0]), rng.uniform(0.7, 2.0)
@@ -87,11 +87,11 @@ def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Imag
     if rng.random() < 0.5:
         picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     noisy = np.asarray(picture, dtype=np.float32) + rng.normal(0, rng.uniform(1, 8), alpha.shape)
-    picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="L")
+    picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     if variant == "photo":  # blue-black ink on slightly warm paper
         tint = np.asarray(picture, dtype=np.float32)[..., None] * np.array([1.0, 0.98, 0.92]) + \
             alpha[..., None] * np.array([0, 10, 40])
-        picture = Image.fromarray(np.clip(tint, 0, 255).astype(np.uint8), mode="RGB")
+        picture = Image.fromarray(np.clip(tint, 0, 255).astype(np.uint8))
     return _jpeg(picture, int(rng.integers(40, 91)))
 
 
@@ -111,12 +111,11 @@ PREPROCESSINGS: dict[str, Callable[[Image.Image], Tensor]] = {"before": old_prep
                                                              "after": new_preprocessing}
 
 
-@torch.no_grad()
 def classify(net: torch.nn.Module, pictures: Tensor) -> Tensor:
     """Predicted classes of raw (N, 1, 28, 28) pictures in [0, 1]."""
-    net.eval()
-    return torch.cat([net((pictures[i : i + 1000] - MNIST_MEAN) / MNIST_STD).argmax(1)
-                      for i in range(0, len(pictures), 1000)])
+    from digits.evaluate import collect_logits
+
+    return collect_logits(net.eval(), standardize(pictures)).argmax(1)
 
 
 def sample_test_digits(data_dir: str | Path, count: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
