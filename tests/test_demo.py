@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 from conftest import start_script
 from digits.browser import INSTALL, draw_vertical_stroke, start_chromium
 from digits.browser import installed as browser_installed
-from digits.data import load_mnist, normalize
+from digits.data import load_mnist, normalize, standardize
 from digits.handwriting import load_image, to_mnist
 
 UPLOAD_LIMIT = 300_000  # the server under test refuses larger bodies (config max_upload_bytes)
@@ -139,7 +139,7 @@ def test_a_drawing_gets_the_networks_numbers(demo, network):
     assert status == 200, result
     picture, _ = to_mnist(Image.open(io.BytesIO(drawing)))
     with torch.no_grad():
-        logits = network(normalize(picture * 255.0))[0].double()
+        logits = network(standardize(picture)[None])[0].double()
     assert result["logits"] == pytest.approx(logits.tolist(), abs=1e-4)
     assert result["prediction"] == int(logits.argmax()) == 1
     expected = F.cross_entropy(logits.unsqueeze(0) / 2.0, torch.tensor([3])).item()
@@ -281,7 +281,7 @@ def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo
     # the network's logits for what the page sends it: the PNG after the project's preprocessing
     picture, _ = to_mnist(load_image(digit))
     with torch.no_grad():
-        logits = network(normalize(picture * 255.0))[0]
+        logits = network(standardize(picture)[None])[0]
     prediction = int(logits.argmax())
     assert prediction == int(confident.indices[index]) == int(labels[index])
 
@@ -342,7 +342,7 @@ def test_in_a_browser_a_drawn_stroke_is_read_as_a_one(demo, browser, network, tm
     drawing = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
     picture, _ = to_mnist(drawing)
     with torch.no_grad():
-        logits = network(normalize(picture * 255.0))[0]
+        logits = network(standardize(picture)[None])[0]
     assert browser.find_element(By.ID, "prediction").text == str(int(logits.argmax())) == "1"
     expected = F.cross_entropy(logits[None].double(), torch.tensor([1])).item()
     for text in shown(browser, "td.loss-value"):

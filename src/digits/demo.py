@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digits.config import ConfigError
-from digits.data import normalize
+from digits.data import standardize
 from digits.errors import DigitsError
 from digits.handwriting import ImageError, load_image, to_mnist
 from digits.lesson import LessonError, explain
@@ -56,7 +56,7 @@ class Demo:
     def logits(self, picture: torch.Tensor) -> torch.Tensor:
         """The network's (C,) logits for one (1, 28, 28) picture in [0, 1], normalised like MNIST."""
         device = next(self.module.parameters()).device
-        return self.module(normalize(picture * 255.0).to(device))[0].float().cpu()
+        return self.module(standardize(picture)[None].to(device))[0].float().cpu()
 
     def analyse(self, data: bytes, target: int | None, temperature: float) -> dict[str, Any]:
         """Image bytes -> the picture the network receives -> logits -> the lesson's numbers."""
