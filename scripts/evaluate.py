@@ -33,6 +33,7 @@ def main(cfg: DictConfig) -> None:
         for item in results["predictions"]:
             top = ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
             log.info("%s -> %s", item["file"], top)
+        log.info("what the network saw: %s", results["contact_sheet"])
         return
     losses = results["loss"]
     log.info("checkpoint  %s\naccuracy    %.4f on %d %s images (%d errors)\nloss        cross_entropy %.6f, nll %.6f, "

@@ -10,19 +10,10 @@ from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUIET, compose_train, run_script
+from conftest import run_script
 from digits.data import load_mnist, normalize
 from digits.evaluate import EvaluationError, run_evaluation
-from digits.train import train
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, data_dir):
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_train(["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
-                         "trainer.limit_val_batches=2", *QUIET], run_dir, data_dir)
-    train(cfg)
-    return run_dir
+from digits.handwriting import ImageError, NoInkError
 
 
 def test_evaluation_of_a_run_folder(trained_run, data_dir, tmp_path):
@@ -75,22 +66,36 @@ def test_predict_on_png_digits(trained_run, data_dir, tmp_path):
     folder.mkdir()
     for i in range(20):
         Image.fromarray(images[i].numpy(), mode="L").save(folder / f"{i:02d}_label{labels[i]}.png")
-    # a user's photo-like digit: RGB, 56x56, dark ink on white paper
-    big = Image.fromarray(255 - images[0].numpy(), mode="L").resize((56, 56)).convert("RGB")
-    big.save(folder / "zz_rgb_label7.png")
+    # a user's photo-like digit: RGB, dark ink on white paper, small and off-centre on a wide page
+    page = Image.new("L", (300, 120), 240)
+    page.paste(Image.fromarray(255 - images[0].numpy(), mode="L").resize((56, 56)), (200, 10))
+    page.convert("RGB").save(folder / "zz_rgb_label7.jpg", quality=80)
     results = run_evaluation(trained_run, tmp_path / "out", "test", str(data_dir), device="cpu",
                              predict_path=str(folder))
     predictions = results["predictions"]
     assert len(predictions) == 21
     correct = sum(p["top"][0]["digit"] == int(p["file"].split("label")[1][0]) for p in predictions)
     assert correct >= 18
+    assert predictions[-1]["top"][0]["digit"] == 7
     for p in predictions:
         probabilities = [t["probability"] for t in p["top"]]
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-6
-    assert any("converted from RGB" in n for n in results["notes"])
-    assert any("resized from 56x56" in n for n in results["notes"])
-    assert any("inverted" in n for n in results["notes"])
-    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["predictions"] == predictions
+    page_notes = [n for n in results["notes"] if n.startswith("zz_rgb_label7.jpg: ")]
+    assert any("converted from RGB" in n for n in page_notes) and any("inverted" in n for n in page_notes)
+    assert any("cropped to the ink" in n for n in page_notes)
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert set(saved) == {"checkpoint", "notes", "predictions"} and saved["predictions"] == predictions
+    # the contact sheet: one 28x28 picture per image, at least 8 across, readable
+    with Image.open(results["contact_sheet"]) as sheet:
+        assert sheet.format == "PNG" and sheet.size[0] >= 8 * 150 and sheet.size[1] >= 3 * 180
+
+
+def test_predict_refuses_a_blank_page(trained_run, data_dir, tmp_path):
+    Image.new("RGB", (640, 480), (250, 250, 245)).save(tmp_path / "blank.png")
+    with pytest.raises(NoInkError, match="blank.png: no digit found"):
+        run_evaluation(trained_run, tmp_path / "out", "test", str(data_dir), device="cpu",
+                       predict_path=str(tmp_path / "blank.png"))
+    assert not (tmp_path / "out" / "predictions.json").exists()
 
 
 def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):
@@ -119,7 +124,7 @@ def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):
         with pytest.raises(EvaluationError, match="no CUDA GPU is visible"):
             evaluate(trained_run, device="cuda")
     (tmp_path / "bad.png").write_text("not an image")
-    with pytest.raises(EvaluationError, match="not an image that can be read"):
+    with pytest.raises(ImageError, match="bad.png is not an image that can be read"):
         evaluate(trained_run, device="cpu", predict_path=str(tmp_path / "bad.png"))
 
 

@@ -17,9 +17,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import QUIET, start_script
 
-# 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end.
+# 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end; with data.augment on,
+# whose random jitter must resume exactly too.
 RUN = ["trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=3",
-       "callbacks.step_checkpoint.every_n_train_steps=10", "data.batch_size=128", "seed=3", *QUIET]
+       "callbacks.step_checkpoint.every_n_train_steps=10", "data.batch_size=128", "seed=3",
+       "data.augment.enabled=true", *QUIET]
 
 
 def finish(process: subprocess.Popen) -> str:

@@ -52,6 +52,16 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(_is_int(data.val_size) and 1 <= data.val_size < 60_000, "data.val_size", data.val_size,
            "an integer in [1, 59999] (validation images taken from the 60,000 training images)")
 
+    augment = data.get("augment") or {}
+    for key, value in augment.items():
+        limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
+        _check(key in limits, f"data.augment.{key}", value, f"one of the keys {', '.join(limits)}")
+        if key == "enabled":
+            _check(isinstance(value, bool), "data.augment.enabled", value, "true or false")
+        else:
+            _check(_is_number(value) and 0 <= value <= limits[key], f"data.augment.{key}", value,
+                   f"a number in [0, {limits[key]}]")
+
     device = str(data.get("device", "cpu"))
     _check(device == "cpu" or device.startswith("cuda"), "data.device", device, "cpu or cuda")
 

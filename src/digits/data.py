@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from digits.augment import Augmentation, augment, batch_generator
 from digits.errors import DigitsError
 
 # Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
@@ -69,9 +70,15 @@ def default_data_dir() -> str:
     return os.environ.get("DIGITS_DATA_DIR") or "data"
 
 
+def standardize(pixels: Tensor) -> Tensor:
+    """Pixels in [0, 1] (e.g. ``digits.handwriting.to_mnist``'s) -> standardised with MNIST's
+    training statistics, as the network was trained."""
+    return (pixels - MNIST_MEAN) / MNIST_STD
+
+
 def normalize(images: Tensor) -> Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics."""
-    return ((images.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+    return standardize(images.float() / 255.0).unsqueeze(1)
 
 
 def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
@@ -129,6 +136,18 @@ class TensorBatches(Dataset):
     def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(indices, device=self.labels.device)
         return self.images[index], self.labels[index]
+
+
+class AugmentedBatches(TensorBatches):
+    """Training batches with random jitter (``digits.augment``), drawn from (seed, the batch's indices)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, settings: Augmentation, seed: int) -> None:
+        super().__init__(images, labels)
+        self.settings, self.seed = settings, seed
+
+    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        images, labels = super().__getitem__(indices)
+        return augment(images, self.settings, batch_generator(self.seed, indices)), labels
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -203,6 +222,7 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         verify: bool = True,
         device: str = "cpu",
+        augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir or default_data_dir())
@@ -215,6 +235,10 @@ class MNISTDataModule(L.LightningDataModule):
         self.verify = verify
         # "cuda" keeps all of MNIST (about 200 MB as float32) on the GPU: batches never cross the bus.
         self.device = torch.device(device)
+        # {"enabled": true, "degrees": ..., ...}: random jitter of the training batches only
+        settings = dict(augment or {})
+        self.augmentation = Augmentation(**{k: v for k, v in settings.items() if k != "enabled"}) \
+            if settings.get("enabled") else None
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -236,7 +260,8 @@ class MNISTDataModule(L.LightningDataModule):
             val, train = order[: self.val_size], order[self.val_size :]
             images, labels = normalize(images).to(self.device), labels.to(self.device)
             train, val = train.to(self.device), val.to(self.device)
-            self.train_set = TensorBatches(images[train], labels[train])
+            self.train_set = TensorBatches(images[train], labels[train]) if self.augmentation is None else \
+                AugmentedBatches(images[train], labels[train], self.augmentation, self.shuffle_seed)
             self.val_set = TensorBatches(images[val], labels[val])
             rank, world_size = self._rank()
             self.train_sampler = EpochBatchSampler(len(self.train_set), self.batch_size, shuffle=True,

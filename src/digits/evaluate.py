@@ -2,7 +2,7 @@
 
 Everything is computed from one pass over the split: logits -> probabilities -> metrics, figures and
 a report in the evaluation's own run folder. ``predict`` applies the same logits-to-probabilities
-step to the user's own PNG digits.
+step to the user's own pictures of digits, brought to MNIST's form by ``digits.handwriting``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule
+from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule, standardize
 from digits.errors import DigitsError
 from digits.losses import manual_cross_entropy, nll_cross_entropy
 from digits.module import DigitsModule
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+CONTACT_SHEET = "seen_by_the_network.png"
 
 
 class EvaluationError(DigitsError, ValueError):
@@ -199,42 +200,53 @@ def markdown_report(results: dict[str, Any], checkpoint: Path, split: str) -> st
 
 
 def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
-    """PNG/JPEG digits as normalised (N, 1, 28, 28) tensors, converted to MNIST's form with notes:
-    grey scale, 28x28, white digit on black."""
-    from PIL import Image, UnidentifiedImageError
+    """A picture file or a folder of them -> (files, raw (N, 1, 28, 28) pictures in [0, 1] in
+    MNIST's form, notes prefixed with the file name); see ``digits.handwriting``."""
+    from digits.handwriting import NoInkError, load_image, to_mnist
 
     if not path.exists():
         raise EvaluationError(f"predict={path} does not exist")
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
     if not files:
         raise EvaluationError(f"predict={path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-    tensors, notes = [], []
+    pictures, notes = [], []
     for file in files:
         try:
-            image = Image.open(file)
-            image.load()
-        except (UnidentifiedImageError, OSError) as error:
-            raise EvaluationError(f"{file} is not an image that can be read: {error}") from error
-        if image.mode != "L":
-            notes.append(f"{file.name}: converted from {image.mode} to grey scale")
-            image = image.convert("L")
-        if image.size != (28, 28):
-            notes.append(f"{file.name}: resized from {image.size[0]}x{image.size[1]} to 28x28")
-            image = image.resize((28, 28), Image.BILINEAR)
-        pixels = torch.tensor(list(image.getdata()), dtype=torch.float32).reshape(28, 28) / 255.0
-        if pixels.mean() > 0.5:  # dark digit on a light background: MNIST is the other way round
-            notes.append(f"{file.name}: inverted (dark digit on light background)")
-            pixels = 1.0 - pixels
-        tensors.append(((pixels - MNIST_MEAN) / MNIST_STD).unsqueeze(0))
-    return files, torch.stack(tensors), notes
+            picture, steps = to_mnist(load_image(file))
+        except NoInkError as error:
+            raise NoInkError(f"{file}: {error}") from error
+        pictures.append(picture)
+        notes.extend(f"{file.name}: {step}" for step in steps)
+    return files, torch.stack(pictures), notes
 
 
-def predict(module: DigitsModule, path: Path, top: int = 3) -> tuple[list[dict[str, Any]], list[str]]:
-    files, images, notes = load_images(path)
-    probabilities = collect_logits(module, images).softmax(dim=1)
+def save_contact_sheet(pictures: Tensor, titles: list[str], path: Path, columns: int = 8) -> None:
+    """The 28x28 pictures the network saw, one per image with its title: what it was shown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(columns, len(titles))
+    rows = (len(titles) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, picture, title in zip(axes.flat, pictures, titles):
+        ax.imshow(picture.reshape(28, 28), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def predict(module: DigitsModule, path: Path, top: int = 3) -> tuple[list[dict[str, Any]], list[str], Tensor]:
+    """Top classes of each picture under ``path``, the notes, and the 28x28 pictures the network saw."""
+    files, pictures, notes = load_images(path)
+    probabilities = collect_logits(module, standardize(pictures)).softmax(dim=1)
     values, classes = probabilities.topk(top, dim=1)
     return [{"file": str(file), "top": [{"digit": int(c), "probability": float(v)} for c, v in zip(cs, vs)]}
-            for file, cs, vs in zip(files, classes, values)], notes
+            for file, cs, vs in zip(files, classes, values)], notes, pictures
 
 
 def run_evaluation(checkpoint: str | Path, output_dir: Path, split: str, data_dir: str | None,
@@ -246,10 +258,14 @@ def run_evaluation(checkpoint: str | Path, output_dir: Path, split: str, data_di
     module = load_module(path, choose_device(device))
     output_dir.mkdir(parents=True, exist_ok=True)
     if predict_path:
-        predictions, notes = predict(module, Path(predict_path))
+        predictions, notes, pictures = predict(module, Path(predict_path))
         (output_dir / "predictions.json").write_text(json.dumps({"checkpoint": str(path), "notes": notes,
                                                                  "predictions": predictions}, indent=2))
-        return {"checkpoint": str(path), "predictions": predictions, "notes": notes}
+        save_contact_sheet(pictures, [f"{Path(p['file']).name}\nsaid {p['top'][0]['digit']} "
+                                      f"({p['top'][0]['probability']:.0%})" for p in predictions],
+                           output_dir / CONTACT_SHEET)
+        return {"checkpoint": str(path), "predictions": predictions, "notes": notes,
+                "contact_sheet": str(output_dir / CONTACT_SHEET)}
     data = (module.hparams.run_config or {}).get("data", {})
     datamodule = MNISTDataModule(data_dir=data_dir, val_size=data.get("val_size", 5000),
                                  split_seed=data.get("split_seed", 12345), download=False)

@@ -1,0 +1,38 @@
+"""How quick the drawing demo is: start-up to a usable page, and server time per drawing.
+
+    python scripts/benchmark_demo.py ckpt_path=outputs/runs/<run>
+
+Writes benchmark_demo.json and benchmark_demo.md into its run folder.
+"""
+
+import logging
+import platform
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger("digits")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark_demo")
+def main(cfg: DictConfig) -> None:
+    import os
+
+    from digits.benchmark_demo import benchmark
+    from digits.report import markdown_table, write_json
+
+    output_dir = Path(cfg.paths.output_dir)
+    results = benchmark(cfg.ckpt_path, cfg.data_dir, output_dir, cfg.drawings, cfg.startups, cfg.strokes)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    rows = [{"what": name, **value} for name, value in results.items() if isinstance(value, dict)]
+    table = markdown_table(rows)
+    (output_dir / "benchmark_demo.md").write_text(
+        f"# Demo speed\n\n{machine}; {results['drawings']} MNIST test digits sent as drawings "
+        f"({results['predicted_correctly']} predicted correctly).\n\n{table}")
+    write_json(output_dir / "benchmark_demo.json", {"machine": machine, **results})
+    log.info("%s\n%s\nwritten to %s", machine, table, output_dir)
+
+
+if __name__ == "__main__":
+    main()

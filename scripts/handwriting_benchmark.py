@@ -1,0 +1,35 @@
+"""Own-digit accuracy: MNIST test digits re-rendered as users' pictures (a page, a photo, a
+transparent drawing, a chalkboard), read after the old preprocessing and after digits.handwriting.
+
+    python scripts/handwriting_benchmark.py ckpt_path=outputs/runs/<run>
+    python scripts/handwriting_benchmark.py ckpt_path=outputs/runs/<run> digits=10000
+
+Writes handwriting.json and handwriting.md into its run folder and prints the table.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger("digits")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="handwriting_benchmark")
+def main(cfg: DictConfig) -> None:
+    from digits.errors import DigitsError
+    from digits.handwriting_benchmark import markdown, run_handwriting_benchmark
+
+    try:
+        results = run_handwriting_benchmark(cfg.ckpt_path, cfg.data_dir, Path(cfg.paths.output_dir), cfg.digits,
+                                            cfg.seed)
+    except DigitsError as error:
+        log.error("%s: %s", type(error).__name__, error)
+        sys.exit(2)
+    log.info("\n%s", markdown(results, results["checkpoint"]))
+
+
+if __name__ == "__main__":
+    main()

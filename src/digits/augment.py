@@ -1,0 +1,62 @@
+"""Mild training-time augmentation: small random rotations, shifts, scalings and stroke widths of
+whole batches of the preloaded (normalised) tensors, on their device, in a few tensor operations
+(``F.affine_grid`` + ``F.grid_sample`` for the geometry, a 2x2 max- or min-pool for the strokes)
+instead of a PIL round trip per image.
+
+The random draw of a batch is seeded by the seed and the batch's own indices, which are a function
+of (shuffle seed, epoch, position in the epoch, DDP rank): a resumed run and every DDP process see
+exactly the jitter an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The largest jitter: degrees of rotation, shift as a share of the image side, relative scale
+    change, and the share of images whose strokes are made one pixel thicker or thinner."""
+
+    degrees: float = 10.0
+    translate: float = 0.1
+    scale: float = 0.1
+    stroke: float = 0.3
+
+
+def batch_generator(seed: int, indices: list[int] | Tensor) -> torch.Generator:
+    """A CPU generator seeded by (seed, these indices): the same batch always gets the same draw."""
+    data = torch.as_tensor(indices, dtype=torch.int64).cpu().numpy().tobytes()
+    digest = hashlib.blake2b(data, digest_size=8, key=seed.to_bytes(8, "little", signed=True)).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+
+
+def augment(images: Tensor, settings: Augmentation, generator: torch.Generator) -> Tensor:
+    """Randomly rotated, shifted, scaled and stroke-thickened/thinned copies of (N, 1, H, W) images.
+
+    Pixels brought in from outside the frame repeat the border (the background: the images are
+    normalised, so background is not 0)."""
+    n = len(images)
+    uniform = torch.rand(n, 5, generator=generator) * 2 - 1  # in [-1, 1)
+    angle = uniform[:, 0] * math.radians(settings.degrees)
+    scale = 1 + uniform[:, 1] * settings.scale
+    shift = uniform[:, 2:4] * 2 * settings.translate  # affine_grid's coordinates span 2 per side
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # theta maps output coordinates to the input's: rotate by -angle, shrink by scale, then shift
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if settings.stroke > 0:
+        padded = F.pad(moved, (0, 1, 0, 1), mode="replicate")
+        thicker = F.max_pool2d(padded, 2, stride=1)
+        thinner = -F.max_pool2d(-padded, 2, stride=1)
+        choice = uniform[:, 4].to(images.device)[:, None, None, None]
+        moved = torch.where(choice > 1 - settings.stroke, thicker,
+                            torch.where(choice < -1 + settings.stroke, thinner, moved))
+    return moved

@@ -1,0 +1,288 @@
+"""A user's picture of a digit -> MNIST's form, the way MNIST itself was made.
+
+MNIST's digits were cropped to the ink, scaled so that the longer side is 20 pixels (anti-aliased,
+aspect ratio kept) and placed in a 28x28 frame with their centre of mass at the centre; the ink is
+white on black. A phone photo or a scan is a dark digit somewhere on a larger, lighter, noisy page:
+resizing the whole page to 28x28 squashes and shrinks the digit, and the network misreads it.
+``to_mnist`` does MNIST's steps, in this order:
+
+1. grey: a transparent picture (a drawing program's PNG) is composited on white first;
+2. background: the median pixel is the paper; light paper is inverted so that the ink is bright;
+3. contrast: paper -> 0, the strongest ink -> 1 (a lone bright pixel does not set the scale); too little contrast is a page without ink (``NoInkError``), not a guess;
+4. ink, not dirt: the pixels above half the contrast form connected components; the largest and
+   those of a real size close to it are the digit, the rest (specks, paper texture, a smudge at
+   the edge) are erased;
+5. crop to the kept ink, thicken strokes much thinner than MNIST's (a fine pen on a large photo
+   would otherwise fade to grey at 20 pixels);
+6. scale the longer side to 20 pixels with anti-aliasing (Lanczos), keeping the aspect ratio;
+7. paste into 28x28 so that the centre of mass is at the centre (as MNIST did).
+
+The result is the raw (1, 28, 28) picture in [0, 1]; the caller standardises it like the training
+images (``digits.data.standardize``) before the network sees it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from digits.errors import DigitsError
+
+# Larger files or pictures are refused before they are decoded (a phone photo is 5-50 MB, 12-50 MP).
+MAX_FILE_BYTES = 64 * 2**20
+MAX_PIXELS = 100_000_000
+# Pages larger than this are shrunk first (anti-aliased): the work stays bounded, and a digit that
+# is 1/100 of such a page is still 40 pixels, twice what MNIST keeps of it.
+WORKING_SIZE = 2048
+FIT = 20  # MNIST's box for the digit's longer side
+FRAME = 28
+CENTRE = 14  # pixel index of the centre of mass in MNIST's frame
+MIN_CONTRAST = 0.15  # ink at least this much darker (lighter) than the paper, in [0, 1]
+INK_LEVEL = 0.5  # of the contrast: pixels above it are ink, for finding what is digit and what is dirt
+KEEP_MASS = 0.05  # a piece with less ink than this share of the largest piece's is a speck
+KEEP_GAP = 0.5  # ... and so is one farther from the digit than this share of the digit's longer side
+MIN_STROKE = 0.08  # strokes thinner than this share of the longer side are thickened to it (MNIST's are ~0.12)
+
+
+class ImageError(DigitsError, ValueError):
+    """A file that is not a readable image, or too large to read; the message names the file."""
+
+
+class NoInkError(DigitsError, ValueError):
+    """A picture with no digit on it (a blank or uniform page): refused rather than guessed."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Read an image file (PNG, JPEG, BMP, ...) fully, upright as the camera meant it (EXIF rotation)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise ImageError(f"{path} cannot be read: {error.strerror or error}") from error
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{path} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
+                         "crop or shrink the picture first")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} read here: "
+                                 "crop or shrink the picture first")
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
+        if isinstance(error, ImageError):
+            raise
+        raise ImageError(f"{path} is not an image that can be read: {error}") from error
+
+
+def _grey(image: Image.Image, notes: list[str]) -> np.ndarray:
+    """Grey levels in [0, 1] (1 = white), transparency composited on white paper."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+        if alpha.min() < 1.0:
+            notes.append(f"composited the transparent {image.mode} picture on white")
+        colour = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        return colour * alpha + (1.0 - alpha)
+    if image.mode.startswith("I;16") or image.mode == "I":
+        notes.append(f"converted from 16-bit {image.mode} to grey scale")
+        return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 1.0)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        return np.clip(values / max(float(values.max()), 1e-12), 0.0, 1.0)
+    if image.mode != "L":
+        notes.append(f"converted from {image.mode} to grey scale")
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _shrink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
+    height, width = grey.shape
+    if max(height, width) <= WORKING_SIZE:
+        return grey
+    scale = WORKING_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    notes.append(f"shrunk the {width}x{height} page to {size[0]}x{size[1]} before looking for the digit")
+    return np.asarray(Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+def _peak(ink: np.ndarray) -> float:
+    """The strongest ink, ignoring lone bright pixels (salt noise, dust on the scanner): a pixel
+    counts at the level it shares with its brightest 4-neighbour."""
+    padded = np.pad(ink, 1)
+    neighbour = np.maximum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    return float(np.minimum(ink, neighbour).max())
+
+
+def _ink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Ink in [0, 1] on a 0 background: inverted when the paper is light, contrast stretched."""
+    paper = float(np.median(grey))
+    if paper > 0.5:
+        notes.append("inverted (dark ink on light background)")
+        ink, paper = 1.0 - grey, 1.0 - paper
+    else:
+        ink = grey
+    peak = _peak(ink)
+    if peak - paper < MIN_CONTRAST:
+        raise NoInkError(f"no digit found: the darkest and lightest parts of the picture differ by "
+                         f"{peak - paper:.0%} of the grey scale (a blank page?); at least {MIN_CONTRAST:.0%} is needed")
+    return np.clip((ink - paper) / (peak - paper), 0.0, 1.0)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean mask: (labels with 0 = background, count).
+
+    Row runs joined with a union-find: the work grows with the number of ink runs, not the pixels,
+    and it needs no library beyond numpy (scipy.ndimage.label would be the only reason for scipy)."""
+    parent: list[int] = [0]
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    runs = []  # (row, start, stop, label)
+    previous: list[tuple[int, int, int]] = []
+    for row in range(mask.shape[0]):
+        line = np.concatenate(([0], mask[row].astype(np.int8), [0]))
+        edges = np.flatnonzero(np.diff(line))
+        current = []
+        j = 0
+        for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            label = len(parent)
+            parent.append(label)
+            while j < len(previous) and previous[j][1] < start:  # runs ending left of this one's reach
+                j += 1
+            k = j
+            while k < len(previous) and previous[k][0] <= stop:  # 8-connected: touching diagonally counts
+                a, b = find(previous[k][2]), find(label)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                k += 1
+            current.append((start, stop, label))
+            runs.append((row, start, stop, label))
+        previous = current
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    roots: dict[int, int] = {}
+    for row, start, stop, label in runs:
+        labels[row, start:stop] = roots.setdefault(find(label), len(roots) + 1)
+    return labels, len(roots)
+
+
+def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The digit's box of the ink, with only the pixels that belong to the digit (the largest ink
+    component and the pieces of a real size close to it: a 5's detached bar, a broken pen stroke,
+    grown by a few pixels to keep the anti-aliased edges), and the box's (top, left); specks and
+    texture elsewhere are erased."""
+    labels, count = _components(ink > INK_LEVEL)
+    if count == 0:  # cannot happen after the contrast stretch (the peak is 1), kept for safety
+        raise NoInkError("no digit found: no pixel stands out from the background")
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
+    rows, cols = np.nonzero(labels)
+    which = labels[rows, cols] - 1
+    top_of, left_of = np.full(count, labels.size), np.full(count, labels.size)
+    bottom_of, right_of = np.full(count, -1), np.full(count, -1)
+    np.minimum.at(top_of, which, rows)
+    np.maximum.at(bottom_of, which, rows)
+    np.minimum.at(left_of, which, cols)
+    np.maximum.at(right_of, which, cols)
+    boxes = list(zip(top_of.tolist(), bottom_of.tolist(), left_of.tolist(), right_of.tolist()))
+    order = np.argsort(-mass)
+    kept = [int(order[0])]
+    top, bottom, left, right = boxes[order[0]]
+    changed = True
+    while changed:  # grow the digit's box with every nearby real piece, until nothing joins
+        changed = False
+        for i in order[1:].tolist():
+            if i in kept or mass[i] < KEEP_MASS * mass[order[0]]:
+                continue
+            t, b, l, r = boxes[i]
+            gap = max(t - bottom, top - b, l - right, left - r, 0)
+            if gap <= KEEP_GAP * max(bottom - top + 1, right - left + 1):
+                kept.append(i)
+                top, bottom, left, right = min(top, t), max(bottom, b), min(left, l), max(right, r)
+                changed = True
+    if len(kept) < count:
+        notes.append(f"left out {count - len(kept)} speck(s) or mark(s) apart from the digit")
+    # the digit's box with a margin for the soft edge around the strokes (a few pixels, more on a
+    # large digit), and in it the kept pieces grown by that margin
+    grow = max(1, round(0.02 * max(bottom - top + 1, right - left + 1)))
+    top, left = max(top - grow, 0), max(left - grow, 0)
+    bottom, right = min(bottom + grow + 1, ink.shape[0]), min(right + grow + 1, ink.shape[1])
+    mask = torch.from_numpy(np.isin(labels[top:bottom, left:right], np.array(kept) + 1)).float()
+    grown = F.max_pool2d(mask[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0].numpy() > 0
+    return np.where(grown, ink[top:bottom, left:right], 0.0).astype(np.float32), (top, left)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary drawing: area / half the boundary length (w*L / L)."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    boundary = int(mask.sum() - inner.sum())
+    return 2.0 * float(mask.sum()) / max(boundary, 1)
+
+
+def _thicken(crop: np.ndarray, notes: list[str]) -> np.ndarray:
+    longer = max(crop.shape)
+    width = _stroke_width(crop > INK_LEVEL)
+    target = MIN_STROKE * longer
+    if width >= target or longer < FIT * 2:
+        return crop
+    grow = max(1, round((target - width) / 2))
+    notes.append(f"thickened strokes of about {width:.1f} px to {width + 2 * grow:.1f} px "
+                 f"({target / longer * FIT:.1f} px at MNIST's scale)")
+    padded = np.pad(crop, grow)
+    return F.max_pool2d(torch.from_numpy(padded)[None, None], 2 * grow + 1, stride=1)[0, 0].numpy()
+
+
+def centre_of_mass(picture: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """(row, column) of the intensity-weighted centre, in pixel indices."""
+    picture = torch.as_tensor(picture, dtype=torch.float64).reshape(picture.shape[-2:])
+    total = picture.sum()
+    rows = torch.arange(picture.shape[0], dtype=torch.float64)
+    cols = torch.arange(picture.shape[1], dtype=torch.float64)
+    return float((picture.sum(1) * rows).sum() / total), float((picture.sum(0) * cols).sum() / total)
+
+
+def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
+    """A picture of one digit -> ((1, 28, 28) float32 in [0, 1], white ink on black, not yet
+    normalised; notes saying what was done). Raises NoInkError for a page without a digit."""
+    notes: list[str] = []
+    grey = _shrink(_grey(image, notes), notes)
+    ink = _ink(grey, notes)
+    digit, (box_top, box_left) = _digit(ink, notes)
+    rows, cols = np.nonzero(digit > 0.05)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    # the digit's own strongest ink is 1 (dirt darker than the ink set the first stretch)
+    crop = np.clip(digit[top:bottom, left:right] / max(_peak(digit), 1e-6), 0.0, 1.0)
+    if crop.shape != ink.shape:
+        notes.append(f"cropped to the ink: {right - left}x{bottom - top} at ({box_left + left}, {box_top + top}) "
+                     f"of {ink.shape[1]}x{ink.shape[0]}")
+    crop = _thicken(crop, notes)
+    height, width = crop.shape
+    scale = FIT / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    digit = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32))
+    digit = np.clip(np.asarray(digit.resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0.0, 1.0)
+    if size != (width, height):
+        notes.append(f"scaled {width}x{height} to {size[0]}x{size[1]} (longer side {FIT} px, aspect ratio kept)")
+    row, col = centre_of_mass(digit)
+    # a whole-pixel shift putting the centre of mass on pixel (14, 14), kept inside the frame: MNIST's
+    # training digits have theirs there (mean 14.00, spread +-0.29, that of rounding to whole pixels)
+    top = min(max(round(CENTRE - row), 0), FRAME - size[1])
+    left = min(max(round(CENTRE - col), 0), FRAME - size[0])
+    frame = np.zeros((FRAME, FRAME), dtype=np.float32)
+    frame[top : top + size[1], left : left + size[0]] = digit
+    notes.append(f"centred the centre of mass in {FRAME}x{FRAME}")
+    return torch.from_numpy(frame)[None], notes

@@ -1,0 +1,83 @@
+"""The README's lesson applied to one image: logits -> softmax -> log -> pick the target -> negate,
+the three loss implementations side by side, the gradient training would apply to the logits, and
+what the softmax-before-the-loss mistake costs. The demo page only displays these numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from digits.errors import DigitsError
+from digits.losses import LogSoftmaxNLLLoss, ManualCrossEntropyLoss, SoftmaxFirstCrossEntropyLoss, softmax_floor
+
+# name shown on the page -> the project's implementation (src/digits/losses.py)
+LOSSES: dict[str, nn.Module] = {
+    "nn.CrossEntropyLoss": nn.CrossEntropyLoss(),
+    "LogSoftmaxNLLLoss": LogSoftmaxNLLLoss(),
+    "ManualCrossEntropyLoss": ManualCrossEntropyLoss(),
+}
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+class LessonError(DigitsError, ValueError):
+    """A target or temperature the lesson cannot use; the message names the allowed values."""
+
+
+def check_target(target: int | None, n_classes: int) -> None:
+    if target is not None and not 0 <= target < n_classes:
+        raise LessonError(f"target={target} is not a class: pick a digit from 0 to {n_classes - 1}")
+
+
+def check_temperature(temperature: float) -> None:
+    low, high = TEMPERATURE_RANGE
+    if not low <= temperature <= high:  # also refuses NaN
+        raise LessonError(f"temperature={temperature} is outside [{low}, {high}]")
+
+
+def explain(logits: Tensor, target: int | None = None, temperature: float = 1.0) -> dict[str, Any]:
+    """Every number the page shows for one image's ``(C,)`` logits.
+
+    ``target`` defaults to the prediction. The loss's input is ``logits / temperature``; the
+    gradient is the loss's gradient with respect to that input, computed by autograd through
+    ``nn.CrossEntropyLoss`` (it equals softmax minus one-hot).
+    """
+    logits = logits.detach().float().reshape(-1)
+    n_classes = logits.numel()
+    check_temperature(temperature)
+    prediction = int(logits.argmax())
+    target = prediction if target is None else target
+    check_target(target, n_classes)
+
+    scaled = (logits / temperature).requires_grad_(True)
+    target_tensor = torch.tensor([target])
+    losses = {name: loss_fn(scaled.unsqueeze(0), target_tensor) for name, loss_fn in LOSSES.items()}
+    (gradient,) = torch.autograd.grad(losses["nn.CrossEntropyLoss"], scaled)
+    scaled = scaled.detach()
+    probabilities = F.softmax(scaled, dim=0)
+    log_probabilities = F.log_softmax(scaled, dim=0)
+
+    # The mistake: the probabilities go into the loss as if they were logits.
+    twice = F.softmax(probabilities, dim=0)
+    mistaken = SoftmaxFirstCrossEntropyLoss()(scaled.unsqueeze(0), target_tensor)
+    return {
+        "prediction": prediction,
+        "target": target,
+        "temperature": temperature,
+        "logits": logits.tolist(),
+        "scaled_logits": scaled.tolist(),
+        "softmax": probabilities.tolist(),
+        "log_softmax": log_probabilities.tolist(),
+        "picked": log_probabilities[target].item(),
+        "losses": {name: value.item() for name, value in losses.items()},
+        "gradient": gradient.tolist(),
+        "softmax_first": {
+            "inputs": probabilities.tolist(),
+            "softmax": twice.tolist(),
+            "log_softmax": torch.log(twice).tolist(),
+            "loss": mistaken.item(),
+            "floor": softmax_floor(n_classes),
+        },
+    }

@@ -1,0 +1,365 @@
+"""The drawing demo as a user meets it: ``scripts/demo.py`` started as a script, spoken to over HTTP
+by a plain client, and driven in a real headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, through Selenium). The expected numbers come from PyTorch's
+``F.cross_entropy`` on logits of the network rebuilt here from the checkpoint's tensors, not from
+the demo's own code."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from PIL import Image, ImageDraw
+
+from conftest import start_script
+from digits.browser import INSTALL, draw_vertical_stroke, start_chromium
+from digits.browser import installed as browser_installed
+from digits.data import load_mnist, normalize, standardize
+from digits.handwriting import load_image, to_mnist
+
+UPLOAD_LIMIT = 300_000  # the server under test refuses larger bodies (config max_upload_bytes)
+
+
+@pytest.fixture(scope="module")
+def network(trained_run):
+    """The trained network, rebuilt by hand from the checkpoint's plain contents."""
+    path = sorted((trained_run / "checkpoints").glob("best-*.ckpt"))[-1]
+    checkpoint = torch.load(path, weights_only=True)
+    net = instantiate(checkpoint["hyper_parameters"]["model"]).eval()
+    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
+                         if k.startswith("net.")})
+    return net
+
+
+class Demo:
+    """A running ``scripts/demo.py``: its URL, its run folder's parent and everything it printed."""
+
+    def __init__(self, process: subprocess.Popen, cwd: Path) -> None:
+        self.process, self.cwd, self.lines = process, cwd, []
+        self.found = threading.Event()
+        self.url = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = re.search(r"demo: open (http://\S+/)", line)
+            if match:
+                self.url = match.group(1)
+                self.found.set()
+
+    def analyse(self, data: bytes, **query) -> tuple[int, dict]:
+        url = f"{self.url}api/analyse?{urllib.parse.urlencode(query)}"
+        request = urllib.request.Request(url, data=data, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+
+@pytest.fixture(scope="module")
+def demo(trained_run, data_dir, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("demo")
+    process = start_script("demo.py", [f"ckpt_path={trained_run}", "port=0",
+                                       f"max_upload_bytes={UPLOAD_LIMIT}"], data_dir, cwd)
+    server = Demo(process, cwd)
+    if not server.found.wait(timeout=240):
+        process.kill()
+        pytest.fail("the demo printed no URL:\n" + "".join(server.lines))
+    yield server
+    alive = process.poll() is None
+    process.terminate()
+    process.wait(timeout=60)
+    assert alive, "the demo server died during the tests:\n" + "".join(server.lines)
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def stroke_one() -> bytes:
+    """A drawing of a 1 as the page sends it: dark ink on a white 280x280 canvas."""
+    image = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(image).line([(140, 40), (140, 240)], fill=0, width=20)
+    return png(image)
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A valid PNG header claiming a huge picture (a few bytes that would decode to gigabytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+# --------------------------------------------------------------------------------------------------
+# Over HTTP
+
+
+def test_serves_only_local_assets_on_the_host_it_is_told(refusals, demo):
+    # `refusals` first: its four processes run while the network trains and the demo starts
+    assert demo.url.startswith("http://127.0.0.1:")
+    for path in ("", "static/demo.js", "static/demo.css"):
+        with urllib.request.urlopen(demo.url + path, timeout=30) as response:
+            text = response.read().decode()
+        # no CDN script, font or analytics: nothing is fetched from anywhere but this server
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), path
+    # listening on 127.0.0.1 only: this machine's other address does not answer
+    try:
+        other = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        other = "127.0.0.1"
+    if not other.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((other, int(demo.url.rsplit(":", 1)[1].strip("/"))), timeout=5).close()
+
+
+def test_a_drawing_gets_the_networks_numbers(demo, network):
+    drawing = stroke_one()
+    status, result = demo.analyse(drawing, target=3, temperature=2.0)
+    assert status == 200, result
+    picture, _ = to_mnist(Image.open(io.BytesIO(drawing)))
+    with torch.no_grad():
+        logits = network(standardize(picture)[None])[0].double()
+    assert result["logits"] == pytest.approx(logits.tolist(), abs=1e-4)
+    assert result["prediction"] == int(logits.argmax()) == 1
+    expected = F.cross_entropy(logits.unsqueeze(0) / 2.0, torch.tensor([3])).item()
+    assert list(result["losses"].values()) == pytest.approx([expected] * 3, abs=1e-5)
+    assert torch.tensor(result["picture"]).shape == (28, 28)
+    assert result["server_ms"] < 1000
+
+
+@pytest.mark.parametrize("body, query, status, says", [
+    (b"this is not a picture", {}, 422, "not an image"),
+    (b"", {}, 422, "not an image"),
+    (None, {}, 422, "not an image"),  # a truncated PNG
+    (png(Image.new("L", (280, 280), 255)), {}, 422, "no digit found"),  # an empty drawing
+    (huge_png_header(100_000, 100_000), {}, 422, "pixels"),
+    (b"\0" * (UPLOAD_LIMIT + 1), {}, 413, "larger than the demo accepts"),
+    (stroke_one(), {"target": "12"}, 422, "pick a digit from 0 to 9"),
+    (stroke_one(), {"target": "seven"}, 422, "is not a digit"),
+    (stroke_one(), {"temperature": "hot"}, 422, "is not a number"),
+    (stroke_one(), {"temperature": "0"}, 422, "outside"),
+], ids=["text", "empty-body", "truncated-png", "blank-drawing", "huge-picture", "too-many-bytes",
+        "target-out-of-range", "target-not-a-number", "temperature-not-a-number", "temperature-zero"])
+def test_bad_input_gets_a_message_and_the_server_lives_on(demo, body, query, status, says):
+    if body is None:
+        body = stroke_one()[:120]
+    got, result = demo.analyse(body, **query)
+    assert got == status and says in result["error"], result
+    assert "Traceback" not in result["error"] and 'File "' not in result["error"]
+    assert demo.analyse(stroke_one())[0] == 200  # still serving
+
+
+def test_writes_nothing_but_its_run_folder(demo):
+    written = sorted(p.relative_to(demo.cwd) for p in demo.cwd.rglob("*") if p.is_file())
+    run_folders = {p.parts[:3] for p in written}
+    assert len(run_folders) == 1 and next(iter(run_folders))[:2] == ("outputs", "demo"), written
+    assert {p.name for p in written} <= {"config.yaml", "hydra.yaml", "overrides.yaml", "demo.log"}, written
+
+
+# --------------------------------------------------------------------------------------------------
+# Refusals at start-up: started side by side, one Python start-up for the three
+
+
+@pytest.fixture(scope="module")
+def refusals(data_dir, tmp_path_factory) -> tuple[Path, dict[str, subprocess.Popen]]:
+    """Four demo starts that must be refused, started at once and left running while the rest of the
+    module sets up (they need no trained network); each test waits for its own."""
+    folder = tmp_path_factory.mktemp("bad-checkpoints")
+    corrupt = folder / "corrupt.ckpt"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip file" * 40)
+    crafted = folder / "crafted.ckpt"
+    # allowed top-level targets; a nested one would call open(..., "w") and create this file
+    torch.save({"hyper_parameters": {
+        "model": {"_target_": "digits.models.DigitCNN",
+                  "channels": {"_target_": "builtins.open", "file": str(folder / "created-by-the-checkpoint"),
+                               "mode": "w"}},
+        "loss": {"_target_": "torch.nn.CrossEntropyLoss"},
+        "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True}}, "state_dict": {}}, crafted)
+    cases = {"missing": [f"ckpt_path={folder / 'no-such.ckpt'}"], "corrupt": [f"ckpt_path={corrupt}"],
+             "crafted": [f"ckpt_path={crafted}"], "bad-port": [f"ckpt_path={corrupt}", "port=70000"]}
+    processes = {name: start_script("demo.py", ["port=0", *args], data_dir, folder) for name, args in cases.items()}
+    yield folder, processes
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def outcome(process: subprocess.Popen) -> tuple[int, str]:
+    try:
+        output, _ = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:  # it started serving: the refusal failed
+        process.kill()
+        output, _ = process.communicate()
+    return process.returncode, output
+
+
+@pytest.mark.parametrize("case, says", [("missing", "does not exist"),
+                                        ("corrupt", "not a PyTorch checkpoint that loads safely"),
+                                        ("bad-port", "port=70000 is not allowed")])
+def test_a_missing_or_corrupt_checkpoint_or_a_bad_port_is_refused_with_exit_code_2(refusals, case, says):
+    returncode, output = outcome(refusals[1][case])
+    assert returncode == 2 and says in output and "Traceback" not in output, output
+
+
+def test_a_crafted_checkpoint_is_refused_with_exit_code_2(refusals):
+    folder, processes = refusals
+    returncode, output = outcome(processes["crafted"])
+    assert not (folder / "created-by-the-checkpoint").exists(), "the checkpoint's nested builtins.open ran"
+    assert returncode == 2 and "builtins.open" in output and "Traceback" not in output, output
+
+
+# --------------------------------------------------------------------------------------------------
+# In a real browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not browser_installed():
+        message = f"needs Debian's chromium and chromium-driver ({INSTALL}; .ci/run installs them in CI)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must not pass by skipping the browser
+        pytest.skip(message)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+def wait_for_update(driver, count: int) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60).until(lambda d: int(d.execute_script("return document.body.dataset.updates || 0")) >= count)
+
+
+def shown(driver, selector: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [element.text for element in driver.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def close_to_printed(text: str, expected: float, logits: torch.Tensor) -> bool:
+    """Equal to the printed precision (half a unit in the last printed place), allowing the float32
+    rounding of a loss computed from logits of this size (a few ulps of the largest logit)."""
+    decimals = len(text.split(".")[1])
+    float32 = 4 * torch.finfo(torch.float32).eps * float(logits.abs().max())
+    return abs(float(text) - expected) <= 0.5 * 10**-decimals + float32
+
+
+def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo, browser, network, data_dir,
+                                                                           tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    images, labels = load_mnist(data_dir, train=False, download=False)
+    with torch.no_grad():
+        confident = network(normalize(images[:200])).softmax(1).max(1)
+    index = int(torch.nonzero(confident.values > 0.99)[0])  # a digit the network is sure of
+    digit = tmp_path / "mnist-test-digit.png"
+    Image.fromarray(images[index].numpy()).save(digit)
+    # the network's logits for what the page sends it: the PNG after the project's preprocessing
+    picture, _ = to_mnist(load_image(digit))
+    with torch.no_grad():
+        logits = network(standardize(picture)[None])[0]
+    prediction = int(logits.argmax())
+    assert prediction == int(confident.indices[index]) == int(labels[index])
+
+    browser.get(demo.url)
+    browser.find_element(By.ID, "upload").send_keys(str(digit))
+    wait_for_update(browser, 1)
+    assert browser.find_element(By.ID, "prediction").text == str(prediction)
+    losses = shown(browser, "td.loss-value")
+    assert len(losses) == 3
+    at_prediction = F.cross_entropy(logits[None].double(), torch.tensor([prediction])).item()
+    for text in losses:
+        assert close_to_printed(text, at_prediction, logits), (text, at_prediction)
+    assert browser.find_element(By.CSS_SELECTOR, "#scores tr.target").get_attribute("data-digit") == str(prediction)
+
+    # another target: the least likely digit; its loss is the largest there is for this picture
+    target = int(logits.argmin())
+    Select(browser.find_element(By.ID, "target")).select_by_value(str(target))
+    wait_for_update(browser, 2)
+    expected = F.cross_entropy(logits[None].double(), torch.tensor([target])).item()
+    assert expected > at_prediction + 1
+    for text in shown(browser, "td.loss-value"):
+        assert close_to_printed(text, expected, logits), (text, expected)
+    assert browser.find_element(By.CSS_SELECTOR, "#scores tr.target").get_attribute("data-digit") == str(target)
+    gradient = shown(browser, "td.grad")
+    assert gradient[target].startswith("-") and gradient[prediction].startswith("+")
+
+    # temperature 10: the loss of x / 10
+    browser.execute_script("const s = document.getElementById('temperature'); s.value = 100;"
+                           "s.dispatchEvent(new Event('input'));")
+    wait_for_update(browser, 3)
+    cooled = F.cross_entropy(logits[None].double() / 10, torch.tensor([target])).item()
+    for text in shown(browser, "td.loss-value"):
+        assert close_to_printed(text, cooled, logits / 10), (text, cooled)
+
+    browser.find_element(By.ID, "temperature-reset").click()
+    wait_for_update(browser, 4)
+    for text in shown(browser, "td.loss-value"):
+        assert close_to_printed(text, expected, logits), (text, expected)
+
+    browser.find_element(By.ID, "softmax-first").click()
+    assert "1.461" in browser.find_element(By.ID, "mistake").text  # the floor, log(1 + 9/e)
+    # every resource came from the demo itself
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(name.startswith(demo.url) for name in resources), resources
+    browser.save_screenshot(str(tmp_path / "demo.png"))
+
+
+def test_in_a_browser_a_drawn_stroke_is_read_as_a_one(demo, browser, network, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(demo.url)
+    draw_vertical_stroke(browser)
+    # set when the numbers that follow the release are on the page
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.strokeToNumbersMs"))
+    # what the page drew, through the project's preprocessing and the network rebuilt here
+    data_url = browser.execute_script("return document.getElementById('pad').toDataURL('image/png')")
+    drawing = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+    picture, _ = to_mnist(drawing)
+    with torch.no_grad():
+        logits = network(standardize(picture)[None])[0]
+    assert browser.find_element(By.ID, "prediction").text == str(int(logits.argmax())) == "1"
+    expected = F.cross_entropy(logits[None].double(), torch.tensor([1])).item()
+    for text in shown(browser, "td.loss-value"):
+        assert close_to_printed(text, expected, logits), (text, expected)
+    browser.save_screenshot(str(tmp_path / "drawn.png"))
+
+
+def test_in_a_browser_bad_uploads_get_a_message_not_a_stack_trace(demo, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(demo.url)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("these are my notes, not a picture")
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "white").save(blank)
+    for count, (path, says) in enumerate([(not_an_image, "not an image"), (blank, "no digit found")], start=1):
+        browser.find_element(By.ID, "upload").send_keys(str(path))
+        wait_for_update(browser, count)
+        message = browser.find_element(By.ID, "message")
+        assert says in message.text and "error" in message.get_attribute("class"), message.text
+        assert "Traceback" not in browser.page_source

@@ -1,0 +1,187 @@
+"""A user's picture -> MNIST's form: each step on crafted pictures, MNIST's own digits coming back
+unchanged, and real MNIST test digits re-rendered as users' pictures read by a real trained model."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from conftest import run_script
+from digits.data import load_mnist
+from digits.evaluate import load_module, resolve_checkpoint
+from digits.handwriting import ImageError, NoInkError, centre_of_mass, load_image, to_mnist
+from digits.handwriting_benchmark import VARIANTS, accuracies, render
+
+
+@pytest.fixture(scope="module")
+def mnist_test(data_dir):
+    images, labels = load_mnist(data_dir, train=False, download=False)
+    return images.numpy(), labels
+
+
+def ink_box(picture: torch.Tensor, level: float = 0.05) -> tuple[int, int]:
+    rows, cols = np.nonzero(picture.reshape(28, 28).numpy() > level)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def on_page(digit: np.ndarray, size=(300, 200), at=(180, 40), scale=4, paper=235, ink=30) -> np.ndarray:
+    """An MNIST digit drawn as dark ink on a light page, larger and off-centre."""
+    big = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC),
+                     dtype=np.float32) / 255
+    page = np.full(size[::-1], paper, dtype=np.float32)
+    x, y = at
+    page[y : y + 28 * scale, x : x + 28 * scale] = paper + (ink - paper) * np.clip(big, 0, 1)
+    return page
+
+
+def test_an_mnist_digit_comes_back_nearly_unchanged(mnist_test):
+    images, _ = mnist_test
+    differences = []
+    for digit in images[:300]:
+        picture, notes = to_mnist(Image.fromarray(digit))
+        assert picture.shape == (1, 28, 28) and picture.dtype == torch.float32
+        assert not any("inverted" in n or "scaled" in n for n in notes)
+        differences.append((picture[0] - torch.from_numpy(digit) / 255).abs())
+    largest = torch.stack([d.max() for d in differences])
+    assert torch.stack(differences).mean() < 0.002
+    assert (largest < 0.05).float().mean() > 0.95  # the rest: one-pixel specks left out, a 1-px shift
+
+
+def test_centre_of_mass_and_the_20_pixel_fit(mnist_test):
+    images, _ = mnist_test
+    for index in range(40):
+        picture, notes = to_mnist(render(images[index], "photo", seed=1, index=index))
+        row, col = centre_of_mass(picture)
+        assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5, notes
+        assert max(ink_box(picture)) in (20, 21)  # Lanczos' soft edge may add a faint pixel
+        assert picture.min() >= 0 and picture.max() <= 1
+
+
+def test_inverted_page_reads_like_the_white_on_black_one(mnist_test):
+    digit = mnist_test[0][0]
+    dark_on_light = on_page(digit)
+    light_on_dark = 255 - dark_on_light
+    a, notes_a = to_mnist(Image.fromarray(dark_on_light.astype(np.uint8)))
+    b, notes_b = to_mnist(Image.fromarray(light_on_dark.astype(np.uint8)))
+    assert any("inverted" in n for n in notes_a) and not any("inverted" in n for n in notes_b)
+    assert torch.allclose(a, b, atol=0.03)  # uint8 rounding of the two pages differs by one level
+    # and both are the MNIST digit again, up to a one-pixel shift (resampling moves the centre of mass
+    # by a fraction of a pixel, which the whole-pixel centring may round the other way)
+    original = torch.from_numpy(digit) / 255
+    shifted = [original.roll((rows, cols), (0, 1)) for rows in (-1, 0, 1) for cols in (-1, 0, 1)]
+    assert min((a[0] - s).abs().mean() for s in shifted) < 0.02
+
+
+@pytest.mark.parametrize("hidden", [(0, 0, 0), (255, 255, 255)])
+def test_transparent_drawing_is_composited_on_white(mnist_test, hidden):
+    digit = mnist_test[0][3]
+    alpha = np.asarray(Image.fromarray(digit).resize((140, 140), Image.Resampling.BICUBIC))
+    rgba = np.zeros((200, 320, 4), dtype=np.uint8)
+    rgba[..., :3] = hidden  # what the transparent pixels hold: black (a browser canvas) or white
+    rgba[30:170, 150:290, :3] = (30, 60, 200)  # blue ink
+    rgba[30:170, 150:290, 3] = alpha
+    picture, notes = to_mnist(Image.fromarray(rgba))
+    assert any("composited the transparent RGBA picture on white" in n for n in notes)
+    reference, _ = to_mnist(Image.fromarray(digit))
+    assert (picture - reference).abs().mean() < 0.03
+
+
+def test_speck_next_to_the_digit_is_left_out_but_a_detached_stroke_is_kept():
+    page = Image.new("L", (200, 200), 240)
+    draw = ImageDraw.Draw(page)
+    draw.line((100, 40, 100, 160), fill=20, width=12)  # a "1"
+    clean, _ = to_mnist(page)
+    draw.ellipse((125, 95, 130, 100), fill=20)  # a speck 20 px to its right
+    draw.rectangle((2, 2, 4, 4), fill=0)  # and dirt in the corner
+    specked, notes = to_mnist(page)
+    assert any("left out 2 speck(s)" in n for n in notes)
+    assert torch.equal(clean, specked)
+    # a separate stroke of a real size, near the first one, is part of the digit (a 5's bar, a 7's bar)
+    draw.line((112, 40, 150, 40), fill=20, width=12)
+    two_strokes, notes = to_mnist(page)
+    assert ink_box(two_strokes)[1] > ink_box(clean)[1] + 5
+
+
+def test_thin_pen_strokes_are_thickened():
+    page = Image.new("L", (600, 600), 250)
+    ImageDraw.Draw(page).line([(200, 100), (420, 100), (280, 520)], fill=10, width=2)  # a thin "7"
+    picture, notes = to_mnist(page)
+    assert any("thickened strokes" in n for n in notes)
+    # at 28x28 the stroke is MNIST-like: bright and about 2-3 px wide, not a faint grey line
+    mask = picture[0] > 0.5
+    assert picture.max() > 0.9 and mask.sum() > 40
+
+
+@pytest.mark.parametrize("pixels", [np.full((300, 400), 245), np.full((50, 50), 0),
+                                    np.clip(np.random.default_rng(0).normal(230, 3, (300, 400)), 0, 255)])
+def test_a_page_without_ink_is_refused(pixels):
+    with pytest.raises(NoInkError, match="no digit found"):
+        to_mnist(Image.fromarray(pixels.astype(np.uint8)))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge picture (a decompression bomb) with a tiny body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def test_files_that_are_not_readable_images(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png is not an image that can be read"):
+        load_image(tmp_path / "notes.png")
+    Image.new("L", (64, 64), 128).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    with pytest.raises(ImageError, match="cut.png"):
+        load_image(tmp_path / "cut.png")
+    (tmp_path / "bomb.png").write_bytes(png_claiming(11_000, 10_000))
+    with pytest.raises(ImageError, match="bomb.png is 11000x10000 pixels"):
+        load_image(tmp_path / "bomb.png")
+    with pytest.raises(ImageError, match="missing.png cannot be read"):
+        load_image(tmp_path / "missing.png")
+    with open(tmp_path / "huge.jpg", "wb") as file:  # sparse: 65 MiB on paper, nothing on disk
+        file.seek(65 * 2**20)
+        file.write(b"\0")
+    with pytest.raises(ImageError, match="huge.jpg has 68,157,441 bytes"):
+        load_image(tmp_path / "huge.jpg")
+    assert load_image(tmp_path / "whole.png").size == (64, 64)
+
+
+def test_a_phone_photo_is_turned_upright(tmp_path):
+    """EXIF orientation 6: the camera stored the picture on its side; the viewer turns it upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (120, 80), "white").save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").size == (80, 120)
+
+
+def test_users_pictures_are_read_as_well_as_mnist(trained_run, data_dir):
+    """300 real test digits as photos and transparent drawings: the old preprocessing (whole
+    picture to 28x28) loses most of them, the new one reads them about as well as MNIST itself."""
+    net = load_module(resolve_checkpoint(trained_run), torch.device("cpu")).net
+    results = accuracies(net, data_dir, count=300, seed=0, variants=("photo", "drawing"))
+    plain = results["plain_accuracy"]
+    assert plain > 0.9
+    for variant, row in results["variants"].items():
+        assert row["after"] >= plain - 0.03, (variant, row)
+        assert row["before"] < row["after"] - 0.3, (variant, row)
+
+
+def test_benchmark_script_writes_its_report_and_refuses_a_missing_checkpoint(trained_run, data_dir, tmp_path):
+    done = run_script("handwriting_benchmark.py", [f"ckpt_path={trained_run}", "digits=20",
+                                                   f"hydra.run.dir={tmp_path / 'ok'}"], data_dir, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "ok" / "handwriting.json").read_text())
+    assert results["digits"] == 20 and set(results["variants"]) == set(VARIANTS)
+    assert "| photo | 20 |" in (tmp_path / "ok" / "handwriting.md").read_text()
+    missing = run_script("handwriting_benchmark.py", [f"ckpt_path={tmp_path / 'nope'}",
+                                                      f"hydra.run.dir={tmp_path / 'bad'}"], data_dir, timeout=300)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr + missing.stdout
