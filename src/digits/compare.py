@@ -4,6 +4,7 @@ options, the naive form's failures, and whole trainings side by side. Used by
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,43 @@ def float16_long_mean(device: str, size: int = 40_000, seed: int = 0) -> dict[st
         "nll": nll_cross_entropy(x, target.to(device)).item(),
         "manual": manual_cross_entropy(x, target.to(device)).item(),
     }
+
+
+def exact_cross_entropy(logits: Tensor, target: Tensor) -> tuple[float, Tensor]:
+    """The mean cross-entropy of (N, C) logits and class indices, and its gradient, from the logits' exact
+    binary values in 40-digit decimal arithmetic: a reference that no float rounding touches (float64 and
+    no float128 would round the log-sum-exp of logits near 1e15 to their spacing)."""
+    rows, targets = logits.double().tolist(), target.tolist()  # float32 -> float64 is exact
+    with decimal.localcontext() as context:
+        context.prec = 40
+        total, grad = decimal.Decimal(0), []
+        for row, t in zip(rows, targets):
+            # x_c - x_t is exact in decimal; loss = log(sum_c exp(x_c - x_t)), softmax_c = exp(x_c - x_t - loss)
+            differences = [decimal.Decimal(v) - decimal.Decimal(row[t]) for v in row]
+            loss = sum(d.exp() for d in differences).ln()
+            total += loss
+            grad.append([float((d - loss).exp()) - (c == t) for c, d in enumerate(differences)])
+    n = len(rows)
+    return float(total / n), torch.tensor(grad, dtype=torch.float64) / n
+
+
+def large_logit_errors(dtype_name: str, shifts: list[float], batch: int = 64, n_classes: int = 10,
+                       seed: int = 0) -> list[dict[str, Any]]:
+    """Logits of standard deviation 3 shifted by each of ``shifts`` (rounded to the dtype): each form's
+    relative error of the mean loss and of the input gradient against ``exact_cross_entropy``."""
+    rows = []
+    forms = {"cross_entropy": F.cross_entropy,
+             **{name: fn for name, fn in IMPLEMENTATIONS.items() if name != "manual_naive"}}
+    for shift in shifts:
+        logits, target, _ = make_inputs("index", batch, n_classes, (), False, seed)
+        logits = (logits + shift).to(DTYPES[dtype_name])
+        exact_loss, exact_grad = exact_cross_entropy(logits, target)
+        for name, fn in forms.items():
+            loss, grad = _loss_and_grad(fn, logits, target)
+            rows.append({"dtype": dtype_name, "shift": shift, "implementation": name,
+                         "loss_error": abs(loss.item() - exact_loss) / exact_loss,
+                         "grad_error": _relative(grad, exact_grad)})
+    return rows
 
 
 class Float64CrossEntropyLoss(torch.nn.CrossEntropyLoss):
