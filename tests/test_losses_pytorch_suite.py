@@ -14,7 +14,7 @@ import torch
 
 from conftest import CUDA
 from digits import pytorch_suite
-from digits.pytorch_suite import CHECK_DTYPES, FUNCTIONAL_FORMS, PyTorchSuiteMissingError, run_suite
+from digits.pytorch_suite import CHECK_DTYPES, FUNCTIONAL_FORMS, PyTorchSuiteMissingError, run_suite, summary_by_form
 
 # Cases per (source, dtype) that torch 2.14.1's material yields (the same for every form and check).
 # Fewer means PyTorch's material changed shape: look, then lower these on purpose.
@@ -82,3 +82,23 @@ def test_every_form_ran_at_least_the_known_number_of_cases(summaries):
                         missing.append(f"{source} / {form} / {check} / {dtype}: "
                                        f"{counts.get((source, form, check, dtype), 0)} < {minimum}")
     assert not missing, "\n".join(missing)
+
+
+def test_summary_by_form_adds_up_the_sources(summaries):
+    _, rows = summaries
+    by_form = {(r["check"], r["dtype"], r["form"]): r for r in summary_by_form(rows)}
+    forward = by_form[("forward", "float64", "manual_backward")]
+    parts = [s for s in rows if (s.check, s.dtype, s.form) == ("forward", "float64", "manual_backward")]
+    assert forward["cases"] == sum(s.cases for s in parts) >= sum(MIN_CASES[s] for s in (
+        "OpInfo nn.functional.cross_entropy", "OpInfo nn.functional.nll_loss", "ModuleInfo nn.CrossEntropyLoss",
+        "ModuleInfo nn.NLLLoss", "common_nn criterion_tests")) - (0 if _ == "cpu" else 3)
+    assert forward["max_rel_diff"] == max(s.max_difference for s in parts)
+
+
+def test_importing_the_material_leaves_torch_backends_flags_settable():
+    """torch.testing._internal.common_utils freezes torch.backends' flags on import; Lightning's Trainer
+    (tests/test_train.py, the comparison script) sets cudnn flags afterwards in the same process."""
+    pytorch_suite.internals()
+    assert not torch.backends.flags_frozen()
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark  # raises RuntimeError while frozen

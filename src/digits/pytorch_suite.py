@@ -79,11 +79,18 @@ def internals() -> dict[str, Any]:
     """The pinned names, imported; a clear error naming what is missing otherwise."""
     found = {}
     for module_name, names in INTERNAL_NAMES.items():
+        frozen = torch.backends.flags_frozen()
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
             raise PyTorchSuiteMissingError(
                 f"cannot import {module_name} ({error}): install the test extra, pip install -e '.[test]'") from error
+        finally:
+            # common_utils freezes torch.backends' flags on import (torch.backends.disable_global_flags()), for
+            # PyTorch's own test runs; Lightning's Trainer sets cudnn flags later in the same process and would
+            # fail. Undo it (torch has no public call for that; the flag is a module global).
+            if not frozen:
+                torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
         for name in names:
             if not hasattr(module, name):
                 raise PyTorchSuiteMissingError(
@@ -442,3 +449,30 @@ def _run_suite(device: str, dtypes: tuple[torch.dtype, ...], checks: tuple[str, 
                             source = error_case.source + (" (functional)" if functional else "")
                             summary(source, form_name, "errors", dtype).add(error_case.name, outcome)
     return list(summaries.values())
+
+
+def summary_by_form(summaries: list[Summary]) -> list[dict[str, Any]]:
+    """One row per (check, dtype, form), over all sources: cases, largest difference, failures."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for s in summaries:
+        row = rows.setdefault((s.check, s.dtype, s.form), {"check": s.check, "dtype": s.dtype, "form": s.form,
+                                                          "cases": 0, "max_rel_diff": 0.0,
+                                                          "closer_than_pytorch": 0, "failures": 0})
+        row["cases"] += s.cases
+        row["max_rel_diff"] = max(row["max_rel_diff"], s.max_difference)
+        row["closer_than_pytorch"] += s.closer_than_pytorch
+        row["failures"] += len(s.failures)
+    return list(rows.values())
+
+
+def table_by_check(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``summary_by_form`` rows pivoted for the README: one row per (check, dtype), the forms side by side."""
+    table: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        entry = table.setdefault((row.get("device", "cpu"), row["check"], row["dtype"]), {
+            "device": row.get("device", "cpu"), "check": row["check"], "dtype": row["dtype"],
+            "cases per form": row["cases"], "closer_than_pytorch": 0, "failures": 0})
+        entry[row["form"]] = row["max_rel_diff"]
+        entry["closer_than_pytorch"] += row["closer_than_pytorch"]
+        entry["failures"] += row["failures"]
+    return list(table.values())
