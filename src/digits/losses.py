@@ -10,19 +10,24 @@ where ``a_i`` is what the target says about position ``i``:
 * ``ignore_index`` positions:             a_ic = 0
 
 and ``reduction="mean"`` divides the sum by ``D``: the sum of ``w_{y_i}`` over non-ignored
-positions for class indices (their count without weights; NaN when all are ignored), the number of
-positions for probabilities. That is exactly ``F.cross_entropy``'s definition (aten LossNLL.cpp).
+positions for class indices (their count without weights; NaN when D = 0: all ignored, or all on
+zero-weight classes), the number of positions for probabilities (NaN for an empty input). That is exactly
+``F.cross_entropy``'s definition (aten LossNLL.cpp: nll_loss and cross_entropy_loss_prob_target).
 
 ``CrossEntropyLoss``         PyTorch's fused kernel (re-exported for the config group).
 ``LogSoftmaxNLLLoss``        ``F.log_softmax`` + ``nn.NLLLoss``; smoothing and probability targets built
                              on top of the log-probabilities the way PyTorch defines them.
 ``ManualCrossEntropyLoss``   tensor primitives only (max, exp, sum, log, gather, arithmetic), with the
-                             gradient from autograd or from the hand-written backward in
-                             ``ManualCrossEntropyFunction`` (grad = softmax * sum(a) - a).
+                             gradient from autograd or from the hand-written derivatives in
+                             ``ManualCrossEntropyFunction`` (grad = softmax * sum(a) - a; target and
+                             weight gradients for probabilities; jvp for forward mode).
 ``NaiveCrossEntropyLoss``    log(exp(x) / sum(exp(x))): the textbook formula that overflows. For teaching.
 
 Shapes: input (C), (N, C) or (N, C, d1, ..., dk); target () / (N) / (N, d1, ..., dk) class indices, or
 class probabilities of the input's shape. ``reduction="none"`` returns the target's index shape.
+Dtypes as in PyTorch: class indices int64 or uint8; with class indices the weight has the input's dtype;
+with probabilities the result is promoted with the target's and the weight's dtype. Refused input raises a
+``LossArgumentError`` that is also of the built-in type ``F.cross_entropy`` raises for it.
 """
 
 from __future__ import annotations
