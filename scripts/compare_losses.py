@@ -3,10 +3,12 @@
     python scripts/compare_losses.py
     python scripts/compare_losses.py devices=[cpu,cuda] training.steps=300 batch_size=1024
 
-Writes report.md, report.json, training_curves.png and TensorBoard curves into its run folder.
+Writes report.md, report.json, training_curves.png and TensorBoard curves into its run folder. The
+section on PyTorch's own test material needs the test extra (pip install -e '.[test]'), or pytorch_suite=false.
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -46,24 +48,55 @@ def main(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
     from torch.utils.tensorboard import SummaryWriter
 
-    from digits.compare import compare_single_calls, curve_differences, float16_long_mean, naive_failures, training_curves
+    from digits.compare import (
+        compare_single_calls,
+        curve_differences,
+        deliberate_differences,
+        float16_long_mean,
+        large_logit_errors,
+        large_logit_table,
+        naive_failures,
+        training_curves,
+    )
+    from digits.errors import DigitsError
     from digits.report import markdown_table, write_json
 
     output_dir = Path(cfg.paths.output_dir)
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
     if len(devices) < len(cfg.devices):
         log.warning("no CUDA GPU here: comparing on %s only", devices)
+    suite = []
+    if cfg.pytorch_suite:  # first: a missing test extra stops the run before it writes anything
+        try:
+            from digits.pytorch_suite import run_suite, summary_by_form, table_by_check
+
+            suite = [dict(row, device=device) for device in devices for row in summary_by_form(run_suite(device))]
+        except DigitsError as error:
+            log.error("%s: %s (or set pytorch_suite=false)", type(error).__name__, error)
+            sys.exit(2)
     calls = compare_single_calls(devices, list(cfg.dtypes), cfg.batch_size, cfg.num_classes, cfg.seed)
     naive = naive_failures(devices, list(cfg.dtypes), list(cfg.naive_logit_std), cfg.seed)
     long_mean = [float16_long_mean(device) for device in devices]
+    large = [row for dtype, shifts in cfg.large_logit_shifts.items()
+             for row in large_logit_errors(dtype, list(shifts), seed=cfg.seed)]
+    differences = deliberate_differences()
     report = ["# Cross-entropy implementations against nn.CrossEntropyLoss", "",
               f"Batch {cfg.batch_size} x {cfg.num_classes} classes, seed {cfg.seed}, devices {devices}, "
               f"torch {torch.__version__}. Relative differences: max |a - b| / max |b|, of the loss and of the "
               "input gradient, against nn.CrossEntropyLoss in the same dtype; `loss_error` is against float64.", "",
               "## Single calls", "", markdown_table(calls), "",
               "## The naive form (log of exp / sum exp) as logits grow", "", markdown_table(naive), "",
-              "## float16 mean over 40,000 targets", "", markdown_table(long_mean), ""]
-    summary = {"single_calls": calls, "naive": naive, "float16_long_mean": long_mean}
+              "## float16 mean over 40,000 targets", "", markdown_table(long_mean), "",
+              "## Large logits: logits of std 3 shifted by `shift`, relative error (loss / gradient) against an "
+              "exact log-sum-exp", "", markdown_table(large_logit_table(large)), "",
+              "## Deliberate differences from F.cross_entropy", "", markdown_table(differences), ""]
+    if suite:
+        report += ["## PyTorch's own test material (OpInfo, ModuleInfo, common_nn), every form", "",
+                   "Cases and largest relative difference from PyTorch per check, form and dtype; "
+                   "`closer_than_pytorch`: low-precision cases beyond the tolerance where the form is closer to "
+                   "float64 than PyTorch is.", "", markdown_table(table_by_check(suite)), ""]
+    summary = {"single_calls": calls, "naive": naive, "float16_long_mean": long_mean, "large_logits": large,
+               "deliberate_differences": differences, "pytorch_suite": suite}
 
     if cfg.training.enabled:
         datamodule = instantiate(cfg.data)

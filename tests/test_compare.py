@@ -46,7 +46,8 @@ def test_whole_trainings_agree(data_dir):
 
 def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
     result = run_script("compare_losses.py", [f"hydra.run.dir={tmp_path}", "dtypes=[float32,float16]", "batch_size=32",
-                                              "training.steps=5", "model.channels=[4,8]", "naive_logit_std=[1,100]"],
+                                              "training.steps=5", "model.channels=[4,8]", "naive_logit_std=[1,100]",
+                                              "pytorch_suite=false", "large_logit_shifts={float32:[1e8]}"],
                         data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
@@ -60,6 +61,13 @@ def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
     assert naive[("float32", 100)]["manual_naive"] != naive[("float32", 100)]["manual_naive"]  # NaN
     assert naive[("float32", 100)]["manual"] == pytest.approx(naive[("float32", 100)]["exact"], rel=1e-5)
     assert report["training"]["differences"]["nll"]["bitwise_equal"]
+    large = {r["implementation"]: r for r in report["large_logits"]}
+    assert set(large) == {"cross_entropy", "nll", "manual", "manual_backward"}
+    assert large["manual_backward"]["loss_error"] <= large["cross_entropy"]["loss_error"] + 1.2e-7
+    differences = {r["input"]: r for r in report["deliberate_differences"]}
+    assert differences["negative label_smoothing"]["manual"] == "raises LossInputError"
+    assert differences["uint8 class indices with label smoothing"]["F.cross_entropy"] == "raises RuntimeError"
+    assert report["pytorch_suite"] == []
     assert "## Whole trainings" in (tmp_path / "report.md").read_text()
     png = (tmp_path / "training_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -20,8 +21,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from conftest import CUDA
+from digits.errors import DigitsError
 from digits.losses import (
     LogSoftmaxNLLLoss,
+    LossArgumentError,
+    LossInputError,
+    LossValueError,
     ManualCrossEntropyFunction,
     ManualCrossEntropyLoss,
     NaiveCrossEntropyLoss,
@@ -220,45 +225,86 @@ def test_one_hot_probabilities_differ_from_indices_with_weights_as_in_pytorch(na
     assert fn(logits, target).item() == pytest.approx(fn(logits, one_hot).item(), rel=1e-12)
 
 
-def _pytorch_refuses(fn):
-    try:
-        fn()
-    except (RuntimeError, ValueError, IndexError):
-        return True
-    return False
-
-
-@pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("case, match", [
-    ("wrong batch", "Expected target of shape"),
-    ("class out of range", "out of bounds"),
-    ("negative class", "out of bounds"),
-    ("smoothing above 1", "label_smoothing must be between 0.0 and 1.0"),
-    ("smoothing below 0", "label_smoothing must be between 0.0 and 1.0"),
-    ("weight of wrong size", "one value per class"),
-    ("probabilities with ignore_index", "ignore_index is not supported"),
-    ("bad reduction", "reduction must be one of"),
-    ("non-finite weight", "weight must be finite"),
-])
-def test_invalid_input_gets_a_clear_error(name, case, match):
+def _error_case(case):
     logits = torch.randn(4, 3)
-    arguments = {
+    index = torch.tensor([0, 1, 2, 0])
+    return {
         "wrong batch": (logits, torch.tensor([0, 1, 2]), {}),
         "class out of range": (logits, torch.tensor([0, 1, 3, 0]), {}),
         "negative class": (logits, torch.tensor([0, -2, 1, 0]), {}),
-        "smoothing above 1": (logits, torch.tensor([0, 1, 2, 0]), {"label_smoothing": 1.5}),
-        "smoothing below 0": (logits, torch.tensor([0, 1, 2, 0]), {"label_smoothing": -0.1}),
-        "weight of wrong size": (logits, torch.tensor([0, 1, 2, 0]), {"weight": torch.ones(4)}),
+        "smoothing above 1": (logits, index, {"label_smoothing": 1.5}),
+        "weight of wrong size": (logits, index, {"weight": torch.ones(4)}),
+        "weight of two dimensions": (logits, index, {"weight": torch.ones(1, 3)}),
+        "weight of another dtype": (logits, index, {"weight": torch.ones(3, dtype=torch.float64)}),
+        "weight requiring grad, class indices": (logits, index, {"weight": torch.ones(3, requires_grad=True)}),
         "probabilities with ignore_index": (logits, torch.rand(4, 3), {"ignore_index": 1}),
-        "bad reduction": (logits, torch.tensor([0, 1, 2, 0]), {"reduction": "average"}),
-        "non-finite weight": (logits, torch.tensor([0, 1, 2, 0]), {"weight": torch.tensor([1.0, float("nan"), 1])}),
+        "integer target of the input's shape": (logits, torch.zeros(4, 3, dtype=torch.long), {}),
+        "float target of the index shape": (logits, torch.rand(4), {}),
+        "int32 class indices": (logits, index.int(), {}),
+        "int8 class indices": (logits, index.to(torch.int8), {}),
+        "bool class indices": (logits, index.bool(), {}),
+        "spatial size": (torch.randn(2, 3, 5), torch.zeros(2, 4, dtype=torch.long), {}),
+        "scalar input": (torch.tensor(1.0), torch.tensor(0), {}),
+        "integer logits": (torch.ones(4, 3, dtype=torch.long), index, {}),
+        "bad reduction": (logits, index, {"reduction": "average"}),
     }[case]
-    x, target, options = arguments
-    with pytest.raises((ValueError, IndexError), match=match):
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", [
+    "wrong batch", "class out of range", "negative class", "smoothing above 1", "weight of wrong size",
+    "weight of two dimensions", "weight of another dtype", "weight requiring grad, class indices",
+    "probabilities with ignore_index", "integer target of the input's shape", "float target of the index shape",
+    "int32 class indices", "int8 class indices", "bool class indices", "spatial size", "scalar input",
+    "integer logits", "bad reduction",
+])
+def test_invalid_input_raises_pytorchs_exception_type(name, case):
+    """Where F.cross_entropy raises, every form raises a LossArgumentError (a DigitsError) that is also an
+    instance of the very type PyTorch raised (RuntimeError, ValueError, IndexError, NotImplementedError)."""
+    x, target, options = _error_case(case)
+    with pytest.raises(Exception) as pytorch:
+        F.cross_entropy(x, target, **options)
+    with pytest.raises(LossArgumentError) as ours:
         IMPLEMENTATIONS[name](x, target, **options)
-    # PyTorch accepts a NaN weight (and returns NaN) and a negative smoothing (ignored); we refuse both.
-    if case not in ("non-finite weight", "smoothing below 0"):
-        assert _pytorch_refuses(lambda: F.cross_entropy(x, target, **options))
+    assert isinstance(ours.value, DigitsError)
+    assert isinstance(ours.value, type(pytorch.value)), (type(ours.value).__mro__, type(pytorch.value))
+
+
+# The README's "Deliberate differences": PyTorch gives a value, the project refuses with a clear error.
+DELIBERATE_REFUSALS = {
+    "negative label_smoothing (PyTorch ignores it)": ({"label_smoothing": -0.1}, LossInputError),
+    "non-finite weight (PyTorch returns NaN or ignores it)": (
+        {"weight": torch.tensor([1.0, float("nan"), 1.0])}, LossValueError),
+    "reduction='elementwise_mean' (deprecated alias of 'mean')": ({"reduction": "elementwise_mean"}, LossValueError),
+}
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", DELIBERATE_REFUSALS)
+def test_deliberate_refusals(name, case):
+    options, error = DELIBERATE_REFUSALS[case]
+    logits, target = torch.randn(4, 3), torch.tensor([0, 2, 2, 0])  # class 1 unused: PyTorch ignores its NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 'elementwise_mean' warns
+        assert torch.isfinite(F.cross_entropy(logits, target, **options))
+    with pytest.raises(error):
+        IMPLEMENTATIONS[name](logits, target, **options)
+    module = {"nll": LogSoftmaxNLLLoss, "manual": ManualCrossEntropyLoss}.get(name)
+    if module is not None and "weight" not in options:  # the modules refuse it at construction already
+        with pytest.raises(error):
+            module(**options)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_uint8_targets_with_smoothing_where_pytorch_fails(name):
+    """PyTorch 2.14.1 accepts uint8 class indices but its smoothing path gathers with them and raises; every
+    form here gives the int64 targets' answer (a deliberate difference, in the README's table)."""
+    logits, target, weight = make_case((6, 6), "index", True, torch.float64, "cpu")  # N == C: a mask would fit
+    with pytest.raises(RuntimeError, match="gather"):
+        F.cross_entropy(logits, target.to(torch.uint8), weight=weight, label_smoothing=0.1)
+    expected = F.cross_entropy(logits, target, weight=weight, label_smoothing=0.1)
+    value = IMPLEMENTATIONS[name](logits, target.to(torch.uint8), weight=weight, label_smoothing=0.1)
+    torch.testing.assert_close(value, expected, **TOLERANCE[torch.float64])
 
 
 def test_modules_take_nn_cross_entropy_loss_arguments():

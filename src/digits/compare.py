@@ -4,6 +4,8 @@ options, the naive form's failures, and whole trainings side by side. Used by
 
 from __future__ import annotations
 
+import decimal
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +129,93 @@ def float16_long_mean(device: str, size: int = 40_000, seed: int = 0) -> dict[st
         "nll": nll_cross_entropy(x, target.to(device)).item(),
         "manual": manual_cross_entropy(x, target.to(device)).item(),
     }
+
+
+def exact_cross_entropy(logits: Tensor, target: Tensor) -> tuple[float, Tensor]:
+    """The mean cross-entropy of (N, C) logits and class indices, and its gradient, from the logits' exact
+    binary values in 40-digit decimal arithmetic: a reference that no float rounding touches (float64 and
+    no float128 would round the log-sum-exp of logits near 1e15 to their spacing)."""
+    rows, targets = logits.double().tolist(), target.tolist()  # float32 -> float64 is exact
+    with decimal.localcontext() as context:
+        context.prec = 40
+        total, grad = decimal.Decimal(0), []
+        for row, t in zip(rows, targets):
+            # x_c - x_t is exact in decimal; loss = log(sum_c exp(x_c - x_t)), softmax_c = exp(x_c - x_t - loss)
+            differences = [decimal.Decimal(v) - decimal.Decimal(row[t]) for v in row]
+            loss = sum(d.exp() for d in differences).ln()
+            total += loss
+            grad.append([float((d - loss).exp()) - (c == t) for c, d in enumerate(differences)])
+    n = len(rows)
+    return float(total / n), torch.tensor(grad, dtype=torch.float64) / n
+
+
+def large_logit_errors(dtype_name: str, shifts: list[float], batch: int = 64, n_classes: int = 10,
+                       seed: int = 0) -> list[dict[str, Any]]:
+    """Logits of standard deviation 3 shifted by each of ``shifts`` (rounded to the dtype): each form's
+    relative error of the mean loss and of the input gradient against ``exact_cross_entropy``."""
+    rows = []
+    forms = {"cross_entropy": F.cross_entropy,
+             **{name: fn for name, fn in IMPLEMENTATIONS.items() if name != "manual_naive"}}
+    for shift in shifts:
+        logits, target, _ = make_inputs("index", batch, n_classes, (), False, seed)
+        logits = (logits + shift).to(DTYPES[dtype_name])
+        exact_loss, exact_grad = exact_cross_entropy(logits, target)
+        for name, fn in forms.items():
+            loss, grad = _loss_and_grad(fn, logits, target)
+            rows.append({"dtype": dtype_name, "shift": shift, "implementation": name,
+                         "loss_error": abs(loss.item() - exact_loss) / exact_loss,
+                         "grad_error": _relative(grad, exact_grad)})
+    return rows
+
+
+def large_logit_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``large_logit_errors`` rows pivoted for the README: per (dtype, shift), "loss error / gradient error"
+    of each form side by side."""
+    table: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        entry = table.setdefault((row["dtype"], row["shift"]), {"dtype": row["dtype"], "shift": f"{row['shift']:.0e}"})
+        entry[row["implementation"]] = f"{row['loss_error']:.2g} / {row['grad_error']:.2g}"
+    return list(table.values())
+
+
+def _outcome(fn: Callable[[], Tensor]) -> str:
+    """A call's result as a report cell: its value, or the type of the error it raised."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 'elementwise_mean' warns; the table says so
+            value = fn()
+    except Exception as error:  # noqa: BLE001 - the point is to show which error PyTorch raises
+        return f"raises {type(error).__name__}"
+    return f"{value.item():.6g}"
+
+
+def deliberate_differences() -> list[dict[str, str]]:
+    """Where the forms and F.cross_entropy knowingly differ: each case run through both, and why.
+    Each row is pinned by a test in tests/test_losses.py or tests/test_losses_pytorch_rules.py."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    target = torch.tensor([0, 2, 2, 5, 3, 0])  # class 1 unused
+    weight = torch.rand(6, generator=generator, dtype=torch.float64) + 0.2
+    nan_weight = torch.tensor([1.0, float("nan"), 1, 1, 1, 1], dtype=torch.float64)
+    long_mean = make_inputs("index", 40_000, 10, (), False, 0, scale=1.0)
+    cases = [
+        ("negative label_smoothing", dict(label_smoothing=-0.1), logits, target,
+         "a typo, not a setting: PyTorch silently treats it as 0"),
+        ("a NaN or inf weight", dict(weight=nan_weight), logits, target,
+         "PyTorch returns NaN, or ignores it while no target hits that class; refused where it is given"),
+        ("reduction='elementwise_mean'", dict(reduction="elementwise_mean"), logits, target,
+         "a deprecated alias of 'mean' (PyTorch warns); refused with the valid names"),
+        ("uint8 class indices with label smoothing", dict(weight=weight, label_smoothing=0.1), logits,
+         target.to(torch.uint8), "a PyTorch 2.14.1 bug (its smoothing path gathers with uint8); the forms give "
+                                  "the int64 targets' answer"),
+        ("float16 mean over 40,000 targets", {}, long_mean[0].half(), long_mean[1],
+         "the manual forms sum in float32 and round once; PyTorch's CPU kernel sums in float16 and overflows "
+         f"(exact: {F.cross_entropy(long_mean[0].half().double(), long_mean[1]).item():.4g})"),
+    ]
+    return [{"input": name, "F.cross_entropy": _outcome(lambda: F.cross_entropy(x, y, **options)),
+             "nll": _outcome(lambda: nll_cross_entropy(x, y, **options)),
+             "manual": _outcome(lambda: manual_cross_entropy(x, y, **options)),
+             "why": why} for name, options, x, y, why in cases]
 
 
 class Float64CrossEntropyLoss(torch.nn.CrossEntropyLoss):

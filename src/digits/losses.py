@@ -10,19 +10,24 @@ where ``a_i`` is what the target says about position ``i``:
 * ``ignore_index`` positions:             a_ic = 0
 
 and ``reduction="mean"`` divides the sum by ``D``: the sum of ``w_{y_i}`` over non-ignored
-positions for class indices (their count without weights; NaN when all are ignored), the number of
-positions for probabilities. That is exactly ``F.cross_entropy``'s definition (aten LossNLL.cpp).
+positions for class indices (their count without weights; NaN when D = 0: all ignored, or all on
+zero-weight classes), the number of positions for probabilities (NaN for an empty input). That is exactly
+``F.cross_entropy``'s definition (aten LossNLL.cpp: nll_loss and cross_entropy_loss_prob_target).
 
 ``CrossEntropyLoss``         PyTorch's fused kernel (re-exported for the config group).
 ``LogSoftmaxNLLLoss``        ``F.log_softmax`` + ``nn.NLLLoss``; smoothing and probability targets built
                              on top of the log-probabilities the way PyTorch defines them.
 ``ManualCrossEntropyLoss``   tensor primitives only (max, exp, sum, log, gather, arithmetic), with the
-                             gradient from autograd or from the hand-written backward in
-                             ``ManualCrossEntropyFunction`` (grad = softmax * sum(a) - a).
+                             gradient from autograd or from the hand-written derivatives in
+                             ``ManualCrossEntropyFunction`` (grad = softmax * sum(a) - a; target and
+                             weight gradients for probabilities; jvp for forward mode).
 ``NaiveCrossEntropyLoss``    log(exp(x) / sum(exp(x))): the textbook formula that overflows. For teaching.
 
 Shapes: input (C), (N, C) or (N, C, d1, ..., dk); target () / (N) / (N, d1, ..., dk) class indices, or
 class probabilities of the input's shape. ``reduction="none"`` returns the target's index shape.
+Dtypes as in PyTorch: class indices int64 or uint8; with class indices the weight has the input's dtype;
+with probabilities the result is promoted with the target's and the weight's dtype. Refused input raises a
+``LossArgumentError`` that is also of the built-in type ``F.cross_entropy`` raises for it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from digits.errors import DigitsError
+
 REDUCTIONS = ("none", "mean", "sum")
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -40,7 +47,45 @@ CrossEntropyLoss = nn.CrossEntropyLoss
 
 
 # --------------------------------------------------------------------------------------------------
+# Errors: each derives from the built-in type F.cross_entropy raises for the same input, so code that
+# catches PyTorch's errors catches ours.
+
+
+class LossArgumentError(DigitsError):
+    """An input or option the loss refuses."""
+
+
+class LossInputError(LossArgumentError, RuntimeError):
+    """Where F.cross_entropy raises RuntimeError: shapes, target dtype, weight dtype or size, smoothing."""
+
+
+class LossValueError(LossArgumentError, ValueError):
+    """Where F.cross_entropy raises ValueError (reduction, batch size), and the deliberate refusals."""
+
+
+class UnsupportedInputDtypeError(LossArgumentError, NotImplementedError):
+    """Integer logits: PyTorch has no log_softmax kernel for them (NotImplementedError)."""
+
+
+class TargetOutOfBoundsError(LossArgumentError, IndexError):
+    """A class index outside [0, C) that is not ignore_index."""
+
+
+# --------------------------------------------------------------------------------------------------
 # Argument checks shared by the hand-built forms (PyTorch's own messages, where it has them).
+
+# F.cross_entropy's class-index targets: "expected target dtype to be Long or Byte" (aten nll_loss).
+INDEX_DTYPES = (torch.int64, torch.uint8)
+
+
+def check_options(reduction: str, label_smoothing: float) -> None:
+    """The options a module takes at construction; checked there once and again per functional call.
+    Stricter than PyTorch on purpose (README, "Deliberate differences"): 'elementwise_mean' (a deprecated
+    alias) and a negative smoothing (silently treated as 0 by PyTorch) are refused."""
+    if reduction not in REDUCTIONS:
+        raise LossValueError(f"{reduction} is not a valid value for reduction: use one of {REDUCTIONS}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise LossInputError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
 
 
 def check_arguments(
@@ -50,55 +95,86 @@ def check_arguments(
     ignore_index: int,
     reduction: str,
     label_smoothing: float,
-) -> bool:
-    """Validate like ``F.cross_entropy``; return True when ``target`` holds class probabilities."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+) -> tuple[bool, Tensor]:
+    """Validate like ``F.cross_entropy``; return whether ``target`` holds class probabilities, and the
+    target to compute with (class indices as int64, so that uint8 indices never act as a mask)."""
+    check_options(reduction, label_smoothing)
     if input.dim() == 0:
-        raise ValueError("input must have a class dimension: shape (C), (N, C) or (N, C, d1, ..., dk), got a scalar")
+        raise LossInputError("input must have a class dimension: shape (C), (N, C) or (N, C, d1, ..., dk), got a scalar")
     if not input.is_floating_point():
-        raise TypeError(f"input must be a floating-point tensor of logits, got {input.dtype}")
+        raise UnsupportedInputDtypeError(f"input must be a floating-point tensor of logits, got {input.dtype}")
     n_classes = input.shape[0 if input.dim() == 1 else 1]
     if weight is not None:
         if weight.dim() != 1 or weight.numel() != n_classes:
-            raise ValueError(
-                f"weight must be a 1D tensor with one value per class ({n_classes}), got shape {tuple(weight.shape)}"
+            raise LossInputError(
+                f"weight tensor should be defined either for all {n_classes} classes or no classes"
+                f" but got weight tensor of shape: {list(weight.shape)}"
             )
         if not torch.isfinite(weight).all():
-            raise ValueError(f"weight must be finite, got {weight.tolist()}")
-    if input.shape == target.shape and input.dim() > 0 and target.is_floating_point():
+            raise LossValueError(f"weight must be finite, got {weight.tolist()}")
+    if target.shape == input.shape:
+        if not target.is_floating_point():
+            raise LossInputError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
         if ignore_index >= 0:
-            raise ValueError("ignore_index is not supported for floating point target")
-        return True
-    if target.is_floating_point():
-        raise ValueError(
-            f"target of class probabilities must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)};"
-            " class-index targets must be integers"
-        )
+            raise LossInputError("ignore_index is not supported for floating point target")
+        return True, target
     expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
-    if target.shape != expected:
-        raise ValueError(
-            f"Expected target of shape {tuple(expected)} (class indices) or {tuple(input.shape)} (probabilities)"
-            f" for input of shape {tuple(input.shape)}, got {tuple(target.shape)}"
+    target_batch = target.shape[0] if target.dim() else 0
+    if input.dim() > 1 and target_batch != input.shape[0]:
+        raise LossValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({target_batch}).")
+    if target.dtype not in INDEX_DTYPES:
+        raise LossInputError(
+            f"expected target dtype to be Long or Byte, but got {_name(target.dtype)}: class indices must be int64 or"
+            " uint8 (as in PyTorch), class probabilities floating point and of the input's shape"
         )
+    if target.shape != expected:
+        raise LossInputError(f"Expected target size {list(expected)}, got {list(target.shape)}"
+                             f" for input of shape {list(input.shape)}")
+    if weight is not None:
+        if weight.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
+            raise LossInputError(f"expected scalar type {_name(input.dtype)} but found {_name(weight.dtype)}: the weight"
+                                 " must have the input's dtype (as in F.cross_entropy with class indices)")
+        if weight.requires_grad and torch.is_grad_enabled():
+            raise LossInputError("cross-entropy with class indices is not differentiable with respect to weight"
+                                 " (as in PyTorch): pass weight.detach()")
+    target = target.long()
     valid = target[target != ignore_index]
     if valid.numel() and (valid.min() < 0 or valid.max() >= n_classes):
         bad = valid[(valid < 0) | (valid >= n_classes)][0].item()
-        raise IndexError(f"Target {bad} is out of bounds: class indices must lie in [0, {n_classes - 1}]")
-    return False
+        raise TargetOutOfBoundsError(f"Target {bad} is out of bounds: class indices must lie in [0, {n_classes - 1}]")
+    return False, target
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _autocast_dtype(input: Tensor, dtype: torch.dtype) -> torch.dtype:
+    """Under autocast, cross-entropy is a float32 op (autocast's fp32 list): every floating argument
+    becomes float32. Otherwise ``dtype`` itself."""
+    return torch.float32 if torch.is_autocast_enabled(input.device.type) else dtype
+
+
+def result_dtype(input: Tensor, target: Tensor, weight: Tensor | None, probabilities: bool) -> torch.dtype:
+    """The dtype of F.cross_entropy's result: the input's, promoted with the target's and the weight's for
+    class probabilities (PyTorch multiplies them: float32 logits with float64 probabilities give float64)."""
+    dtype = input.dtype
+    if probabilities:
+        dtype = torch.promote_types(dtype, target.dtype)
+        dtype = dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+    return _autocast_dtype(input, dtype)
 
 
 def _flatten(input: Tensor, target: Tensor, probabilities: bool) -> tuple[Tensor, Tensor]:
     """Move the class dimension last and flatten the rest: (M, C) logits, (M) or (M, C) targets."""
     n_classes = input.shape[0 if input.dim() == 1 else 1]
+    n_positions = _index_shape(input).numel()  # explicit: reshape(-1, 0) cannot infer M when C = 0
     x = input.unsqueeze(0) if input.dim() == 1 else input.movedim(1, -1)
-    x = x.reshape(-1, n_classes)
+    x = x.reshape(n_positions, n_classes)
     if probabilities:
         t = target.unsqueeze(0) if target.dim() == 1 else target.movedim(1, -1)
-        return x, t.reshape(-1, n_classes)
-    return x, target.reshape(-1)
+        return x, t.reshape(n_positions, n_classes)
+    return x, target.reshape(n_positions)
 
 
 def _index_shape(input: Tensor) -> torch.Size:
@@ -110,7 +186,11 @@ def _reduce(per_position: Tensor, denominator: Tensor, reduction: str, shape: to
     if reduction == "none":
         return per_position.reshape(shape)
     total = per_position.sum()
-    return total if reduction == "sum" else total / denominator
+    if reduction == "sum":
+        return total
+    # D = 0 (every position ignored or on a zero-weight class): PyTorch's NLL term is 0 / 0 = NaN, and
+    # so is the whole mean, smoothing term included (total / 0 would give inf there).
+    return torch.where(denominator != 0, total / denominator, torch.nan)
 
 
 def _from_log_probs(
@@ -124,10 +204,11 @@ def _from_log_probs(
     """Per-position loss -sum_c a_ic * log_probs_ic of flat (M, C) log-probabilities, and ``D``."""
     n_positions, n_classes = log_probs.shape
     if probabilities:
-        a = target * (1.0 - label_smoothing) + label_smoothing / n_classes if label_smoothing > 0 else target
-        if weight is not None:
-            a = a * weight
-        return -(a * log_probs).sum(-1), log_probs.new_tensor(float(n_positions))
+        a = _probability_coefficients(target, weight, label_smoothing)
+        # D = the number of positions; 0 for an empty input, whose mean PyTorch defines as NaN.
+        return -(a * log_probs).sum(-1), log_probs.new_tensor(float(n_positions) if log_probs.numel() else 0.0)
+    if n_classes == 0:  # no class to pick: check_arguments lets only ignored positions (or none) get here
+        return -log_probs.sum(-1), log_probs.new_zeros(())  # empty sums: 0, on the autograd graph
     ignored = target == ignore_index
     safe_target = target.masked_fill(ignored, 0)
     target_weight = weight[safe_target] if weight is not None else torch.ones_like(log_probs[:, 0])
@@ -142,13 +223,29 @@ def _from_log_probs(
     return loss.masked_fill(ignored, 0.0), target_weight.sum()
 
 
+def _probability_coefficients(target: Tensor, weight: Tensor | None, label_smoothing: float) -> Tensor:
+    """a_ic = ((1 - eps) * q_ic + eps / C) * w_c for (M, C) class probabilities."""
+    n_classes = target.shape[-1]
+    a = target * (1.0 - label_smoothing) + label_smoothing / n_classes if label_smoothing > 0 else target
+    return a * weight if weight is not None else a
+
+
 # --------------------------------------------------------------------------------------------------
 # log-softmax from primitives: the stable and the naive way.
 
 
+def _row_max(x: Tensor) -> Tensor:
+    """The (M, 1) maximum of each row, detached; 0 for rows without classes (C = 0), which have none."""
+    if x.shape[-1] == 0:
+        return x.new_zeros(*x.shape[:-1], 1)
+    return x.detach().amax(dim=-1, keepdim=True)
+
+
 def stable_log_softmax(x: Tensor) -> Tensor:
-    """log_softmax over the last dim as x - max - log(sum(exp(x - max))): exp never sees a positive number."""
-    shifted = x - x.amax(dim=-1, keepdim=True).detach()
+    """log_softmax over the last dim as (x - max) - log(sum(exp(x - max))): exp never sees a positive
+    number, and the log-sum (>= 0, small) is subtracted from the shifted logits, not added to the max
+    first, which would round it away for large logits."""
+    shifted = x - _row_max(x)
     return shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
 
 
@@ -159,91 +256,149 @@ def naive_log_softmax(x: Tensor) -> Tensor:
     return (e / e.sum(dim=-1, keepdim=True)).log()
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float16/bfloat16 are computed in float32, like PyTorch's own kernels accumulate."""
-    return torch.float32 if x.dtype in LOW_PRECISION else x.dtype
-
-
-def _result_dtype(x: Tensor) -> torch.dtype:
-    """Under autocast, cross-entropy is a float32 op (autocast's fp32 list); otherwise the input's dtype."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.float32
-    return x.dtype
+    return torch.float32 if dtype in LOW_PRECISION else dtype
 
 
 # --------------------------------------------------------------------------------------------------
-# The hand-written backward.
+# The hand-written derivatives.
 
 
 class ManualCrossEntropyFunction(torch.autograd.Function):
-    """Cross-entropy on flat (M, C) logits with the gradient written out:
+    """Cross-entropy on flat (M, C) logits with its derivatives written out:
 
-        d loss_i / d x_ic = s_i * (softmax(x_i)_c * sum_k a_ik - a_ic)
+        d loss_i / d x_ic = softmax(x_i)_c * sum_k a_ik - a_ic
+        d loss_i / d q_ic = -(1 - eps) * w_c * log_softmax(x_i)_c        (class probabilities q)
+        d loss_i / d w_c  = -a_ic / w_c * log_softmax(x_i)_c               (class probabilities only)
 
-    where ``s_i`` is the upstream gradient for position i (divided by D for "mean"). Between forward
-    and backward it keeps the logits (which the caller holds anyway) and one log-sum-exp per
-    position, not the (M, C) intermediates autograd would keep. The backward works in place on a
-    single (M, C) buffer; when a second derivative is asked for (create_graph, gradgradcheck) it
-    recomputes the same formula out of place from differentiable ops instead.
+    reduced like the loss (times the upstream gradient, divided by D for "mean"). ``backward`` applies
+    them to an upstream gradient, ``jvp`` (forward mode: torch.func.jvp, forward_ad) to tangents.
+    Between forward and backward it keeps the logits (which the caller holds anyway), the targets and
+    two (M, 1) columns, the row maximum and the log-sum, never an (M, C) intermediate. softmax and
+    log_softmax are rebuilt as exp/((x - max) - logsum): exact for large logits, where x - (max + logsum)
+    would round logsum away. The backward works in place on one (M, C) buffer; when a second derivative
+    is asked for (create_graph) it recomputes the same formula out of place from differentiable ops.
+
+    ``forward`` returns the loss and, as non-differentiable outputs, the intermediates (row max, log-sum,
+    D) that ``setup_context`` saves: the form torch.func needs. Call it through ``manual_function``.
     """
 
     @staticmethod
-    def forward(ctx, x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape):
-        m = x.amax(dim=-1, keepdim=True)
-        lse = m + (x - m).exp_().sum(dim=-1, keepdim=True).log_()
-        loss, denominator = _from_log_probs(x - lse, target, probabilities, weight, ignore_index, label_smoothing)
-        ctx.save_for_backward(x, target, weight, denominator, lse)
-        ctx.options = (probabilities, ignore_index, reduction, label_smoothing)
-        return _reduce(loss, denominator, reduction, shape)
+    def forward(x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape):
+        m = _row_max(x)
+        shifted = x - m
+        log_sum = shifted.exp().sum(dim=-1, keepdim=True).log_()
+        loss, denominator = _from_log_probs(shifted.sub_(log_sum), target, probabilities, weight, ignore_index,
+                                            label_smoothing)
+        return _reduce(loss, denominator, reduction, shape), m, log_sum, denominator
 
     @staticmethod
-    def backward(ctx, grad_output):
-        x, target, weight, denominator, lse = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):
+        x, target, weight, probabilities, ignore_index, reduction, label_smoothing, _ = inputs
+        _, m, log_sum, denominator = output
+        ctx.mark_non_differentiable(m, log_sum, denominator)
+        ctx.save_for_backward(x, target, weight, m, log_sum, denominator)
+        ctx.save_for_forward(x, target, weight, m, log_sum, denominator)
+        ctx.options = (probabilities, ignore_index, reduction, label_smoothing)
+        ctx.shape = inputs[-1]
+
+    @staticmethod
+    def backward(ctx, grad_output, *_):
+        x, target, weight, m, log_sum, denominator = ctx.saved_tensors
         probabilities, ignore_index, reduction, label_smoothing = ctx.options
-        n_positions, n_classes = x.shape
-        if reduction == "none":
-            scale = grad_output.reshape(-1)
-        elif reduction == "sum":
-            scale = grad_output.expand(n_positions)
-        else:
-            scale = (grad_output / denominator).expand(n_positions)
+        scale = _position_scale(grad_output, denominator, reduction, x.shape[0])
+        if not probabilities:
+            scale = scale.masked_fill(target == ignore_index, 0.0)  # and 0 * NaN must stay 0 there
         # Only a double backward runs with grad enabled: then nothing may be modified in place.
         differentiable = torch.is_grad_enabled()
         if differentiable:
-            m = x.amax(dim=-1, keepdim=True).detach()
-            softmax = (x - (m + (x - m).exp().sum(dim=-1, keepdim=True).log())).exp()
+            shifted = x - m
+            log_probs = shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
         else:
-            softmax = (x - lse).exp_()
-        smooth = label_smoothing / n_classes
-        if probabilities:
-            a = target * (1.0 - label_smoothing) + smooth if label_smoothing > 0 else target
-            a = a * weight if weight is not None else a
-            row_sum = a.sum(-1)
+            log_probs = (x - m).sub_(log_sum)
+        grad_target = grad_weight = None
+        if probabilities and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            scaled_log_probs = log_probs * scale.unsqueeze(1)
+            if ctx.needs_input_grad[1]:
+                grad_target = -(1.0 - label_smoothing) * scaled_log_probs
+                grad_target = grad_target * weight if weight is not None else grad_target
+            if ctx.needs_input_grad[2]:
+                grad_weight = -(_probability_coefficients(target, None, label_smoothing) * scaled_log_probs).sum(0)
+        grad_x = _logits_gradient(log_probs, target, weight, probabilities, ignore_index, label_smoothing, scale,
+                                  in_place=not differentiable)
+        return grad_x, grad_target, grad_weight, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_tangent, target_tangent, weight_tangent, *_):
+        x, target, weight, m, log_sum, denominator = ctx.saved_tensors
+        probabilities, ignore_index, reduction, label_smoothing = ctx.options
+        log_probs = (x - m).sub_(log_sum)
+        per_position = x.new_zeros(x.shape[0])
+        if x_tangent is not None:
+            ones = x.new_ones(x.shape[0])
+            if not probabilities:
+                ones = ones.masked_fill(target == ignore_index, 0.0)
+            rows = _logits_gradient(log_probs.clone(), target, weight, probabilities, ignore_index, label_smoothing,
+                                    ones, in_place=True)
+            per_position = per_position + (rows * x_tangent).sum(-1)
+        if probabilities and target_tangent is not None:
+            tangent = target_tangent * weight if weight is not None else target_tangent
+            per_position = per_position - (1.0 - label_smoothing) * (tangent * log_probs).sum(-1)
+        if probabilities and weight_tangent is not None:
+            a = _probability_coefficients(target, weight_tangent, label_smoothing)
+            per_position = per_position - (a * log_probs).sum(-1)
+        return _reduce(per_position, denominator, reduction, ctx.shape), None, None, None
+
+
+def _position_scale(grad_output: Tensor, denominator: Tensor, reduction: str, n_positions: int) -> Tensor:
+    """The upstream gradient of each position's loss: itself ("none"), the total's ("sum"), that over D
+    ("mean"; NaN where D = 0, as PyTorch's 0 / 0)."""
+    if reduction == "none":
+        return grad_output.reshape(-1)
+    if reduction == "sum":
+        return grad_output.expand(n_positions)
+    return torch.where(denominator != 0, grad_output / denominator, torch.nan).expand(n_positions)
+
+
+def _logits_gradient(log_probs: Tensor, target: Tensor, weight: Tensor | None, probabilities: bool,
+                     ignore_index: int, label_smoothing: float, scale: Tensor, in_place: bool) -> Tensor:
+    """scale_i * (softmax(x_i) * sum_k a_ik - a_i) from (M, C) log-probabilities; ``in_place`` reuses
+    their buffer. For class indices ``a`` is never built densely: a = (1 - eps) w_y onehot(y) + eps/C w."""
+    n_positions, n_classes = log_probs.shape
+    if n_classes == 0:  # an (M, 0) gradient: nothing to fill
+        return log_probs
+    softmax = log_probs.exp_() if in_place else log_probs.exp()
+    smooth = label_smoothing / n_classes
+    if probabilities:
+        a = _probability_coefficients(target, weight, label_smoothing)
+        factor = (scale * a.sum(-1)).unsqueeze(1)
+        subtrahend = a * scale.unsqueeze(1)
+        return softmax.mul_(factor).sub_(subtrahend) if in_place else softmax * factor - subtrahend
+    ignored = target == ignore_index
+    safe_target = target.masked_fill(ignored, 0)
+    target_weight = weight[safe_target] if weight is not None else torch.ones_like(scale)
+    row_sum = (1.0 - label_smoothing) * target_weight
+    if label_smoothing > 0:
+        row_sum = row_sum + smooth * (weight.sum() if weight is not None else n_classes)
+    factor = (scale * row_sum).unsqueeze(1)
+    grad = softmax.mul_(factor) if in_place else softmax * factor
+    if label_smoothing > 0:
+        column = weight if weight is not None else torch.ones(n_classes, dtype=grad.dtype, device=grad.device)
+        if in_place:
+            grad.addr_(scale * smooth, column, alpha=-1.0)
         else:
-            # Class indices: a = (1 - eps) * w_y * onehot(y) + eps / C * w, never built densely.
-            ignored = target == ignore_index
-            safe_target = target.masked_fill(ignored, 0)
-            # all-ignored "mean": D = 0 makes scale infinite; ignored rows must get 0, not inf * 0.
-            scale = scale.masked_fill(ignored, 0.0)
-            target_weight = weight[safe_target] if weight is not None else torch.ones_like(scale)
-            row_sum = (1.0 - label_smoothing) * target_weight
-            if label_smoothing > 0:
-                row_sum = row_sum + smooth * (weight.sum() if weight is not None else n_classes)
-        factor = (scale * row_sum).unsqueeze(1)
-        grad = softmax * factor if differentiable else softmax.mul_(factor)
-        if probabilities:
-            subtrahend = a * scale.unsqueeze(1)
-            return (grad - subtrahend if differentiable else grad.sub_(subtrahend)), *([None] * 7)
-        if label_smoothing > 0:
-            column = weight if weight is not None else torch.ones(n_classes, dtype=x.dtype, device=x.device)
-            if differentiable:
-                grad = grad - (scale * smooth).unsqueeze(1) * column
-            else:
-                grad.addr_(scale * smooth, column, alpha=-1.0)
-        picked = (-(1.0 - label_smoothing) * target_weight * scale).unsqueeze(1)
-        index = safe_target.unsqueeze(1)
-        grad = grad.scatter_add(1, index, picked) if differentiable else grad.scatter_add_(1, index, picked)
-        return grad, *([None] * 7)
+            grad = grad - (scale * smooth).unsqueeze(1) * column
+    picked = (-(1.0 - label_smoothing) * target_weight * scale).unsqueeze(1)
+    index = safe_target.unsqueeze(1)
+    return grad.scatter_add_(1, index, picked) if in_place else grad.scatter_add(1, index, picked)
+
+
+def manual_function(x: Tensor, target: Tensor, weight: Tensor | None, probabilities: bool, ignore_index: int,
+                    reduction: str, label_smoothing: float, shape: torch.Size) -> Tensor:
+    """``ManualCrossEntropyFunction`` on flat (M, C) inputs: the loss alone (in ``shape`` for "none")."""
+    return ManualCrossEntropyFunction.apply(x, target, weight, probabilities, ignore_index, reduction,
+                                            label_smoothing, shape)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,9 +414,12 @@ def nll_cross_entropy(
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """``F.log_softmax`` then ``F.nll_loss``, plus smoothing/probability terms from the log-probabilities."""
-    probabilities = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
+    probabilities, target = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
     if torch.is_autocast_enabled(input.device.type):
-        input = input.float()  # cross_entropy is on autocast's float32 list; log_softmax is not (on the CPU)
+        # cross_entropy is on autocast's float32 list (log_softmax is not, on the CPU): all arguments in float32
+        input = input.float()
+        target = target.float() if probabilities else target
+        weight = None if weight is None else weight.float()
     class_dim = 0 if input.dim() == 1 else 1
     log_probs = F.log_softmax(input, dim=class_dim)
     if probabilities:
@@ -299,13 +457,13 @@ def manual_cross_entropy(
     backward: str = "autograd",
     naive: bool = False,
 ) -> Tensor:
-    """Cross-entropy from tensor primitives; ``backward="manual"`` uses the hand-written gradient."""
+    """Cross-entropy from tensor primitives; ``backward="manual"`` uses the hand-written derivatives."""
     if backward not in ("autograd", "manual"):
-        raise ValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
-    probabilities = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
+        raise LossValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
+    probabilities, target = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
+    dtype = result_dtype(input, target, weight, probabilities)
     # The naive form gets no float32 safety net either: it shows what the input's own dtype does.
-    compute_dtype = input.dtype if naive else _compute_dtype(input)
-    result_dtype = _result_dtype(input)
+    compute_dtype = dtype if naive else _compute_dtype(dtype)
     x, t = _flatten(input, target, probabilities)
     with torch.autocast(input.device.type, enabled=False):
         x = x.to(compute_dtype)
@@ -313,14 +471,12 @@ def manual_cross_entropy(
         w = weight.to(compute_dtype) if weight is not None else None
         shape = _index_shape(input)
         if backward == "manual" and not naive:
-            out = ManualCrossEntropyFunction.apply(
-                x, t, w, probabilities, ignore_index, reduction, label_smoothing, shape
-            )
+            out = manual_function(x, t, w, probabilities, ignore_index, reduction, label_smoothing, shape)
         else:
             log_probs = naive_log_softmax(x) if naive else stable_log_softmax(x)
             loss, denominator = _from_log_probs(log_probs, t, probabilities, w, ignore_index, label_smoothing)
             out = _reduce(loss, denominator, reduction, shape)
-    return out.to(result_dtype)
+    return out.to(dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -336,11 +492,12 @@ class _CrossEntropyBase(nn.Module):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        check_options(reduction, label_smoothing)
+        # The weight keeps its dtype, as in nn.CrossEntropyLoss (a list becomes the default float dtype);
+        # the forward checks it against the input's like F.cross_entropy does, it never casts it.
+        if weight is not None and not isinstance(weight, Tensor):
+            weight = torch.tensor(weight, dtype=torch.get_default_dtype())
+        self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
@@ -348,9 +505,8 @@ class _CrossEntropyBase(nn.Module):
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
-    def _options(self, input: Tensor) -> dict:
-        weight = None if self.weight is None else self.weight.to(input.dtype)
-        return dict(weight=weight, ignore_index=self.ignore_index, reduction=self.reduction,
+    def _options(self) -> dict:
+        return dict(weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
                     label_smoothing=self.label_smoothing)
 
 
@@ -358,7 +514,7 @@ class LogSoftmaxNLLLoss(_CrossEntropyBase):
     """``nn.CrossEntropyLoss`` rebuilt as ``F.log_softmax`` + ``nn.NLLLoss``."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return nll_cross_entropy(input, target, **self._options(input))
+        return nll_cross_entropy(input, target, **self._options())
 
 
 class ManualCrossEntropyLoss(_CrossEntropyBase):
@@ -367,21 +523,21 @@ class ManualCrossEntropyLoss(_CrossEntropyBase):
     def __init__(self, *args, backward: str = "autograd", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if backward not in ("autograd", "manual"):
-            raise ValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
+            raise LossValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
         self.backward = backward
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, backward={self.backward!r}"
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return manual_cross_entropy(input, target, backward=self.backward, **self._options(input))
+        return manual_cross_entropy(input, target, backward=self.backward, **self._options())
 
 
 class NaiveCrossEntropyLoss(_CrossEntropyBase):
     """The overflow-prone textbook formula: never train with it on purpose."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return manual_cross_entropy(input, target, naive=True, **self._options(input))
+        return manual_cross_entropy(input, target, naive=True, **self._options())
 
 
 class SoftmaxFirstCrossEntropyLoss(nn.CrossEntropyLoss):

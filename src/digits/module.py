@@ -28,9 +28,11 @@ class NonFiniteLossError(DigitsError, RuntimeError):
 
 
 def build_loss(config: dict[str, Any]) -> nn.Module:
-    """Instantiate a ``loss`` config; a ``weight`` list becomes the tensor nn.CrossEntropyLoss expects."""
+    """Instantiate a ``loss`` config; a ``weight`` list becomes the tensor nn.CrossEntropyLoss expects, in the
+    default float dtype (what ``torch.tensor`` makes of a list of floats; YAML may give integers). It is a
+    buffer of the loss module, so it follows the module's dtype (``precision=64``) like the network does."""
     weight = config.get("weight")
-    return instantiate(config, weight=None if weight is None else torch.tensor(weight, dtype=torch.float32))
+    return instantiate(config, weight=None if weight is None else torch.tensor(weight, dtype=torch.get_default_dtype()))
 
 
 class DigitsModule(L.LightningModule):
