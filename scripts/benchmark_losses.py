@@ -13,6 +13,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
@@ -22,7 +25,10 @@ def main(cfg: DictConfig) -> None:
 
     from digits.benchmark_losses import benchmark
     from digits.compare import DTYPES
+    from digits.console import quiet_console
     from digits.report import markdown_table, write_json
+
+    quiet_console()
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -42,4 +48,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "benchmark_losses")
     main()

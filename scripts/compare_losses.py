@@ -12,6 +12,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
@@ -47,7 +50,10 @@ def main(cfg: DictConfig) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     from digits.compare import compare_single_calls, curve_differences, float16_long_mean, naive_failures, training_curves
+    from digits.console import quiet_console
     from digits.report import markdown_table, write_json
+
+    quiet_console()
 
     output_dir = Path(cfg.paths.output_dir)
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
@@ -97,4 +103,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "compare_losses")
     main()

@@ -154,7 +154,10 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     fig, ax = plt.subplots(figsize=(6, 6))
     bins = results["reliability"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
-    ax.bar(centres, [b["accuracy"] for b in bins], width=1 / 15, edgecolor="black", alpha=0.7, label="accuracy")
+    bars = ax.bar(centres, [b["accuracy"] for b in bins], width=1 / 15, edgecolor="black", alpha=0.7,
+                  label="accuracy (number: images in the bin)")
+    # A bin of 2 images looks as alarming as one of 9,735 unless it says how many it holds.
+    ax.bar_label(bars, labels=[f"{b['count']:,}" for b in bins], fontsize=7, rotation=90, padding=2)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="tab:red",
             label="mean confidence -> accuracy")
