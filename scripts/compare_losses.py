@@ -51,6 +51,7 @@ def main(cfg: DictConfig) -> None:
 
     from digits.compare import compare_single_calls, curve_differences, float16_long_mean, naive_failures, training_curves
     from digits.console import quiet_console
+    from digits.readme_tables import write_table
     from digits.report import markdown_table, write_json
 
     quiet_console()
@@ -89,6 +90,7 @@ def main(cfg: DictConfig) -> None:
         summary["training"] = {"differences": differences,
                                "losses": {name: run["losses"] for name, run in curves.items()}}
         log.info("whole trainings:\n%s", markdown_table(rows))
+        write_table(output_dir, "whole_trainings", markdown_table(rows))
 
     (output_dir / "report.md").write_text("\n".join(report))
     write_json(output_dir / "report.json", summary)
@@ -99,6 +101,10 @@ def main(cfg: DictConfig) -> None:
             worst[key] = max(worst.get(key, 0.0), row["loss_vs_pytorch"], row["grad_vs_pytorch"])
     log.info("largest relative difference from nn.CrossEntropyLoss over all option sets:\n%s",
              markdown_table([{"dtype": d, "implementation": i, "max_rel_diff": v} for (d, i), v in worst.items()]))
+    by_dtype = {}  # the README's shape: one row per dtype, one column per implementation
+    for (dtype, implementation), value in worst.items():
+        by_dtype.setdefault(dtype, {"dtype": dtype})[implementation] = value
+    write_table(output_dir, "largest_differences", markdown_table(list(by_dtype.values())))
     log.info("report: %s", output_dir / "report.md")
 
 

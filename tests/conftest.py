@@ -93,7 +93,7 @@ def _script(name: str, args: list[str]) -> list[str]:
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    return {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+    return {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
 
 
 def run_script(name: str, args: list[str], data_dir: Path, cwd: Path | None = None,

@@ -232,7 +232,7 @@ def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir
     process = start_script("train.py", [f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)
     output = finish(process)
     assert process.returncode == 2
-    assert f"ConfigError: cannot write the run folder {disk}/outputs/runs/" in output
+    assert f"ConfigError: cannot write the run folder {disk}/outputs/train/" in output
     assert "Read-only file system. Choose a writable folder with free space: paths.log_dir=<dir>." in output
     assert "Traceback" not in output
 

@@ -34,6 +34,8 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if not overrides:
+        return
     config_dir = Path(config_dir).resolve()
     groups = {p.relative_to(config_dir).as_posix(): sorted(f.stem for f in p.glob("*.yaml"))
               for p in config_dir.rglob("*") if p.is_dir()}
