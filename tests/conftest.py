@@ -12,7 +12,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from digits.console import quiet_console
 from digits.data import RAW_FILES
+
+quiet_console()  # in-process runs get the scripts' filters (src/digits/console.py), not more
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"

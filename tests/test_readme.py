@@ -61,23 +61,24 @@ def test_every_readme_command_is_accepted_as_printed(command):
         check_overrides(CONFIG_DIR, CONFIG_NAMES[script], overrides)
 
 
+def assert_readme_table_is_current(name: str, args: list[str], tmp_path: Path, data_dir: Path) -> None:
+    """Run compare_losses.py now and compare its ``tables/<name>.md`` with the README's block."""
+    result = run_script("compare_losses.py", [f"hydra.run.dir={tmp_path}", *args], data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    produced = (tmp_path / "tables" / f"{name}.md").read_text()
+    assert readme_blocks(README)[f"compare_losses/{name}"] == produced, (
+        "README.md is out of date: python scripts/compare_losses.py && python scripts/update_readme.py")
+
+
 def test_the_largest_differences_table_is_what_the_script_prints_now(tmp_path, data_dir):
     """The README's single-call table (deterministic: fixed seeds, CPU), from the script itself."""
-    result = run_script("compare_losses.py", [f"hydra.run.dir={tmp_path}", "training.enabled=false"], data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    produced = (tmp_path / "tables" / "largest_differences.md").read_text()
-    assert readme_blocks(README)["compare_losses/largest_differences"] == produced, (
-        "README.md is out of date: python scripts/compare_losses.py && python scripts/update_readme.py")
+    assert_readme_table_is_current("largest_differences", ["training.enabled=false"], tmp_path, data_dir)
 
 
 @pytest.mark.slow
 def test_the_whole_trainings_table_is_what_the_script_prints_now(tmp_path, data_dir):
     """The README's whole-training table: 5 trainings of 100 steps, deterministic."""
-    result = run_script("compare_losses.py", [f"hydra.run.dir={tmp_path}", "dtypes=[float32]"], data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    produced = (tmp_path / "tables" / "whole_trainings.md").read_text()
-    assert readme_blocks(README)["compare_losses/whole_trainings"] == produced, (
-        "README.md is out of date: python scripts/compare_losses.py && python scripts/update_readme.py")
+    assert_readme_table_is_current("whole_trainings", ["dtypes=[float32]"], tmp_path, data_dir)
 
 
 def fresh_copy(destination: Path) -> Path:

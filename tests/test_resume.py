@@ -64,6 +64,7 @@ def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, d
     output = finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
     assert f"resuming {killed}" in output
+    assert "not resumable" not in output  # Lightning's false alarm: the resume is exact (digits.console)
 
     expected = json.loads((whole / "metrics.json").read_text())
     metrics = json.loads((killed / "metrics.json").read_text())

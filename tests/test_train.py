@@ -246,6 +246,8 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output[-3000:]
     assert "stopped on request at step" in output and f"resume with: python scripts/train.py resume={run_dir}" in output
+    assert "[INFO] - done" not in output  # a stopped run does not say "done"
+    assert "weights_only" not in output  # Lightning's notice when a checkpoint is saved without saying what
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     stopped_step = checkpoint["global_step"]
     assert 0 < stopped_step < 600
