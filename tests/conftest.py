@@ -66,13 +66,17 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Say once, loudly, what did not run: a green run without the data proves little."""
     if _SKIPPED["gpu"]:
         terminalreporter.write_line(f"{_SKIPPED['gpu']} GPU cases not collected: no CUDA GPU here "
                                     "(they run on a machine with one)")
-    if _SKIPPED["without_data"]:
-        terminalreporter.write_sep("!", f"{_SKIPPED['without_data']} TESTS THAT NEED REAL MNIST WERE SKIPPED: not "
-                                        f"found under {mnist_dir()}/MNIST/raw; set DIGITS_DATA_DIR", red=True, bold=True)
+
+
+def pytest_unconfigure(config) -> None:
+    """The very last line of the run, loud: a green run without the real data proves little."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _SKIPPED["without_data"] and reporter is not None:
+        reporter.write_sep("!", f"{_SKIPPED['without_data']} TESTS THAT NEED REAL MNIST WERE SKIPPED: not found "
+                                f"under {mnist_dir()}/MNIST/raw; set DIGITS_DATA_DIR", red=True, bold=True)
 
 
 # Small, quiet runs: no rich widgets, a few batches.

@@ -35,7 +35,7 @@ def test_unknown_names_are_refused_with_the_closest_one(overrides, message):
 @pytest.mark.parametrize("config, overrides", [
     ("train", ["loss=manual", "loss.backward=manual", "trainer.max_epochs=5", "model.channels=[8,16]"]),
     ("train", ["loss=cross_entropy,nll,manual", "debug=limit", "~callbacks.rich_progress_bar"]),
-    ("train", ["+trainer.benchmark=true"]),  # a deliberate new Lightning argument, not near any key
+    ("train", ["+trainer.benchmark=true", "++trainer.detect_anomaly=false"]),  # new Lightning arguments, not typos
     ("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.run.dir=/tmp/x"]),
     ("train", ["experiment=fast", "resume=outputs/train/x", "data.data_dir=/data"]),
     ("eval", ["ckpt_path=outputs/train/x", "data.split=val", "device=cpu", "predict=digits/"]),

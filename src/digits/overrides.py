@@ -33,6 +33,8 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
     the closest known name. ``hydra.*`` overrides are left to Hydra."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     if not overrides:
         return
@@ -57,8 +59,11 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
         else:
             choices.append(override.input_line)
 
-    with initialize_config_dir(str(config_dir), version_base="1.3"):
-        cfg = compose(config_name, overrides=choices)
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=choices)
+    except (HydraException, OmegaConfBaseException):
+        return  # a composition Hydra itself refuses: its own message says why
     top_level = sorted({*cfg.keys(), *(g.split("/")[0] for g in groups)} - {"hydra"})
     for override in parsed:
         key = override.key_or_group
@@ -76,7 +81,7 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
             continue
         known = [str(k) for k in parent.keys()]
         match = _closest(leaf, known)
-        if override.is_add() and match is None:
+        if (override.is_add() or override.is_force_add()) and match is None:
             continue  # a deliberate new key (e.g. +trainer.<a Lightning argument>): Lightning checks it
         raise ConfigError(f"{override.input_line!r}: {parent_key!r} has no key {leaf!r}"
                           f"{_did_you_mean(match and f'{parent_key}.{match}')} Its keys: {', '.join(known)}")
