@@ -122,3 +122,10 @@ def test_walk_the_readme_after_the_quick_start(tmp_path, data_dir):
         run_dir.name)
     evaluations = sorted(p.name for p in (clone / "outputs" / "evaluate").iterdir())
     assert len(evaluations) == 2 and evaluations[1].endswith("_data.split=val,device=cpu")
+
+
+def test_make_train_ends_by_printing_the_line_that_enters_the_environment():
+    """The README's line after the quick start is what `make train` prints last (dry run: nothing runs)."""
+    recipe = subprocess.run(["make", "-n", "train"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert recipe.strip().splitlines()[-1] == 'echo "    source .venv/bin/activate"'
+    assert "\n```bash\nsource .venv/bin/activate\n```" in README
