@@ -65,8 +65,6 @@ class DigitsModule(L.LightningModule):
         self.test_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
         self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
-        # One MNIST image: lets the model summary show each layer's sizes and FLOPs (instead of 0s).
-        self.example_input_array = torch.zeros(1, 1, 28, 28)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
