@@ -15,8 +15,6 @@ from omegaconf import DictConfig
 from digits.console import quiet_console
 from digits.data import RAW_FILES
 
-quiet_console()  # in-process runs get the scripts' filters (src/digits/console.py), not more
-
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 # GPU cases carry the `gpu` marker; without CUDA they are not collected at all (one summary line
@@ -42,6 +40,14 @@ def data_dir() -> Path:
             pytest.fail(message)  # CI must not pass by skipping the tests that need the data
         pytest.skip(message)
     return path
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Inside pytest's per-test warning capture: in-process runs get the scripts' filters
+    (src/digits/console.py), no more and no fewer."""
+    quiet_console()
+    return (yield)
 
 
 _SKIPPED = {"without_data": 0, "gpu": 0}

@@ -113,7 +113,7 @@ def test_walk_the_readme_after_the_quick_start(tmp_path, data_dir):
         return result.stdout + result.stderr
 
     assert "usage: tensorboard" in run("tensorboard --help")  # `tensorboard --logdir outputs` finds it
-    assert "checkpoint" in run("python scripts/evaluate.py --help")
+    assert "ckpt_path" in run("python scripts/evaluate.py --help")
     run("python scripts/train.py debug=limit")
     (run_dir,) = (clone / "outputs" / "train").iterdir()
     assert run_dir.name.endswith("_debug=limit")

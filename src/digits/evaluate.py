@@ -139,7 +139,7 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     fig, ax = plt.subplots(figsize=(7, 6))
     shown = confusion.clone().float()
     shown.fill_diagonal_(float("nan"))  # the errors are the story; the diagonal would drown them
-    image = ax.imshow(shown, cmap="Reds")
+    image = ax.imshow(shown.numpy(), cmap="Reds")  # numpy: matplotlib warns on tensors
     for true in range(confusion.shape[0]):
         for predicted in range(confusion.shape[1]):
             value = int(confusion[true, predicted])
@@ -173,7 +173,8 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     for ax in axes.flat:
         ax.axis("off")
     for ax, error in zip(axes.flat, errors):
-        ax.imshow(images[error["index"]].reshape(28, 28) * MNIST_STD + MNIST_MEAN, cmap="gray", vmin=0, vmax=1)
+        ax.imshow((images[error["index"]].reshape(28, 28) * MNIST_STD + MNIST_MEAN).numpy(), cmap="gray", vmin=0,
+                  vmax=1)
         ax.set_title(f"true {error['label']}, said {error['predicted']}\n{error['confidence']:.1%}", fontsize=9)
     fig.suptitle("Most confidently wrong")
     fig.tight_layout()
