@@ -47,6 +47,6 @@ def test_valid_overrides_pass(config, overrides):
 
 def test_run_names_are_safe_and_bounded():
     assert run_name("2026-01-01_10-00-00-000000", "") == "2026-01-01_10-00-00-000000"
-    assert run_name(0, "model.channels=[8,16],predict=a/b c") == "0_model.channels=8,16,predict=a-b-c"
+    assert run_name(0, "model.channels=[8,16],predict=a/b c,~callbacks.x") == "0_model.channels-8_16_predict-a-b-c_-callbacks.x"
     long = run_name("t", "loss=" + "x" * 500)
     assert len(long) == len("t_") + MAX_OVERRIDES_LENGTH

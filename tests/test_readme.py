@@ -116,12 +116,12 @@ def test_walk_the_readme_after_the_quick_start(tmp_path, data_dir):
     assert "ckpt_path" in run("python scripts/evaluate.py --help")
     run("python scripts/train.py debug=limit")
     (run_dir,) = (clone / "outputs" / "train").iterdir()
-    assert run_dir.name.endswith("_debug=limit")
+    assert run_dir.name.endswith("_debug-limit")
     assert "accuracy" in run("python scripts/evaluate.py ckpt_path=outputs/train/<run>", run_dir.name)
     run("python scripts/evaluate.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt data.split=val device=cpu",
         run_dir.name)
     evaluations = sorted(p.name for p in (clone / "outputs" / "evaluate").iterdir())
-    assert len(evaluations) == 2 and evaluations[1].endswith("_data.split=val,device=cpu")
+    assert len(evaluations) == 2 and evaluations[1].endswith("_data.split-val_device-cpu")
 
 
 def test_make_train_ends_by_printing_the_line_that_enters_the_environment():

@@ -164,10 +164,10 @@ def test_train_script_end_to_end(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stderr + result.stdout
     assert "best val/acc" in output
-    # its own folder under outputs/train, named by the time and the overrides (sorted; brackets dropped)
+    # its own folder under outputs/train, named by the time and the overrides (sorted; usable as ckpt_path=)
     (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}_data.batch_size=128,debug=limit,loss=nll,"
-                        r"model.channels=8,16,seed=7", run_dir.name), run_dir.name
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}_data.batch_size-128_debug-limit_loss-nll_"
+                        r"model.channels-8_16_seed-7", run_dir.name), run_dir.name
     assert f"MNIST from {data_dir}/MNIST/raw" in output  # the data directory, absolute, in the log
     # the console: no advertisement, no library deprecation warning, each Lightning line once
     # (Lightning's handler and Hydra's both printed it before)
@@ -209,8 +209,8 @@ def test_multirun_over_the_three_losses(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name[:2] for p in runs] == ["0_", "1_", "2_"]
-    for run, loss in zip(runs, ["loss=cross_entropy", "loss=nll", "loss=manual"]):
-        assert loss in run.name.split(",")
+    for run, loss in zip(runs, ["loss-cross_entropy", "loss-nll", "loss-manual"]):
+        assert f"_{loss}_" in run.name
     losses = [json.loads((run / "metrics.json").read_text()) for run in runs]
     assert [m["loss"] for m in losses] == ["CrossEntropyLoss", "LogSoftmaxNLLLoss", "ManualCrossEntropyLoss"]
     for run in runs:
