@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 train: setup
 	$(BIN)/python scripts/train.py $(ARGS)
+	@echo "Every other command in the README runs in the project's environment; enter it once per shell:"
+	@echo "    source $(BIN)/activate"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

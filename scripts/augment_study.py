@@ -13,11 +13,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="augment_study")
 def main(cfg: DictConfig) -> None:
+    from digits.console import quiet_console
+
+    quiet_console()
     from digits.augment_study import markdown, run_augment_study
 
     results = run_augment_study(Path(cfg.paths.output_dir), cfg.data_dir, list(cfg.overrides), cfg.digits, cfg.seed,
@@ -26,4 +32,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "augment_study")
     main()

@@ -1,6 +1,6 @@
 """How quick the drawing demo is: start-up to a usable page, and server time per drawing.
 
-    python scripts/benchmark_demo.py ckpt_path=outputs/runs/<run>
+    python scripts/benchmark_demo.py ckpt_path=outputs/train/<run>
 
 Writes benchmark_demo.json and benchmark_demo.md into its run folder.
 """
@@ -12,11 +12,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark_demo")
 def main(cfg: DictConfig) -> None:
+    from digits.console import quiet_console
+
+    quiet_console()
     import os
 
     from digits.benchmark_demo import benchmark
@@ -35,4 +41,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "benchmark_demo")
     main()

@@ -13,6 +13,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
@@ -22,24 +25,33 @@ def main(cfg: DictConfig) -> None:
 
     from digits.benchmark_losses import benchmark
     from digits.compare import DTYPES
+    from digits.console import quiet_console
+    from digits.readme_tables import write_table
     from digits.report import markdown_table, write_json
+
+    quiet_console()
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
     rows = benchmark(devices, [tuple(s) for s in cfg.sizes], DTYPES[cfg.dtype], cfg.warmup, cfg.repeats,
-                     cfg.label_smoothing)
+                     cfg.label_smoothing, cfg.rounds)
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
                f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
     table = markdown_table(rows)
     output_dir = Path(cfg.paths.output_dir)
     (output_dir / "benchmark_losses.md").write_text(
-        f"# Loss forward+backward, {cfg.dtype}\n\n{machine}; median of {cfg.repeats} after {cfg.warmup} warm-up.\n"
+        f"# Loss forward+backward, {cfg.dtype}\n\n{machine}; {cfg.rounds} rounds, each timing every implementation "
+        f"in turn, median of {cfg.repeats} after {cfg.warmup} warm-up. `time_vs_cross_entropy`: the median over "
+        "rounds of each round's ratio, `ratio_low`-`ratio_high` its range; a range that holds 1 is no measurable "
+        "difference.\n"
         f"`saved_MiB`: what autograd keeps between forward and backward besides the logits.\n\n{table}")
     config = OmegaConf.to_container(cfg, resolve=True)
     write_json(output_dir / "benchmark_losses.json", {"machine": machine, "config": config, "rows": rows})
+    write_table(output_dir, "speed", table)
     log.info("%s\n%s\nwritten to %s", machine, table, output_dir)
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "benchmark_losses")
     main()

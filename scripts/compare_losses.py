@@ -14,6 +14,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
@@ -59,7 +62,11 @@ def main(cfg: DictConfig) -> None:
         training_curves,
     )
     from digits.errors import DigitsError
+    from digits.console import quiet_console
+    from digits.readme_tables import write_table
     from digits.report import markdown_table, write_json
+
+    quiet_console()
 
     output_dir = Path(cfg.paths.output_dir)
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
@@ -116,6 +123,7 @@ def main(cfg: DictConfig) -> None:
         summary["training"] = {"differences": differences,
                                "losses": {name: run["losses"] for name, run in curves.items()}}
         log.info("whole trainings:\n%s", markdown_table(rows))
+        write_table(output_dir, "whole_trainings", markdown_table(rows))
 
     (output_dir / "report.md").write_text("\n".join(report))
     write_json(output_dir / "report.json", summary)
@@ -126,8 +134,13 @@ def main(cfg: DictConfig) -> None:
             worst[key] = max(worst.get(key, 0.0), row["loss_vs_pytorch"], row["grad_vs_pytorch"])
     log.info("largest relative difference from nn.CrossEntropyLoss over all option sets:\n%s",
              markdown_table([{"dtype": d, "implementation": i, "max_rel_diff": v} for (d, i), v in worst.items()]))
+    by_dtype = {}  # the README's shape: one row per dtype, one column per implementation
+    for (dtype, implementation), value in worst.items():
+        by_dtype.setdefault(dtype, {"dtype": dtype})[implementation] = value
+    write_table(output_dir, "largest_differences", markdown_table(list(by_dtype.values())))
     log.info("report: %s", output_dir / "report.md")
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "compare_losses")
     main()

@@ -1,7 +1,7 @@
 """A page where you draw a digit and watch the network's logits become a loss.
 
-    python scripts/demo.py ckpt_path=outputs/runs/<run>            # prints http://127.0.0.1:8000/
-    python scripts/demo.py ckpt_path=outputs/runs/<run> port=0     # any free port
+    python scripts/demo.py ckpt_path=outputs/train/<run>            # prints http://127.0.0.1:8000/
+    python scripts/demo.py ckpt_path=outputs/train/<run> port=0     # any free port
 """
 
 import time
@@ -15,11 +15,17 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+import digits.config  # noqa: E402, F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line  # noqa: E402
+
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="demo")
 def main(cfg: DictConfig) -> None:
+    from digits.console import quiet_console
+
+    quiet_console()
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
     import torch
 
@@ -44,4 +50,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "demo")
     main()

@@ -1,8 +1,8 @@
 """Evaluate a checkpoint on MNIST's test (or validation) split, or classify your own digit images.
 
-    python scripts/evaluate.py ckpt_path=outputs/runs/<run>            # the run's best checkpoint
-    python scripts/evaluate.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt data.split=val
-    python scripts/evaluate.py ckpt_path=outputs/runs/<run> predict=path/to/digits/
+    python scripts/evaluate.py ckpt_path=outputs/train/<run>            # the run's best checkpoint
+    python scripts/evaluate.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt data.split=val
+    python scripts/evaluate.py ckpt_path=outputs/train/<run> predict=path/to/digits/
 """
 
 import logging
@@ -10,17 +10,27 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
 
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    from digits.console import quiet_console
     from digits.errors import DigitsError
     from digits.evaluate import run_evaluation
 
+    quiet_console()
+
     output_dir = Path(cfg.paths.output_dir)
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        log.error("ckpt_path is missing: give a checkpoint or a run folder, e.g. python scripts/evaluate.py "
+                  "ckpt_path=outputs/train/<run>")
+        sys.exit(2)
     try:
         results = run_evaluation(cfg.ckpt_path, output_dir, cfg.data.split, cfg.data.data_dir, cfg.device,
                                  cfg.predict, cfg.tensorboard)
@@ -33,6 +43,7 @@ def main(cfg: DictConfig) -> None:
         for item in results["predictions"]:
             top = ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
             log.info("%s -> %s", item["file"], top)
+        log.info("predictions %s", output_dir / "predictions.json")
         log.info("what the network saw: %s", results["contact_sheet"])
         return
     losses = results["loss"]
@@ -44,4 +55,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "eval")
     main()

@@ -1,7 +1,7 @@
 """Export a checkpoint to ONNX, checked against PyTorch on the 10,000 test images.
 
-    python scripts/export.py ckpt_path=outputs/runs/<run>        # the run's best checkpoint
-    python scripts/export.py ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt check.tolerance=1e-5
+    python scripts/export.py ckpt_path=outputs/train/<run>        # the run's best checkpoint
+    python scripts/export.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt check.tolerance=1e-5
 
 Writes model.onnx and model_card.json into outputs/export/<time>.
 """
@@ -13,11 +13,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
+    from digits.console import quiet_console
+
+    quiet_console()
     from digits.errors import DigitsError
     from digits.export import run_export
 
@@ -38,4 +44,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "export")
     main()

@@ -1,8 +1,8 @@
 """Own-digit accuracy: MNIST test digits re-rendered as users' pictures (a page, a photo, a
 transparent drawing, a chalkboard), read after the old preprocessing and after digits.handwriting.
 
-    python scripts/handwriting_benchmark.py ckpt_path=outputs/runs/<run>
-    python scripts/handwriting_benchmark.py ckpt_path=outputs/runs/<run> digits=10000
+    python scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run>
+    python scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run> digits=10000
 
 Writes handwriting.json and handwriting.md into its run folder and prints the table.
 """
@@ -14,11 +14,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line
+
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="handwriting_benchmark")
 def main(cfg: DictConfig) -> None:
+    from digits.console import quiet_console
+
+    quiet_console()
     from digits.errors import DigitsError
     from digits.handwriting_benchmark import markdown, run_handwriting_benchmark
 
@@ -32,4 +38,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "handwriting_benchmark")
     main()

@@ -3,7 +3,7 @@
     python scripts/train.py
     python scripts/train.py loss=manual trainer.max_epochs=3 data.batch_size=128
     python scripts/train.py -m loss=cross_entropy,nll,manual
-    python scripts/train.py resume=outputs/runs/<time>        # continue an interrupted run
+    python scripts/train.py resume=outputs/train/<run>       # continue an interrupted run
     python scripts/train.py trainer=ddp trainer.devices=2     # two processes
 """
 
@@ -13,13 +13,15 @@ STARTED = time.perf_counter()  # before the heavy imports, so that start-up time
 
 import logging  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-import digits.config  # noqa: E402, F401  (registers the ${if_set:...} resolver the run folder uses)
+import digits.config  # noqa: E402, F401  (registers the resolvers the run folder uses)
+from digits.overrides import check_command_line  # noqa: E402
 
 log = logging.getLogger("digits")
 
@@ -28,15 +30,12 @@ log = logging.getLogger("digits")
 def main(cfg: DictConfig) -> float:
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
     from digits.config import ConfigError, resume_config
+    from digits.console import quiet_console
     from digits.errors import DigitsError
     from digits.train import summary, train
     from lightning.pytorch.utilities import rank_zero_only
 
-    # Lightning logs through a handler of its own and through Hydra's root handlers: keep Hydra's
-    # (console and train.log), so each line appears once.
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+    quiet_console()
 
     global STARTED
     started, STARTED = STARTED, None  # a sweep's later jobs count from their own start
@@ -55,11 +54,12 @@ def main(cfg: DictConfig) -> float:
                   "paths.log_dir, then resume=%s", type(error).__name__, error, cfg.paths.output_dir)
         sys.exit(2)
     if rank_zero_only.rank == 0:  # under DDP every process gets here; one summary is enough
-        log.info("done\n%s", summary(metrics))
+        log.info("%s\n%s", "stopped" if "stopped_early" in metrics else "done", summary(metrics))
     if "stopped_early" in metrics:
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"
     return metrics["val/acc_best"]  # what a sweep optimises: never the test set
 
 
 if __name__ == "__main__":
+    check_command_line(Path(__file__).resolve().parents[1] / "configs", "train")
     main()

@@ -13,11 +13,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from digits.console import quiet_console
 from digits.data import RAW_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# GPU cases carry the `gpu` marker; without CUDA they are not collected at all (one summary line
+# instead of ~1,500 `s`), with CUDA they run as any other test.
+CUDA = pytest.mark.gpu
 
 
 def mnist_dir() -> Path:
@@ -25,15 +28,63 @@ def mnist_dir() -> Path:
     return Path(os.environ.get("DIGITS_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
 
 
+def has_mnist(path: Path) -> bool:
+    return all((path / "MNIST" / "raw" / name).is_file() for name in RAW_FILES)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = mnist_dir()
-    if not all((path / "MNIST" / "raw" / name).is_file() for name in RAW_FILES):
+    if not has_mnist(path):
         message = f"real MNIST not found under {path}/MNIST/raw: set DIGITS_DATA_DIR"
         if os.environ.get("CI"):
             pytest.fail(message)  # CI must not pass by skipping the tests that need the data
         pytest.skip(message)
     return path
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Inside pytest's per-test warning capture: in-process runs get the scripts' filters
+    (src/digits/console.py), no more and no fewer."""
+    quiet_console()
+    return (yield)
+
+
+_SKIPPED = {"without_data": 0, "gpu": 0}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+        _SKIPPED["gpu"] = len(gpu)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    # (other skips, e.g. a disk test where mounting is not allowed, do not count)
+    if report.skipped and report.when == "setup" and "data_dir" in item.fixturenames and not has_mnist(mnist_dir()):
+        _SKIPPED["without_data"] += 1
+    return report
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SKIPPED["gpu"]:
+        terminalreporter.write_line(f"{_SKIPPED['gpu']} GPU cases not collected: no CUDA GPU here "
+                                    "(they run on a machine with one)")
+
+
+def pytest_unconfigure(config) -> None:
+    """The very last line of the run, loud: a green run without the real data proves little."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _SKIPPED["without_data"] and reporter is not None:
+        reporter.write_sep("!", f"{_SKIPPED['without_data']} TESTS THAT NEED REAL MNIST WERE SKIPPED: not found "
+                                f"under {mnist_dir()}/MNIST/raw; set DIGITS_DATA_DIR", red=True, bold=True)
 
 
 # Small, quiet runs: no rich widgets, a few batches.
@@ -69,7 +120,7 @@ def _script(name: str, args: list[str]) -> list[str]:
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    return {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore"}
+    return {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
 
 
 def run_script(name: str, args: list[str], data_dir: Path, cwd: Path | None = None,

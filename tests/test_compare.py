@@ -79,7 +79,7 @@ def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
 def test_benchmark_losses_script_writes_its_table(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark_losses.py"), f"hydra.run.dir={tmp_path}",
-         "sizes=[[64,10],[512,100]]", "repeats=3", "warmup=1"],
+         "sizes=[[64,10],[512,100]]", "repeats=3", "warmup=1", "rounds=3"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "benchmark_losses.json").read_text())["rows"]
@@ -87,6 +87,13 @@ def test_benchmark_losses_script_writes_its_table(tmp_path):
     big = {row["implementation"]: row for row in rows if row["classes"] == 100}
     assert big["cross_entropy"]["time_vs_cross_entropy"] == 1.0
     assert all(row["median_ms"] > 0 for row in rows)
+    # interleaved rounds: the ratio is the median of the rounds' ratios, with their range and a verdict
+    for row in rows:
+        assert row["ratio_low"] <= row["time_vs_cross_entropy"] <= row["ratio_high"]
+        low, high = row["ratio_low"], row["ratio_high"]
+        expected = ("baseline" if row["implementation"] == "cross_entropy" else
+                    "within the spread" if low <= 1 <= high else "slower" if low > 1 else "faster")
+        assert row["verdict"] == expected
     # the hand-written backward keeps no (M, C) tensor; autograd through the manual forward does
     assert big["manual_backward"]["saved_MiB"] * 20 < big["manual"]["saved_MiB"]
     assert "| cpu | 512 | 100 | manual_backward |" in (tmp_path / "benchmark_losses.md").read_text()

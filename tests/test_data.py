@@ -5,7 +5,7 @@ import torch
 import pytest
 
 from digits.data import (MNIST_MEAN, MNIST_STD, RAW_FILES, CorruptDataError, DataNotFoundError, EpochBatchSampler,
-                         MNISTDataModule, load_mnist)
+                         MNISTDataModule, find_mnist, load_mnist, resolve_data_dir)
 
 # Published label counts of the official 10,000-image test set (digits 0..9).
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -126,6 +126,21 @@ def test_missing_data_gives_a_clear_error(tmp_path):
     assert str((tmp_path / "nowhere" / "MNIST" / "raw").resolve()) in message
     assert "train-images-idx3-ubyte" in message
     assert "DIGITS_DATA_DIR" in message and "data.data_dir" in message
+
+
+def test_a_failed_download_leaves_no_folders_and_names_the_absolute_path(tmp_path, monkeypatch):
+    """Relative to the folder the command started in, reported absolute; torchvision makes the
+    folders before it downloads, and a failed download (a real one, to a closed local port) removes them."""
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataNotFoundError, match="the download failed") as error:
+        find_mnist("kept/nowhere", download=True)
+    assert f"{tmp_path}/kept/nowhere/MNIST/raw lacks" in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+    assert resolve_data_dir("kept") == tmp_path / "kept"
 
 
 def test_default_data_dir_follows_the_environment(monkeypatch):

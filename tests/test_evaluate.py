@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import run_script
 from digits.data import load_mnist, normalize
-from digits.evaluate import EvaluationError, run_evaluation
+from digits.evaluate import EvaluationError, run_evaluation, save_figures
 from digits.handwriting import ImageError, NoInkError
 
 
@@ -47,6 +47,12 @@ def test_evaluation_of_a_run_folder(trained_run, data_dir, tmp_path):
         assert png.stat().st_size > 15_000
     report = (tmp_path / "report.md").read_text()
     assert f"{results['accuracy']:.4%}" in report and "![reliability diagram]" in report
+    # the reliability diagram says how many images each bar holds, and they add up to the split
+    (tmp_path / "again").mkdir()
+    figure = save_figures(saved, normalize(images), tmp_path / "again")["reliability_diagram"]
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert labels == [f"{b['count']:,}" for b in saved["reliability"]]
+    assert sum(b["count"] for b in saved["reliability"]) == 10_000
     accumulator = EventAccumulator(str(tmp_path))
     accumulator.Reload()
     assert {"eval/confusion_matrix", "eval/reliability_diagram", "eval/most_confident_errors"} <= set(
@@ -137,3 +143,6 @@ def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):
                      timeout=300)
     assert bad.returncode == 2
     assert "EvaluationError" in bad.stderr + bad.stdout and "does not exist" in bad.stderr + bad.stdout
+    missing = run_script("evaluate.py", [f"hydra.run.dir={tmp_path / 'c'}"], data_dir, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "ckpt_path is missing: give a checkpoint or a run folder" in missing.stderr + missing.stdout

@@ -63,21 +63,36 @@ def peak_cuda_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, *
 
 
 def benchmark(devices: list[str], sizes: list[tuple[int, int]], dtype: torch.dtype, warmup: int, repeats: int,
-              label_smoothing: float = 0.0) -> list[dict]:
+              label_smoothing: float = 0.0, rounds: int = 5) -> list[dict]:
+    """Per size: ``rounds`` rounds, each timing every implementation in turn (``repeats`` samples
+    after ``warmup``), so that a machine's drift hits all of them alike. ``time_vs_cross_entropy`` is
+    the median over rounds of each round's ratio of medians; ``ratio_low``/``ratio_high`` its range
+    over rounds; ``verdict`` says whether that range holds 1 (no measurable difference)."""
     rows = []
     for device in devices:
         for batch, classes in sizes:
             generator = torch.Generator().manual_seed(0)
             logits = torch.randn(batch, classes, generator=generator).to(dtype).to(device).requires_grad_()
             target = torch.randint(0, classes, (batch,), generator=generator).to(device)
-            baseline = None
+            samples: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
+            ratios: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
+            for _ in range(rounds):
+                medians = {}
+                for name, fn in IMPLEMENTATIONS.items():
+                    taken = time_forward_backward(fn, logits, target, warmup, repeats, label_smoothing=label_smoothing)
+                    samples[name] += taken
+                    medians[name] = statistics.median(taken)
+                for name in IMPLEMENTATIONS:
+                    ratios[name].append(medians[name] / medians["cross_entropy"])
             for name, fn in IMPLEMENTATIONS.items():
-                samples = time_forward_backward(fn, logits, target, warmup, repeats, label_smoothing=label_smoothing)
-                median = statistics.median(samples)
-                baseline = baseline or median
+                low, high = min(ratios[name]), max(ratios[name])
+                verdict = ("baseline" if name == "cross_entropy" else "within the spread" if low <= 1 <= high
+                           else "slower" if low > 1 else "faster")
                 row = {
                     "device": device, "batch": batch, "classes": classes, "implementation": name,
-                    "median_ms": median * 1e3, "time_vs_cross_entropy": median / baseline,
+                    "median_ms": statistics.median(samples[name]) * 1e3,
+                    "time_vs_cross_entropy": statistics.median(ratios[name]), "ratio_low": low, "ratio_high": high,
+                    "verdict": verdict,
                     "saved_MiB": saved_bytes(fn, logits, target, label_smoothing=label_smoothing) / 2**20,
                 }
                 if device == "cuda":

@@ -113,7 +113,7 @@ class StopOnCtrlC(Callback):
             requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
         if requested and self.path is None:
             self.path = self.checkpoint_dir / "last.ckpt"
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state; saying so keeps Lightning quiet
             raise TrainingStopped(f"stopped on request at step {trainer.global_step}")
 
     def _restore_handlers(self) -> None:

@@ -11,6 +11,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from digits import run_names  # noqa: F401  (registers ${run_name:...}, which the run folders use)
 from digits.allowlist import check_run_config
 from digits.errors import DigitsError
 
@@ -108,7 +109,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
         raise ConfigError(f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
-                          "checkpoints/last.ckpt (runs are under outputs/runs/<time>)")
+                          "checkpoints/last.ckpt (runs are under outputs/train/<run>)")
     cfg = OmegaConf.load(saved_path)
     # train() instantiates this config (data, model, callbacks, trainer, ...): the same list as a checkpoint's
     check_run_config(OmegaConf.to_container(cfg, resolve=False), saved_path)

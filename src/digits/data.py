@@ -8,6 +8,7 @@ costs more than a small CNN's training step. Here a batch is one fancy-index int
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digits.augment import Augmentation, augment, batch_generator
 from digits.errors import DigitsError
+
+log = logging.getLogger(__name__)
 
 # Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
 MNIST_MEAN = 0.1307
@@ -76,6 +79,18 @@ def standardize(pixels: Tensor) -> Tensor:
     return (pixels - MNIST_MEAN) / MNIST_STD
 
 
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory as an absolute path, once: a relative one is taken against the folder the
+    user started the script from (Hydra's ``runtime.cwd``), never against a run folder."""
+    path = Path(data_dir or default_data_dir()).expanduser()
+    if not path.is_absolute():
+        from hydra.core.hydra_config import HydraConfig
+
+        launched_from = Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
+        path = launched_from / path
+    return Path(os.path.abspath(path))
+
+
 def normalize(images: Tensor) -> Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics."""
     return standardize(images.float() / 255.0).unsqueeze(1)
@@ -83,18 +98,24 @@ def normalize(images: Tensor) -> Tensor:
 
 def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
     """Return ``<data_dir>/MNIST/raw``, downloading the files there (torchvision) when missing."""
-    data_dir = Path(data_dir).expanduser()
+    data_dir = resolve_data_dir(data_dir)
     raw = data_dir / "MNIST" / "raw"
     missing = [name for name in RAW_FILES if not (raw / name).is_file()]
     download_error = None
     if missing and download:
         from torchvision.datasets import MNIST
 
+        # torchvision creates the folders before it downloads: a failed download removes those it made
+        new_folders = [p for p in (raw, raw.parent, data_dir) if not p.exists()]
         try:
             MNIST(str(data_dir), train=True, download=True)
             missing = [name for name in RAW_FILES if not (raw / name).is_file()]
         except Exception as error:  # no network, proxy, disk: all end in the same advice
             download_error = error
+        if missing:
+            for folder in new_folders:  # deepest first; a folder holding anything is kept
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
     if missing:
         reason = f"the download failed ({download_error})" if download_error else "download is off (data.download=false)"
         raise DataNotFoundError(
@@ -225,7 +246,7 @@ class MNISTDataModule(L.LightningDataModule):
         augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir or default_data_dir())
+        self.data_dir = resolve_data_dir(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
@@ -255,6 +276,7 @@ class MNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             images, labels = load_mnist(self.data_dir, train=True, download=self.download, verify=self.verify)
+            log.info("MNIST from %s", self.data_dir / "MNIST" / "raw")
             # A generator of its own: the split is the same whatever the training seed.
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
             val, train = order[: self.val_size], order[self.val_size :]

@@ -140,7 +140,7 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     fig, ax = plt.subplots(figsize=(7, 6))
     shown = confusion.clone().float()
     shown.fill_diagonal_(float("nan"))  # the errors are the story; the diagonal would drown them
-    image = ax.imshow(shown, cmap="Reds")
+    image = ax.imshow(shown.numpy(), cmap="Reds")  # numpy: matplotlib warns on tensors
     for true in range(confusion.shape[0]):
         for predicted in range(confusion.shape[1]):
             value = int(confusion[true, predicted])
@@ -155,7 +155,10 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     fig, ax = plt.subplots(figsize=(6, 6))
     bins = results["reliability"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
-    ax.bar(centres, [b["accuracy"] for b in bins], width=1 / 15, edgecolor="black", alpha=0.7, label="accuracy")
+    bars = ax.bar(centres, [b["accuracy"] for b in bins], width=1 / 15, edgecolor="black", alpha=0.7,
+                  label="accuracy (number: images in the bin)")
+    # A bin of 2 images looks as alarming as one of 9,735 unless it says how many it holds.
+    ax.bar_label(bars, labels=[f"{b['count']:,}" for b in bins], fontsize=7, rotation=90, padding=2)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="tab:red",
             label="mean confidence -> accuracy")
@@ -171,7 +174,8 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     for ax in axes.flat:
         ax.axis("off")
     for ax, error in zip(axes.flat, errors):
-        ax.imshow(images[error["index"]].reshape(28, 28) * MNIST_STD + MNIST_MEAN, cmap="gray", vmin=0, vmax=1)
+        ax.imshow((images[error["index"]].reshape(28, 28) * MNIST_STD + MNIST_MEAN).numpy(), cmap="gray", vmin=0,
+                  vmax=1)
         ax.set_title(f"true {error['label']}, said {error['predicted']}\n{error['confidence']:.1%}", fontsize=9)
     fig.suptitle("Most confidently wrong")
     fig.tight_layout()

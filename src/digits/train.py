@@ -57,6 +57,19 @@ class FirstStepClock(Callback):
             self.at = time.perf_counter()
 
 
+class LogHyperparameters(Callback):
+    """Writes TensorBoard's hparams view when training starts, not before: a run that fails earlier
+    (no data, a bad checkpoint) leaves no event file, so TensorBoard lists no empty runs."""
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        self.hparams = hparams
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for logger in trainer.loggers:
+            # The metrics named here fill the hparams view's columns once they are logged.
+            logger.log_hyperparams(self.hparams, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a run file, turning a read-only or full disk into an error that says what to change."""
     try:
@@ -64,7 +77,7 @@ def write_text(path: Path, text: str) -> None:
         path.write_text(text)
     except OSError as error:
         raise ConfigError(f"cannot write {path}: {error.strerror or error}. Choose a writable folder with "
-                          "free space: paths.log_dir=<dir> (runs go to <dir>/runs/<time>).") from error
+                          "free space: paths.log_dir=<dir> (runs go to <dir>/train/<time>).") from error
 
 
 def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -107,11 +120,9 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
     plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper], logger=loggers or False,
-                                     plugins=plugins)
-    for logger in loggers:
-        # The metrics named here fill the hparams view's columns once they are logged.
-        logger.log_hyperparams(hyperparameters(cfg), metrics={"val/acc_best": 0.0, "test/acc": 0.0})
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper,
+                                                             LogHyperparameters(hyperparameters(cfg))],
+                                     logger=loggers or False, plugins=plugins)
 
     fit_start = time.perf_counter()
     try:
