@@ -15,7 +15,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_train
+from conftest import QUIET, compose_train
 from digits.train import train
 
 
@@ -72,6 +72,15 @@ def test_event_files_hold_what_the_readme_promises(monitored_run):
     rates = [event.value for event in accumulator.Scalars("train/images_per_s")]
     assert len(rates) >= 4 and all(100 < rate < 1e6 for rate in rates)
     assert 0 <= metrics["monitoring_seconds"] < 0.05 * metrics["fit_seconds"] + 0.5
+
+
+def test_a_constant_learning_rate_is_logged_under_the_optimizer_name(tmp_path, data_dir):
+    """scheduler=none: no schedule to name the tag after, so LearningRateMonitor names it lr-AdamW."""
+    cfg = compose_train(["scheduler=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1",
+                         "test=false", "callbacks=minimal", *QUIET], tmp_path, data_dir)
+    train(cfg)
+    assert [event.value for event in training_events(tmp_path).Scalars("lr-AdamW")] == [pytest.approx(0.01)] * 2
 
 
 def training_events(folder: Path) -> EventAccumulator:
