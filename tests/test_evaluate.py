@@ -12,8 +12,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import run_script
 from digits.data import load_mnist, normalize
+from digits.errors import DigitsError
 from digits.evaluate import EvaluationError, run_evaluation, save_figures
 from digits.handwriting import ImageError, NoInkError
+from digits.module import DigitsModule, WeightMismatchError
 
 
 def test_evaluation_of_a_run_folder(trained_run, data_dir, tmp_path):
@@ -132,6 +134,22 @@ def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(ImageError, match="bad.png is not an image that can be read"):
         evaluate(trained_run, device="cpu", predict_path=str(tmp_path / "bad.png"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["hyper_parameters"]["model"].update(channels=[8, 16, 32]),
+     r"net.features.0.weight is \[16, 1, 3, 3\], the network has \[8, 1, 3, 3\]"),
+    (lambda c: c["state_dict"].pop("net.classifier.2.bias"), "missing net.classifier.2.bias"),
+    (lambda c: c["state_dict"].update({"net.extra.weight": torch.zeros(3)}), "unexpected net.extra.weight"),
+], ids=["resized", "missing", "unexpected"])
+def test_weights_of_another_network_are_recognised_by_name_and_shape(trained_run, tmp_path, change, message):
+    """A typed check before load_state_dict, not a match on PyTorch's wording of its error."""
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, tmp_path / "other.ckpt")
+    with pytest.raises(WeightMismatchError, match=f"do not fit the network its config describes.*{message}"):
+        DigitsModule.from_checkpoint(tmp_path / "other.ckpt")
+    assert issubclass(WeightMismatchError, DigitsError) and issubclass(WeightMismatchError, ValueError)
 
 
 def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):

@@ -12,9 +12,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_train
+from conftest import QUIET, compose_train
 from digits.train import train
 
 
@@ -56,9 +57,30 @@ def test_event_files_hold_what_the_readme_promises(monitored_run):
     confusion = accumulator.Images("val/confusion_matrix")
     assert [event.step for event in confusion] == [20, 40]  # once per validation epoch
     assert confusion[0].width == confusion[0].height == 240
+    # LearningRateMonitor: the one-cycle schedule, on the steps the logger writes the loss
+    lr = accumulator.Scalars("lr")
+    assert [event.step for event in lr] == [event.step for event in accumulator.Scalars("train/loss")]
+    assert max(event.value for event in lr) == pytest.approx(0.01)  # optimizer.lr, the peak
+    assert lr[0].value > lr[-1].value and lr[0].value < 0.01  # warming up at first, annealed at the end
+    # The counts as text: every validation image once (3 batches of 1000), and their diagonal is val/acc.
+    accuracies = [event.value for event in accumulator.Scalars("val/acc")]
+    tables = logged_confusion_matrices(accumulator)
+    assert sorted(tables) == [20, 40] and len(accuracies) == 2
+    for counts, accuracy in zip([tables[20], tables[40]], accuracies):
+        assert counts.sum() == 3000
+        assert counts.trace() / counts.sum() == pytest.approx(accuracy, abs=1e-6)
     rates = [event.value for event in accumulator.Scalars("train/images_per_s")]
     assert len(rates) >= 4 and all(100 < rate < 1e6 for rate in rates)
     assert 0 <= metrics["monitoring_seconds"] < 0.05 * metrics["fit_seconds"] + 0.5
+
+
+def test_a_constant_learning_rate_is_logged_under_the_optimizer_name(tmp_path, data_dir):
+    """scheduler=none: no schedule to name the tag after, so LearningRateMonitor names it lr-AdamW."""
+    cfg = compose_train(["scheduler=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1",
+                         "test=false", "callbacks=minimal", *QUIET], tmp_path, data_dir)
+    train(cfg)
+    assert [event.value for event in training_events(tmp_path).Scalars("lr-AdamW")] == [pytest.approx(0.01)] * 2
 
 
 def training_events(folder: Path) -> EventAccumulator:
@@ -67,6 +89,15 @@ def training_events(folder: Path) -> EventAccumulator:
                                    size_guidance={"images": 0})
     accumulator.Reload()
     return accumulator
+
+
+def logged_confusion_matrices(accumulator: EventAccumulator) -> dict[int, torch.Tensor]:
+    """Step -> the 10 x 10 counts of the ``val/confusion_matrix`` text (a Markdown table)."""
+    tables = {}
+    for event in accumulator.Tensors("val/confusion_matrix/text_summary"):
+        rows = event.tensor_proto.string_val[0].decode().splitlines()[2:]  # below the header and |---|
+        tables[event.step] = torch.tensor([[int(n) for n in row.split("|")[2:-1]] for row in rows])
+    return tables
 
 
 def free_port() -> int:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
 
 from conftest import QUIET, run_script
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule
+from test_monitoring import logged_confusion_matrices
 
 ONE_EPOCH = ["trainer.max_epochs=1", "logger=none", "seed=11", *QUIET]
 
@@ -63,7 +66,9 @@ def test_ddp_first_step_equals_one_process_with_synchronised_batch_norm(tmp_path
     first_step = [*ONE_EPOCH, "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false",
                   "trainer.num_sanity_val_steps=0", "model.dropout=0", "callbacks=minimal"]
     runs = {"single": ["data.batch_size=256"],
-            "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128"],
+            # with TensorBoard and the monitoring callbacks (they leave the weights alone): see below
+            "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128", "logger=tensorboard",
+                    "callbacks=default"],
             "ddp_unsynced": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128", "trainer.plugins=[]"]}
     states = {}
     for name, overrides in runs.items():
@@ -84,6 +89,15 @@ def test_ddp_first_step_equals_one_process_with_synchronised_batch_norm(tmp_path
     assert largest_difference("ddp", running=True) < 2e-4
     assert largest_difference("ddp", running=False) < 1e-6
     assert largest_difference("ddp_unsynced", running=True) > 10 * largest_difference("ddp", running=True)
+
+    # The confusion counts rank 0 logs cover both processes' validation batch (2 x 1000 images, not
+    # rank 0's 1000), and their diagonal is the synchronised val/acc.
+    events = EventAccumulator(str(next((tmp_path / "ddp").glob("events.out.tfevents.*"))))
+    events.Reload()
+    [counts] = logged_confusion_matrices(events).values()
+    [accuracy] = events.Scalars("val/acc")
+    assert counts.sum() == 2000
+    assert counts.trace() / counts.sum() == pytest.approx(accuracy.value, abs=1e-6)
 
 
 def _forward_backward(net, images: Tensor, labels: Tensor) -> tuple[Tensor, dict, dict]:
@@ -190,6 +204,6 @@ def test_a_sweep_runs_through_the_submitit_plugin(tmp_path, data_dir):
     assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
     runs = sorted(p for p in sweep.iterdir() if p.name[:2] in ("0_", "1_"))
     metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
-    assert [m["loss"] for m in metrics] == ["CrossEntropyLoss", "LogSoftmaxNLLLoss"]
+    assert [m["loss"] for m in metrics] == ["cross_entropy", "nll"]  # the choices, recorded in each job
     assert all(m["steps"] == 20 and m["test/acc"] > 0.5 for m in metrics)
     assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2  # submitit's job folders

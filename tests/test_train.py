@@ -19,7 +19,7 @@ from conftest import CONFIG_DIR, QUIET, compose_train, run_script, start_script
 from digits.config import ConfigError
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule, NonFiniteLossError, build_loss
-from digits.train import train
+from digits.train import plain, train
 
 LOSSES = ["cross_entropy", "nll", "manual", "manual_naive"]
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr"}
@@ -180,11 +180,12 @@ def test_train_script_end_to_end(tmp_path, data_dir):
     assert checkpoints[0].startswith("best-epoch00-acc") and checkpoints[1] == "last.ckpt"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"test/acc", "test/loss", "val/acc_best", "best_checkpoint"} <= metrics.keys()
-    assert metrics["steps"] == 20 and metrics["loss"] == "LogSoftmaxNLLLoss"
+    assert metrics["steps"] == 20 and metrics["loss"] == "nll" and metrics["loss_class"] == "LogSoftmaxNLLLoss"
     assert SCALARS <= event_tags(run_dir)
     hparams, metrics = tensorboard_hparams(run_dir)
-    assert hparams["optimizer.lr"] == 0.01 and hparams["loss._target_"] == "digits.losses.LogSoftmaxNLLLoss"
-    assert hparams["model.channels"] == "[8, 16]"
+    assert hparams["optimizer/lr"] == 0.01 and hparams["loss/_target_"] == "digits.losses.LogSoftmaxNLLLoss"
+    assert hparams["model/channels"] == "[8, 16]" and hparams["scheduler/interval"] == "step"
+    assert "data/data_dir" not in hparams and hparams["trainer/max_epochs"] == 1
     assert metrics == ["val/acc_best", "test/acc"]  # the hparams view's columns
 
 
@@ -212,7 +213,7 @@ def test_multirun_over_the_three_losses(tmp_path, data_dir):
     for run, loss in zip(runs, ["loss-cross_entropy", "loss-nll", "loss-manual"]):
         assert f"_{loss}_" in run.name
     losses = [json.loads((run / "metrics.json").read_text()) for run in runs]
-    assert [m["loss"] for m in losses] == ["CrossEntropyLoss", "LogSoftmaxNLLLoss", "ManualCrossEntropyLoss"]
+    assert [m["loss"] for m in losses] == ["cross_entropy", "nll", "manual"]  # as typed on the command line
     for run in runs:
         assert SCALARS <= event_tags(run)
     # Same seed, same data order, the same function. cross_entropy and nll run the same CPU kernels:
@@ -284,3 +285,21 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
     assert f"ConfigError: {taken} already holds a run's checkpoints" in refused.stdout + refused.stderr
     assert (taken / "checkpoints" / "last.ckpt").read_bytes() == b"an earlier run's"  # untouched
     assert sorted(p.name for p in taken.iterdir()) == ["checkpoints"]  # not even Hydra wrote there
+
+
+@pytest.mark.parametrize("model, flops", [
+    # 2 FLOPs per multiply-add of each conv (3x3, padding 1, at 28, 14 and 7 px) and of the linear head
+    ("cnn", 2 * 9 * (1 * 16 * 28 * 28 + 16 * 32 * 14 * 14 + 32 * 64 * 7 * 7) + 2 * 64 * 3 * 3 * 10),
+    # pytorch/examples: two unpadded 3x3 convs (26, 24 px), then 9216-128-10
+    ("example", 2 * 9 * (1 * 32 * 26 * 26 + 32 * 64 * 24 * 24) + 2 * (9216 * 128 + 128 * 10)),
+])
+def test_model_summary_counts_the_forward_flops(model, flops, tmp_path, data_dir):
+    """The summary printed at the start of training counts one image's forward pass (it printed
+    `Total FLOPs: 0` without an example input)."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    cfg = compose_train([f"model={model}"], tmp_path, data_dir)
+    module = DigitsModule(model=plain(cfg.model), loss=plain(cfg.loss), optimizer=plain(cfg.optimizer))
+    summary = ModelSummary(module, max_depth=2)
+    assert summary.total_flops == flops  # 3,849,984 and 23,984,896
+    assert re.search(rf"\b{flops / 1e6:.1f} M +Total Flops", str(summary))

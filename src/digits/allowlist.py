@@ -38,7 +38,8 @@ RUN_TARGETS: dict[str, frozenset[str]] = {
     "trainer": frozenset({"lightning.pytorch.Trainer"}),
     "callbacks": frozenset({
         "lightning.pytorch.callbacks.ModelCheckpoint", "lightning.pytorch.callbacks.RichProgressBar",
-        "lightning.pytorch.callbacks.RichModelSummary", "digits.monitoring.ValidationImages",
+        "lightning.pytorch.callbacks.RichModelSummary", "lightning.pytorch.callbacks.LearningRateMonitor",
+        "digits.monitoring.ValidationImages",
         "digits.monitoring.OutputHistograms", "digits.monitoring.Throughput",
     }),
     "logger": frozenset({"lightning.pytorch.loggers.TensorBoardLogger"}),

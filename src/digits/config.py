@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,6 +19,16 @@ from digits.errors import DigitsError
 # ${if_set:value,then,otherwise}: the run folder and Hydra's snapshot folder depend on `resume`.
 if not OmegaConf.has_resolver("if_set"):
     OmegaConf.register_new_resolver("if_set", lambda value, then, otherwise: otherwise if value is None else then)
+
+
+def _choice(group: str) -> str | None:
+    """``${choice:loss}``: the file a config group was composed from (``loss=nll`` -> ``nll``), as the
+    running Hydra app recorded it; None for a config composed without one (``compose`` in tests)."""
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+if not OmegaConf.has_resolver("choice"):
+    OmegaConf.register_new_resolver("choice", _choice)
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")

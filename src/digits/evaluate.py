@@ -27,7 +27,7 @@ from torchmetrics.classification import (
 from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule, standardize
 from digits.errors import DigitsError
 from digits.losses import manual_cross_entropy, nll_cross_entropy
-from digits.module import DigitsModule
+from digits.module import DigitsModule, WeightMismatchError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 CONTACT_SHEET = "seen_by_the_network.png"
@@ -58,10 +58,9 @@ def load_module(path: Path, device: torch.device) -> DigitsModule:
         module = DigitsModule.from_checkpoint(path, map_location=device)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as error:  # OSError: a truncated zip
         raise EvaluationError(f"{path} is not a PyTorch checkpoint that loads safely: {error}") from error
+    except WeightMismatchError as error:
+        raise EvaluationError(str(error)) from error
     except RuntimeError as error:
-        if "size mismatch" in str(error) or "Missing key" in str(error) or "Unexpected key" in str(error):
-            raise EvaluationError(f"{path}: its weights do not fit the network its config describes "
-                                  f"(a checkpoint of another model?): {str(error)[:300]}") from error
         raise EvaluationError(f"{path} is not a PyTorch checkpoint that loads safely: {error}") from error
     except KeyError as error:
         raise EvaluationError(f"{path} is a checkpoint, but not one of this project: it lacks {error}") from error

@@ -27,6 +27,25 @@ class NonFiniteLossError(DigitsError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class WeightMismatchError(DigitsError, ValueError):
+    """A checkpoint's weights do not fit the network its hyperparameters describe."""
+
+
+def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str | Path) -> None:
+    """Compare names and shapes before ``load_state_dict``, so a checkpoint of another network is
+    recognised by what it holds, not by the wording of PyTorch's error."""
+    expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    given = {key: tuple(getattr(value, "shape", ())) for key, value in state_dict.items()}
+    problems = [f"missing {key}" for key in expected if key not in given]
+    problems += [f"unexpected {key}" for key in given if key not in expected]
+    problems += [f"{key} is {list(given[key])}, the network has {list(shape)}"
+                 for key, shape in expected.items() if key in given and given[key] != shape]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise WeightMismatchError(f"{source}: its weights do not fit the network its config describes "
+                                  f"(a checkpoint of another model?): {shown}")
+
+
 def build_loss(config: dict[str, Any]) -> nn.Module:
     """Instantiate a ``loss`` config; a ``weight`` list becomes the tensor nn.CrossEntropyLoss expects, in the
     default float dtype (what ``torch.tensor`` makes of a list of floats; YAML may give integers). It is a
@@ -63,6 +82,9 @@ class DigitsModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
+        # One blank image: lets Lightning's model summary run the network and count its FLOPs.
+        size = model.get("image_size", 28)
+        self.example_input_array = torch.zeros(1, 1, size, size)
         self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
 
     def forward(self, images: Tensor) -> Tensor:
@@ -81,7 +103,7 @@ class DigitsModule(L.LightningModule):
             if state["val_acc_best"] is not None:
                 self.val_acc_best(state["val_acc_best"])
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         images, labels = batch
         logits = self(images)
         loss = self.loss_fn(logits, labels)
@@ -93,13 +115,12 @@ class DigitsModule(L.LightningModule):
                 f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
                 f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
             )
-        self.last_logits = logits.detach()  # for the histogram callback (digits.monitoring)
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        if batch_idx % self.trainer.log_every_n_steps == 0:  # only steps the logger writes: self.log costs
-            self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
+        # The learning rate is logged by Lightning's LearningRateMonitor (configs/callbacks); the
+        # logits go to the callbacks' on_train_batch_end as `outputs` (digits.monitoring's histograms).
+        return {"loss": loss, "logits": logits.detach()}
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy,
                   stage: str) -> Tensor:
@@ -147,15 +168,18 @@ class DigitsModule(L.LightningModule):
             if name in parameters and config.get(name) is None:
                 config[name] = int(steps)
         scheduler = instantiate(config, optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        # name: LearningRateMonitor's TensorBoard tag (else "lr-AdamW", after the optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"}}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DigitsModule:
         """Rebuild the module from a checkpoint alone, loading it with ``weights_only=True``; its
-        hyperparameters must pass ``digits.allowlist`` first (else UnsafeConfigError, nothing built)."""
+        hyperparameters must pass ``digits.allowlist`` first (else UnsafeConfigError, nothing built), and
+        its weights must fit the network they describe (else WeightMismatchError)."""
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
         hparams = checkpoint["hyper_parameters"]
         check_hyperparameters(hparams, path)
         module = cls(**hparams)
+        check_weights_fit(module, checkpoint["state_dict"], path)
         module.load_state_dict(checkpoint["state_dict"])
         return module

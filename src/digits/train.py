@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,22 +28,13 @@ def plain(cfg: DictConfig | None) -> Any:
     return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
-    else:
-        out[prefix] = str(value) if isinstance(value, (list, tuple)) or value is None else value
-    return out
-
-
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """The run's knobs as flat ``group.key`` scalars for TensorBoard's hparams view."""
+    """The run's knobs for TensorBoard's hparams view, nested; the logger flattens them to ``group/key``."""
     keys = ("data", "model", "loss", "optimizer", "scheduler", "seed", "threads")
     config = {key: plain(cfg[key]) if isinstance(cfg[key], DictConfig) else cfg[key] for key in keys}
     config["trainer"] = {k: cfg.trainer[k] for k in ("max_epochs", "precision", "deterministic", "accelerator")}
     config["data"].pop("data_dir", None)
-    return _flatten("", config, {})
+    return config
 
 
 class FirstStepClock(Callback):
@@ -117,6 +108,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     if cfg.trainer.get("enable_progress_bar") is False:  # one switch turns the bar off, whichever it is
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not loggers:  # logger=none: nothing to write the learning rate to (LearningRateMonitor refuses)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
     plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
@@ -138,7 +131,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "parameters": count_parameters(module.net),
-        "loss": cfg.loss._target_.rsplit(".", 1)[-1],
+        "loss": cfg.get("loss_choice"),  # as typed: loss=nll
+        "loss_class": cfg.loss._target_.rsplit(".", 1)[-1],
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(clock.at - started, 2) if clock.at else None,
         # time spent inside the monitoring callbacks (digits.monitoring), measured by themselves
