@@ -20,6 +20,9 @@ DROPPED_LINES = (
 SILENCED_WARNINGS = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.",
      "Lightning's own call into torch's pytree API; a newer Lightning fixes it, nothing here calls it"),
+    (r"`torch\.jit\.script` is deprecated", FutureWarning, r"torch\.jit\.",
+     "the first forward-mode AD call (torch.func.jvp) loads PyTorch's own jvp decompositions through "
+     "torch.jit.script (torch/_decomp/decompositions_for_jvp.py); nothing here calls it"),
     (r"You're resuming from a checkpoint that ended before the epoch ended", Warning, r"lightning\.",
      "the datamodule saves the sampler's position itself (MNISTDataModule.state_dict), so the resume is "
      "exact (tests/test_resume.py); Lightning only checks the DataLoader object"),
