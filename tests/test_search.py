@@ -54,5 +54,9 @@ def test_two_trial_search_through_the_optuna_sweeper(tmp_path, data_dir):
     assert recipes[0] != recipes[1]  # the sampler proposed two recipes
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(scores), abs=1e-6)
+    table = json.loads((sweep / "trials.json").read_text())  # digits.search.TrialsTable, best first
+    assert [row["score"] for row in table] == pytest.approx(sorted(scores, reverse=True), abs=1e-6)
+    assert {"model.channels", "optimizer.lr", "val_acc", "fit_cpu_s"} <= table[0].keys()
+    assert "trials, best score first" in (sweep / "trials.md").read_text()
     assert set(best["best_params"]) == {"model.channels", "model.dropout", "data.batch_size", "optimizer.lr",
                                         "optimizer.weight_decay", "scheduler.pct_start", "loss.label_smoothing"}
