@@ -427,6 +427,12 @@ def run_benchmark(cfg) -> str:
                   markdown_table(results["startup"]["rows"]), "",
                   f"Imports of one run, by package (`python -X importtime`, self times; "
                   f"{results['startup']['import_seconds']:.2f} s in all):", "", markdown_table(top), ""]
+    if cfg.compile.rounds:
+        log("timing torch.compile against eager for the default model's step")
+        results["compile"] = compile_tradeoff(default_model, cfg.data_dir, default_batch, cfg.compile.steps,
+                                              cfg.compile.rounds)
+        lines += ["torch.compile against eager, the default model's training step (plain loop, AdamW; compile time "
+                  "= first compiled step less an eager step):", "", markdown_table([results["compile"]]), ""]
     if cfg.threads_under_load.rounds:
         log("timing threads=1 and threads=2, with and without one core busy")
         results["threads_under_load"] = threads_under_load(cfg.data_dir, output_dir, cfg.threads_under_load.rounds,
