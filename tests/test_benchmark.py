@@ -35,6 +35,8 @@ import time:        50 |         50 |   digits.data
 import time:        30 |       2180 | digits"""
     assert import_seconds_by_package(log) == pytest.approx({"torch": 0.0021, "digits": 0.00008})
     assert list(import_seconds_by_package(log)) == ["torch", "digits"]
+    floor = "import time:       999 |        999 |   torch"
+    assert import_seconds_by_package(log, leave_out=floor) == pytest.approx({"torch": 0.0001, "digits": 0.00008})
 
 
 @pytest.mark.slow
@@ -57,3 +59,4 @@ def test_startup_threads_under_load_and_compile_sections(tmp_path, data_dir):
     assert all(row["median_s"] > 0 for row in startup["rows"])
     assert {"torch", "lightning", "hydra", "digits"} <= startup["imports_by_package"].keys()
     assert startup["imports_by_package"]["torch"] > startup["imports_by_package"]["digits"]
+    assert "digits" in startup["imports_beyond_floor"]

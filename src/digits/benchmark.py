@@ -199,12 +199,14 @@ def _tree_env(tree: Path, data_dir: str | Path) -> dict[str, str]:
     return {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONPATH": str(tree / "src"), "PYTHONWARNINGS": "ignore"}
 
 
-def import_seconds_by_package(importtime_log: str) -> dict[str, float]:
-    """``python -X importtime`` output -> seconds per top-level package (self times summed), largest first."""
+def import_seconds_by_package(importtime_log: str, leave_out: str = "") -> dict[str, float]:
+    """``python -X importtime`` output -> seconds per top-level package (self times summed), largest
+    first; modules that ``leave_out`` (another such log) imports too are not counted."""
+    left_out = set(re.findall(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", leave_out))
     totals: dict[str, float] = {}
     for line in importtime_log.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
-        if match:
+        if match and match[2] not in left_out:
             package = match[2].split(".")[0]
             totals[package] = totals.get(package, 0.0) + int(match[1]) / 1e6
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
@@ -234,8 +236,12 @@ def startup(data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: 
     run_dir = output_dir / "startup" / "importtime"
     result = subprocess.run([sys.executable, "-X", "importtime", *_train_command(here, run_dir, [])[1:]],
                             env=_tree_env(here, data_dir), capture_output=True, text=True)
+    floor = subprocess.run([sys.executable, "-X", "importtime", "-c", "import lightning, hydra"],
+                           env=_tree_env(here, data_dir), capture_output=True, text=True)
     packages = import_seconds_by_package(result.stderr)
-    return {"rows": rows, "imports_by_package": packages, "import_seconds": sum(packages.values())}
+    beyond_floor = import_seconds_by_package(result.stderr, leave_out=floor.stderr)
+    return {"rows": rows, "imports_by_package": packages, "import_seconds": sum(packages.values()),
+            "imports_beyond_floor": beyond_floor, "import_seconds_beyond_floor": sum(beyond_floor.values())}
 
 
 def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, steps: int) -> list[dict]:
@@ -426,7 +432,10 @@ def run_benchmark(cfg) -> str:
         lines += [f"Start-up, command to the first training step ({cfg.startup.rounds} rounds side by side):", "",
                   markdown_table(results["startup"]["rows"]), "",
                   f"Imports of one run, by package (`python -X importtime`, self times; "
-                  f"{results['startup']['import_seconds']:.2f} s in all):", "", markdown_table(top), ""]
+                  f"{results['startup']['import_seconds']:.2f} s in all):", "", markdown_table(top), "",
+                  f"Of these, modules that `import lightning, hydra` does not import: "
+                  f"{results['startup']['import_seconds_beyond_floor']:.2f} s (" + ", ".join(
+                      f"{k} {v:.3f} s" for k, v in list(results["startup"]["imports_beyond_floor"].items())[:8]) + ").", ""]
     if cfg.compile.rounds:
         log("timing torch.compile against eager for the default model's step")
         results["compile"] = compile_tradeoff(default_model, cfg.data_dir, default_batch, cfg.compile.steps,
