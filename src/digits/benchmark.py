@@ -198,7 +198,8 @@ def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, outpu
     if result.returncode != 0:
         raise RuntimeError(f"the {name} run failed:\n{result.stderr[-2000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"run": " ".join(overrides) or "(default)", "wall_seconds": wall, "test_acc": metrics["test/acc"], "epochs": metrics["epochs"],
+    return {"run": " ".join(overrides) or "(default)", "wall_seconds": wall, "test_acc": metrics["test/acc"],
+            "val_acc": metrics["val/acc_best"], "epochs": metrics["epochs"], "steps": metrics["steps"],
             "fit_seconds": metrics["fit_seconds"], "startup_seconds": metrics.get("startup_seconds")}
 
 
