@@ -32,6 +32,7 @@ def main(cfg: DictConfig) -> float:
     from digits.config import ConfigError, resume_config
     from digits.console import quiet_console
     from digits.errors import DigitsError
+    from digits.objective import score
     from digits.train import summary, train
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -57,7 +58,9 @@ def main(cfg: DictConfig) -> float:
         log.info("%s\n%s", "stopped" if "stopped_early" in metrics else "done", summary(metrics))
     if "stopped_early" in metrics:
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"
-    return metrics["val/acc_best"]  # what a sweep optimises: never the test set
+    # what a sweep optimises: validation accuracy within a CPU-time budget, never the test set
+    objective = cfg.get("objective") or {}  # a resumed run's older config.yaml may lack it
+    return score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0))
 
 
 if __name__ == "__main__":

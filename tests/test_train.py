@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
@@ -183,7 +184,8 @@ def test_train_script_end_to_end(tmp_path, data_dir):
     assert metrics["steps"] == 20 and metrics["loss"] == "nll" and metrics["loss_class"] == "LogSoftmaxNLLLoss"
     assert SCALARS <= event_tags(run_dir)
     hparams, metrics = tensorboard_hparams(run_dir)
-    assert hparams["optimizer/lr"] == 0.01 and hparams["loss/_target_"] == "digits.losses.LogSoftmaxNLLLoss"
+    assert hparams["optimizer/lr"] == yaml.safe_load(config)["optimizer"]["lr"]  # the run's own value
+    assert hparams["loss/_target_"] == "digits.losses.LogSoftmaxNLLLoss"
     assert hparams["model/channels"] == "[8, 16]" and hparams["scheduler/interval"] == "step"
     assert "data/data_dir" not in hparams and hparams["trainer/max_epochs"] == 1
     assert metrics == ["val/acc_best", "test/acc"]  # the hparams view's columns
@@ -228,7 +230,7 @@ def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
     """The README's accuracy claim: the default run, as `make train` runs it."""
     cfg = compose_train(["logger=none", *QUIET], tmp_path, data_dir)
     metrics, _ = train(cfg)
-    assert metrics["test/acc"] >= 0.990, metrics
+    assert metrics["test/acc"] >= 0.993, metrics  # the default recipe's bar (README, Results)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):

@@ -7,7 +7,12 @@ training steps after a warm-up, medians reported. ``ThroughputMeter`` is shared 
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -165,13 +170,23 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype =
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def conv_peak_gflops(repeats: int = 10) -> float:
+    """The float32 rate of a large 3x3 convolution in channels-last (oneDNN's direct kernels): the
+    other candidate for the practical peak, next to MKL's matmul."""
+    images = torch.randn(32, 128, 28, 28).contiguous(memory_format=torch.channels_last)
+    conv = nn.Conv2d(128, 128, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        conv(images)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            conv(images)
+            times.append(time.perf_counter() - start)
+    return 2 * 32 * 128 * 128 * 9 * 28 * 28 / statistics.median(times) / 1e9
+
+
 def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, output_dir: Path) -> dict:
     """``scripts/train.py`` with ``overrides`` in a fresh process, timed start to exit."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     script = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
     run_dir = output_dir / f"run_{name}"
     env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
@@ -183,8 +198,137 @@ def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, outpu
     if result.returncode != 0:
         raise RuntimeError(f"the {name} run failed:\n{result.stderr[-2000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"run": " ".join(overrides) or "(default)", "wall_seconds": wall, "test_acc": metrics["test/acc"], "epochs": metrics["epochs"],
+    return {"run": " ".join(overrides) or "(default)", "wall_seconds": wall, "test_acc": metrics["test/acc"],
+            "val_acc": metrics["val/acc_best"], "epochs": metrics["epochs"], "steps": metrics["steps"],
             "fit_seconds": metrics["fit_seconds"], "startup_seconds": metrics.get("startup_seconds")}
+
+
+STARTUP_RUN = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", "trainer.enable_progress_bar=false"]
+
+
+def _train_command(tree: Path, run_dir: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, str(tree / "scripts" / "train.py"), f"hydra.run.dir={run_dir}", *STARTUP_RUN, *extra]
+
+
+def _tree_env(tree: Path, data_dir: str | Path) -> dict[str, str]:
+    # PYTHONPATH comes before the editable install's path: the tree's own ``digits`` is imported
+    return {**os.environ, "DIGITS_DATA_DIR": str(data_dir), "PYTHONPATH": str(tree / "src"), "PYTHONWARNINGS": "ignore"}
+
+
+def import_seconds_by_package(importtime_log: str, leave_out: str = "") -> dict[str, float]:
+    """``python -X importtime`` output -> seconds per top-level package (self times summed), largest
+    first; modules that ``leave_out`` (another such log) imports too are not counted."""
+    left_out = set(re.findall(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", leave_out))
+    totals: dict[str, float] = {}
+    for line in importtime_log.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match and match[2] not in left_out:
+            package = match[2].split(".")[0]
+            totals[package] = totals.get(package, 0.0) + int(match[1]) / 1e6
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def startup(data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: str | None) -> dict:
+    """Start-up, command to the first training step, side by side in ``rounds`` rounds: this tree's
+    ``scripts/train.py`` (and ``baseline_tree``'s, an older checkout, when given) on a 2-step run, and
+    the floor, a bare ``python -c "import lightning, hydra"``. Plus one ``-X importtime`` breakdown."""
+    here = Path(__file__).resolve().parents[2]
+    trees = {"this tree": here} | ({"baseline tree": Path(baseline_tree).resolve()} if baseline_tree else {})
+    seconds: dict[str, list[float]] = {name: [] for name in [*trees, "floor: import lightning, hydra"]}
+    for round_number in range(rounds):
+        for name, tree in trees.items():
+            run_dir = output_dir / "startup" / f"{name.split()[0]}_{round_number}"
+            result = subprocess.run(_train_command(tree, run_dir, []), env=_tree_env(tree, data_dir),
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"the start-up run of {tree} failed:\n{result.stderr[-2000:]}")
+            seconds[name].append(json.loads((run_dir / "metrics.json").read_text())["startup_seconds"])
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import lightning, hydra"], check=True, env=_tree_env(here, data_dir))
+        seconds["floor: import lightning, hydra"].append(time.perf_counter() - start)
+        log(f"start-up round {round_number + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items()))
+    rows = [{"what": name, "median_s": statistics.median(values), "min_s": min(values), "max_s": max(values),
+             "rounds": len(values)} for name, values in seconds.items()]
+    run_dir = output_dir / "startup" / "importtime"
+    result = subprocess.run([sys.executable, "-X", "importtime", *_train_command(here, run_dir, [])[1:]],
+                            env=_tree_env(here, data_dir), capture_output=True, text=True)
+    floor = subprocess.run([sys.executable, "-X", "importtime", "-c", "import lightning, hydra"],
+                           env=_tree_env(here, data_dir), capture_output=True, text=True)
+    packages = import_seconds_by_package(result.stderr)
+    beyond_floor = import_seconds_by_package(result.stderr, leave_out=floor.stderr)
+    return {"rows": rows, "imports_by_package": packages, "import_seconds": sum(packages.values()),
+            "imports_beyond_floor": beyond_floor, "import_seconds_beyond_floor": sum(beyond_floor.values())}
+
+
+def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, steps: int) -> list[dict]:
+    """The default recipe's fit time with ``threads=1`` and ``threads=2``, with no extra process and while
+    another process keeps one core busy (a Python busy loop), in ``rounds`` interleaved rounds: the
+    default ``threads`` must not collapse when the machine is shared."""
+    here = Path(__file__).resolve().parents[2]
+    seconds: dict[tuple[str, int], list[float]] = {}
+    for round_number in range(rounds):
+        for situation in ("no extra process", "one core busy"):
+            busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    if situation == "one core busy" else None)
+            try:
+                for threads in (1, 2):
+                    run_dir = output_dir / "threads" / f"{situation.replace(' ', '_')}_{threads}_{round_number}"
+                    command = [sys.executable, str(here / "scripts" / "train.py"), f"hydra.run.dir={run_dir}",
+                               f"threads={threads}", f"trainer.limit_train_batches={steps}", "trainer.max_epochs=1",
+                               "test=false", "trainer.enable_progress_bar=false"]
+                    subprocess.run(command, env=_tree_env(here, data_dir), capture_output=True, check=True)
+                    fit = json.loads((run_dir / "metrics.json").read_text())["fit_seconds"]
+                    seconds.setdefault((situation, threads), []).append(fit)
+                    log(f"threads round {round_number + 1}/{rounds}, {situation}, threads={threads}: {fit:.2f} s")
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    return [{"situation": situation, "threads": threads, "fit_seconds_median": statistics.median(values),
+             "fit_seconds_min": min(values), "fit_seconds_max": max(values), "rounds": len(values),
+             "vs_threads_1": statistics.median(values) / statistics.median(seconds[(situation, 1)])}
+            for (situation, threads), values in seconds.items()]
+
+
+def compile_tradeoff(model_cfg: dict, data_dir: str | Path, batch_size: int, steps: int, rounds: int) -> dict:
+    """``torch.compile`` against eager for the default model's training step (plain loop, AdamW,
+    channels-last): the compile time (first compiled step less a warm eager step) and ms per step,
+    eager and compiled in alternating windows of ``steps``; ``break_even_steps``: how many steps a
+    run needs before the compile time is paid back."""
+    from hydra.utils import instantiate
+
+    datamodule = MNISTDataModule(str(data_dir), batch_size=batch_size, download=False)
+    datamodule.setup("fit")
+    batches = forever(datamodule.train_dataloader())
+    torch.manual_seed(0)
+    eager = instantiate(model_cfg).to(memory_format=torch.channels_last)
+    compiled_net = instantiate(model_cfg).to(memory_format=torch.channels_last)
+    compiled_net.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_net)
+    optimizers = {"eager": torch.optim.AdamW(eager.parameters()), "compiled": torch.optim.AdamW(compiled.parameters())}
+    nets = {"eager": eager, "compiled": compiled}
+
+    def step(name: str) -> float:
+        images, labels = next(batches)
+        start = time.perf_counter()
+        optimizers[name].zero_grad()
+        F.cross_entropy(nets[name](images.contiguous(memory_format=torch.channels_last)), labels).backward()
+        optimizers[name].step()
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        eager_step = step("eager")
+    compile_seconds = step("compiled") - eager_step
+    step("compiled")
+    per_step: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(rounds):
+        for name in per_step:
+            per_step[name].append(statistics.median(step(name) for _ in range(steps)))
+    eager_ms = 1000 * statistics.median(per_step["eager"])
+    compiled_ms = 1000 * statistics.median(per_step["compiled"])
+    saved = eager_ms - compiled_ms
+    return {"compile_seconds": compile_seconds, "eager_ms_per_step": eager_ms, "compiled_ms_per_step": compiled_ms,
+            "break_even_steps": 1000 * compile_seconds / saved if saved > 0 else None, "batch_size": batch_size}
 
 
 def run_benchmark(cfg) -> str:
@@ -265,7 +409,8 @@ def run_benchmark(cfg) -> str:
         row["epoch_s (55k images)"] = 55_000 / row["images_per_s"]
     plain, lightning = rows[-2]["ms_per_step"], rows[-1]["ms_per_step"]
 
-    peak = matmul_peak_gflops()
+    matmul_peak, conv_peak = matmul_peak_gflops(), conv_peak_gflops()
+    peak = max(matmul_peak, conv_peak)
     flops = {name: training_flops_per_image(instantiate(model_cfg))
              for name, model_cfg in (("example", example), ("default", default_model))}
     for row in rows:
@@ -273,12 +418,15 @@ def run_benchmark(cfg) -> str:
         row["of_peak"] = row["GFLOP/s"] / peak
 
     results = {"machine": f"{platform.machine()}, {threads} threads, torch {torch.__version__}",
-               "throughput": rows, "matmul_peak_gflops": peak, "training_flops_per_image": flops,
+               "throughput": rows, "matmul_peak_gflops": matmul_peak, "conv_peak_gflops": conv_peak,
+               "peak_gflops": peak, "training_flops_per_image": flops,
                "lightning_overhead_ms_per_step": lightning - plain}
     lines = [f"# Training speed ({results['machine']})", "", markdown_table(rows), "",
              f"Lightning's overhead on the default model: {lightning - plain:.1f} ms per step "
              f"({plain:.1f} ms plain loop, {lightning:.1f} ms Lightning).",
-             f"float32 matmul peak on {threads} threads: {peak:.0f} GFLOP/s; training FLOPs per image: "
+             f"float32 peak on {threads} threads (the higher of MKL's 2048x2048 matmul, {matmul_peak:.0f} GFLOP/s, "
+             f"and oneDNN's 128-channel 3x3 convolution, {conv_peak:.0f} GFLOP/s): {peak:.0f} GFLOP/s; "
+             "training FLOPs per image: "
              + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in flops.items()), ""]
     if cfg.baseline.time_to_accuracy:
         log("training the baseline recipe to the target accuracy (minutes)")
@@ -297,6 +445,30 @@ def run_benchmark(cfg) -> str:
         results["runs"] = runs
         lines += ["`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
                   "over the baseline's time to the target accuracy):", "", markdown_table(runs), ""]
+    if cfg.startup.rounds:
+        log("timing start-up (command to first step) and the import floor")
+        results["startup"] = startup(cfg.data_dir, output_dir, cfg.startup.rounds, cfg.startup.baseline_tree)
+        top = [{"package": k, "seconds": v} for k, v in list(results["startup"]["imports_by_package"].items())[:12]]
+        lines += [f"Start-up, command to the first training step ({cfg.startup.rounds} rounds side by side):", "",
+                  markdown_table(results["startup"]["rows"]), "",
+                  f"Imports of one run, by package (`python -X importtime`, self times; "
+                  f"{results['startup']['import_seconds']:.2f} s in all):", "", markdown_table(top), "",
+                  f"Of these, modules that `import lightning, hydra` does not import: "
+                  f"{results['startup']['import_seconds_beyond_floor']:.2f} s (" + ", ".join(
+                      f"{k} {v:.3f} s" for k, v in list(results["startup"]["imports_beyond_floor"].items())[:8]) + ").", ""]
+    if cfg.compile.rounds:
+        log("timing torch.compile against eager for the default model's step")
+        results["compile"] = compile_tradeoff(default_model, cfg.data_dir, default_batch, cfg.compile.steps,
+                                              cfg.compile.rounds)
+        lines += ["torch.compile against eager, the default model's training step (plain loop, AdamW; compile time "
+                  "= first compiled step less an eager step):", "", markdown_table([results["compile"]]), ""]
+    if cfg.threads_under_load.rounds:
+        log("timing threads=1 and threads=2, with and without one core busy")
+        results["threads_under_load"] = threads_under_load(cfg.data_dir, output_dir, cfg.threads_under_load.rounds,
+                                                           cfg.threads_under_load.steps)
+        lines += [f"The default recipe's fit, {cfg.threads_under_load.steps} steps, threads=1 and 2, with and without "
+                  "one core kept busy by another process (rounds side by side):", "",
+                  markdown_table(results["threads_under_load"]), ""]
     report = "\n".join(lines) + "\n"
     (output_dir / "benchmark.md").write_text(report)
     write_json(output_dir / "benchmark.json", results)

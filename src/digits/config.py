@@ -108,6 +108,13 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
     _check(isinstance(trainer.deterministic, bool), "trainer.deterministic", trainer.deterministic, "true or false")
 
+    objective = cfg.get("objective") or {}
+    budget = objective.get("budget_seconds")
+    _check(budget is None or (_is_number(budget) and budget > 0), "objective.budget_seconds", budget,
+           "null or a number of CPU seconds > 0")
+    penalty = objective.get("penalty", 0.0)
+    _check(_is_number(penalty) and penalty >= 0, "objective.penalty", penalty, "a number >= 0")
+
 
 _MISSING = object()
 

@@ -92,8 +92,11 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics."""
-    return standardize(images.float() / 255.0).unsqueeze(1)
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics.
+
+    In place on the one float copy: the same values as ``(x / 255 - mean) / std`` bit for bit, in a
+    third of the time (no temporaries of 188 MB; start-up, see README Performance)."""
+    return images.to(torch.float32, copy=True).div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1)
 
 
 def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
@@ -280,11 +283,11 @@ class MNISTDataModule(L.LightningDataModule):
             # A generator of its own: the split is the same whatever the training seed.
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
             val, train = order[: self.val_size], order[self.val_size :]
-            images, labels = normalize(images).to(self.device), labels.to(self.device)
-            train, val = train.to(self.device), val.to(self.device)
-            self.train_set = TensorBatches(images[train], labels[train]) if self.augmentation is None else \
-                AugmentedBatches(images[train], labels[train], self.augmentation, self.shuffle_seed)
-            self.val_set = TensorBatches(images[val], labels[val])
+            # split the uint8 images, then normalise each part: one float copy instead of two
+            train_images, train_labels = normalize(images[train]).to(self.device), labels[train].to(self.device)
+            self.train_set = TensorBatches(train_images, train_labels) if self.augmentation is None else \
+                AugmentedBatches(train_images, train_labels, self.augmentation, self.shuffle_seed)
+            self.val_set = TensorBatches(normalize(images[val]).to(self.device), labels[val].to(self.device))
             rank, world_size = self._rank()
             self.train_sampler = EpochBatchSampler(len(self.train_set), self.batch_size, shuffle=True,
                                                    seed=self.shuffle_seed, rank=rank, world_size=world_size)

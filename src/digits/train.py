@@ -117,12 +117,13 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
                                                              LogHyperparameters(hyperparameters(cfg))],
                                      logger=loggers or False, plugins=plugins)
 
-    fit_start = time.perf_counter()
+    fit_start, fit_cpu_start = time.perf_counter(), time.process_time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except TrainingStopped:
         pass  # Ctrl-C or SIGTERM: StopOnCtrlC has saved last.ckpt
     fit_seconds = time.perf_counter() - fit_start
+    fit_cpu_seconds = time.process_time() - fit_cpu_start  # all threads: what a search budgets (digits.objective)
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint else ""
@@ -134,6 +135,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         "loss": cfg.get("loss_choice"),  # as typed: loss=nll
         "loss_class": cfg.loss._target_.rsplit(".", 1)[-1],
         "fit_seconds": round(fit_seconds, 2),
+        "fit_cpu_seconds": round(fit_cpu_seconds, 2),
         "startup_seconds": round(clock.at - started, 2) if clock.at else None,
         # time spent inside the monitoring callbacks (digits.monitoring), measured by themselves
         "monitoring_seconds": round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
