@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.14.1 / torchvision 0.29.1 are the newest this machine's pip may install (see README).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train test clean
+.PHONY: setup train test lint clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ train: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff's linter and formatter, configured in pyproject.toml; CI runs this before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

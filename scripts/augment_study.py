@@ -26,8 +26,9 @@ def main(cfg: DictConfig) -> None:
     quiet_console()
     from digits.augment_study import markdown, run_augment_study
 
-    results = run_augment_study(Path(cfg.paths.output_dir), cfg.data_dir, list(cfg.overrides), cfg.digits, cfg.seed,
-                                tuple(cfg.variants))
+    results = run_augment_study(
+        Path(cfg.paths.output_dir), cfg.data_dir, list(cfg.overrides), cfg.digits, cfg.seed, tuple(cfg.variants)
+    )
     log.info("\n%s", markdown(results))
 
 

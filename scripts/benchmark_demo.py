@@ -35,7 +35,8 @@ def main(cfg: DictConfig) -> None:
     table = markdown_table(rows)
     (output_dir / "benchmark_demo.md").write_text(
         f"# Demo speed\n\n{machine}; {results['drawings']} MNIST test digits sent as drawings "
-        f"({results['predicted_correctly']} predicted correctly).\n\n{table}")
+        f"({results['predicted_correctly']} predicted correctly).\n\n{table}"
+    )
     write_json(output_dir / "benchmark_demo.json", {"machine": machine, **results})
     log.info("%s\n%s\nwritten to %s", machine, table, output_dir)
 

@@ -34,10 +34,19 @@ def main(cfg: DictConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
-    rows = benchmark(devices, [tuple(s) for s in cfg.sizes], DTYPES[cfg.dtype], cfg.warmup, cfg.repeats,
-                     cfg.label_smoothing, cfg.rounds)
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-               f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    rows = benchmark(
+        devices,
+        [tuple(s) for s in cfg.sizes],
+        DTYPES[cfg.dtype],
+        cfg.warmup,
+        cfg.repeats,
+        cfg.label_smoothing,
+        cfg.rounds,
+    )
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else "")
+    )
     table = markdown_table(rows)
     output_dir = Path(cfg.paths.output_dir)
     (output_dir / "benchmark_losses.md").write_text(
@@ -45,7 +54,8 @@ def main(cfg: DictConfig) -> None:
         f"in turn, median of {cfg.repeats} after {cfg.warmup} warm-up. `time_vs_cross_entropy`: the median over "
         "rounds of each round's ratio, `ratio_low`-`ratio_high` its range; a range that holds 1 is no measurable "
         "difference.\n"
-        f"`saved_MiB`: what autograd keeps between forward and backward besides the logits.\n\n{table}")
+        f"`saved_MiB`: what autograd keeps between forward and backward besides the logits.\n\n{table}"
+    )
     config = OmegaConf.to_container(cfg, resolve=True)
     write_json(output_dir / "benchmark_losses.json", {"machine": machine, "config": config, "rows": rows})
     write_table(output_dir, "speed", table)

@@ -61,8 +61,8 @@ def main(cfg: DictConfig) -> None:
         naive_failures,
         training_curves,
     )
-    from digits.errors import DigitsError
     from digits.console import quiet_console
+    from digits.errors import DigitsError
     from digits.readme_tables import write_table
     from digits.report import markdown_table, write_json
 
@@ -84,33 +84,73 @@ def main(cfg: DictConfig) -> None:
     calls = compare_single_calls(devices, list(cfg.dtypes), cfg.batch_size, cfg.num_classes, cfg.seed)
     naive = naive_failures(devices, list(cfg.dtypes), list(cfg.naive_logit_std), cfg.seed)
     long_mean = [float16_long_mean(device) for device in devices]
-    large = [row for dtype, shifts in cfg.large_logit_shifts.items()
-             for row in large_logit_errors(dtype, list(shifts), seed=cfg.seed)]
+    large = [
+        row
+        for dtype, shifts in cfg.large_logit_shifts.items()
+        for row in large_logit_errors(dtype, list(shifts), seed=cfg.seed)
+    ]
     differences = deliberate_differences()
-    report = ["# Cross-entropy implementations against nn.CrossEntropyLoss", "",
-              f"Batch {cfg.batch_size} x {cfg.num_classes} classes, seed {cfg.seed}, devices {devices}, "
-              f"torch {torch.__version__}. Relative differences: max |a - b| / max |b|, of the loss and of the "
-              "input gradient, against nn.CrossEntropyLoss in the same dtype; `loss_error` is against float64.", "",
-              "## Single calls", "", markdown_table(calls), "",
-              "## The naive form (log of exp / sum exp) as logits grow", "", markdown_table(naive), "",
-              "## float16 mean over 40,000 targets", "", markdown_table(long_mean), "",
-              "## Large logits: logits of std 3 shifted by `shift`, relative error (loss / gradient) against an "
-              "exact log-sum-exp", "", markdown_table(large_logit_table(large)), "",
-              "## Deliberate differences from F.cross_entropy", "", markdown_table(differences), ""]
+    report = [
+        "# Cross-entropy implementations against nn.CrossEntropyLoss",
+        "",
+        f"Batch {cfg.batch_size} x {cfg.num_classes} classes, seed {cfg.seed}, devices {devices}, "
+        f"torch {torch.__version__}. Relative differences: max |a - b| / max |b|, of the loss and of the "
+        "input gradient, against nn.CrossEntropyLoss in the same dtype; `loss_error` is against float64.",
+        "",
+        "## Single calls",
+        "",
+        markdown_table(calls),
+        "",
+        "## The naive form (log of exp / sum exp) as logits grow",
+        "",
+        markdown_table(naive),
+        "",
+        "## float16 mean over 40,000 targets",
+        "",
+        markdown_table(long_mean),
+        "",
+        "## Large logits: logits of std 3 shifted by `shift`, relative error (loss / gradient) against an "
+        "exact log-sum-exp",
+        "",
+        markdown_table(large_logit_table(large)),
+        "",
+        "## Deliberate differences from F.cross_entropy",
+        "",
+        markdown_table(differences),
+        "",
+    ]
     if suite:
-        report += ["## PyTorch's own test material (OpInfo, ModuleInfo, common_nn), every form", "",
-                   "Cases and largest relative difference from PyTorch per check, form and dtype; "
-                   "`closer_than_pytorch`: low-precision cases beyond the tolerance where the form is closer to "
-                   "float64 than PyTorch is.", "", markdown_table(table_by_check(suite)), ""]
-    summary = {"single_calls": calls, "naive": naive, "float16_long_mean": long_mean, "large_logits": large,
-               "deliberate_differences": differences, "pytorch_suite": suite}
+        report += [
+            "## PyTorch's own test material (OpInfo, ModuleInfo, common_nn), every form",
+            "",
+            "Cases and largest relative difference from PyTorch per check, form and dtype; "
+            "`closer_than_pytorch`: low-precision cases beyond the tolerance where the form is closer to "
+            "float64 than PyTorch is.",
+            "",
+            markdown_table(table_by_check(suite)),
+            "",
+        ]
+    summary = {
+        "single_calls": calls,
+        "naive": naive,
+        "float16_long_mean": long_mean,
+        "large_logits": large,
+        "deliberate_differences": differences,
+        "pytorch_suite": suite,
+    }
 
     if cfg.training.enabled:
         datamodule = instantiate(cfg.data)
-        curves = training_curves(datamodule, OmegaConf.to_container(cfg.model, resolve=True),
-                                 OmegaConf.to_container(cfg.training.losses, resolve=True),
-                                 OmegaConf.to_container(cfg.optimizer, resolve=True), None, cfg.training.steps,
-                                 cfg.seed, cfg.training.accelerator)
+        curves = training_curves(
+            datamodule,
+            OmegaConf.to_container(cfg.model, resolve=True),
+            OmegaConf.to_container(cfg.training.losses, resolve=True),
+            OmegaConf.to_container(cfg.optimizer, resolve=True),
+            None,
+            cfg.training.steps,
+            cfg.seed,
+            cfg.training.accelerator,
+        )
         differences = curve_differences(curves)
         plot_curves(curves, output_dir / "training_curves.png")
         for name, run in curves.items():
@@ -118,10 +158,18 @@ def main(cfg: DictConfig) -> None:
                 for step, value in enumerate(run["losses"]):
                     writer.add_scalar("train/loss", value, step)
         rows = [{"loss": name, **diff} for name, diff in differences.items()]
-        report += [f"## Whole trainings: {cfg.training.steps} steps, seed {cfg.seed}, deterministic", "",
-                   markdown_table(rows), "", "![curves](training_curves.png)", ""]
-        summary["training"] = {"differences": differences,
-                               "losses": {name: run["losses"] for name, run in curves.items()}}
+        report += [
+            f"## Whole trainings: {cfg.training.steps} steps, seed {cfg.seed}, deterministic",
+            "",
+            markdown_table(rows),
+            "",
+            "![curves](training_curves.png)",
+            "",
+        ]
+        summary["training"] = {
+            "differences": differences,
+            "losses": {name: run["losses"] for name, run in curves.items()},
+        }
         log.info("whole trainings:\n%s", markdown_table(rows))
         write_table(output_dir, "whole_trainings", markdown_table(rows))
 
@@ -132,8 +180,10 @@ def main(cfg: DictConfig) -> None:
         if row["implementation"] != "manual_naive":
             key = (row["dtype"], row["implementation"])
             worst[key] = max(worst.get(key, 0.0), row["loss_vs_pytorch"], row["grad_vs_pytorch"])
-    log.info("largest relative difference from nn.CrossEntropyLoss over all option sets:\n%s",
-             markdown_table([{"dtype": d, "implementation": i, "max_rel_diff": v} for (d, i), v in worst.items()]))
+    log.info(
+        "largest relative difference from nn.CrossEntropyLoss over all option sets:\n%s",
+        markdown_table([{"dtype": d, "implementation": i, "max_rel_diff": v} for (d, i), v in worst.items()]),
+    )
     by_dtype = {}  # the README's shape: one row per dtype, one column per implementation
     for (dtype, implementation), value in worst.items():
         by_dtype.setdefault(dtype, {"dtype": dtype})[implementation] = value

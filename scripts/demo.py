@@ -1,7 +1,7 @@
 """A page where you draw a digit and watch the network's logits become a loss.
 
-    python scripts/demo.py ckpt_path=outputs/train/<run>            # prints http://127.0.0.1:8000/
-    python scripts/demo.py ckpt_path=outputs/train/<run> port=0     # any free port
+python scripts/demo.py ckpt_path=outputs/train/<run>            # prints http://127.0.0.1:8000/
+python scripts/demo.py ckpt_path=outputs/train/<run> port=0     # any free port
 """
 
 import time
@@ -37,8 +37,9 @@ def main(cfg: DictConfig) -> None:
         validate_demo_config(cfg)
         torch.set_num_threads(cfg.threads)
         path = resolve_checkpoint(cfg.ckpt_path)
-        demo = Demo(load_module(path, choose_device(cfg.device)), path, cfg.max_upload_bytes,
-                    Path(cfg.paths.output_dir))
+        demo = Demo(
+            load_module(path, choose_device(cfg.device)), path, cfg.max_upload_bytes, Path(cfg.paths.output_dir)
+        )
         demo.warm_up()
         sock = open_socket(cfg.host, cfg.port)
     except DigitsError as error:

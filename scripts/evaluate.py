@@ -1,8 +1,8 @@
 """Evaluate a checkpoint on MNIST's test (or validation) split, or classify your own digit images.
 
-    python scripts/evaluate.py ckpt_path=outputs/train/<run>            # the run's best checkpoint
-    python scripts/evaluate.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt data.split=val
-    python scripts/evaluate.py ckpt_path=outputs/train/<run> predict=path/to/digits/
+python scripts/evaluate.py ckpt_path=outputs/train/<run>            # the run's best checkpoint
+python scripts/evaluate.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt data.split=val
+python scripts/evaluate.py ckpt_path=outputs/train/<run> predict=path/to/digits/
 """
 
 import logging
@@ -28,12 +28,15 @@ def main(cfg: DictConfig) -> None:
 
     output_dir = Path(cfg.paths.output_dir)
     if OmegaConf.is_missing(cfg, "ckpt_path"):
-        log.error("ckpt_path is missing: give a checkpoint or a run folder, e.g. python scripts/evaluate.py "
-                  "ckpt_path=outputs/train/<run>")
+        log.error(
+            "ckpt_path is missing: give a checkpoint or a run folder, e.g. python scripts/evaluate.py "
+            "ckpt_path=outputs/train/<run>"
+        )
         sys.exit(2)
     try:
-        results = run_evaluation(cfg.ckpt_path, output_dir, cfg.data.split, cfg.data.data_dir, cfg.device,
-                                 cfg.predict, cfg.tensorboard)
+        results = run_evaluation(
+            cfg.ckpt_path, output_dir, cfg.data.split, cfg.data.data_dir, cfg.device, cfg.predict, cfg.tensorboard
+        )
     except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
@@ -47,11 +50,21 @@ def main(cfg: DictConfig) -> None:
         log.info("what the network saw: %s", results["contact_sheet"])
         return
     losses = results["loss"]
-    log.info("checkpoint  %s\naccuracy    %.4f on %d %s images (%d errors)\nloss        cross_entropy %.6f, nll %.6f, "
-             "manual %.6f (largest difference %.1e)\nECE         %.4f\nreport      %s",
-             results["checkpoint"], results["accuracy"], results["images"], results["split"], results["errors"],
-             losses["cross_entropy"], losses["nll"], losses["manual"], results["loss_max_difference"],
-             results["ece"], output_dir / "report.md")
+    log.info(
+        "checkpoint  %s\naccuracy    %.4f on %d %s images (%d errors)\nloss        cross_entropy %.6f, nll %.6f, "
+        "manual %.6f (largest difference %.1e)\nECE         %.4f\nreport      %s",
+        results["checkpoint"],
+        results["accuracy"],
+        results["images"],
+        results["split"],
+        results["errors"],
+        losses["cross_entropy"],
+        losses["nll"],
+        losses["manual"],
+        results["loss_max_difference"],
+        results["ece"],
+        output_dir / "report.md",
+    )
 
 
 if __name__ == "__main__":

@@ -36,11 +36,18 @@ def main(cfg: DictConfig) -> None:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
     check = card["check"]
-    log.info("checkpoint  %s\nmodel       %s (%.1f s to export)\ncheck       %d test images: %d predictions "
-             "changed, largest logit difference %.2e; accuracy %.4f\ncard        %s",
-             card["source_checkpoint"]["path"], output_dir / card["model"], card["export"]["seconds"],
-             check["images"], check["changed_predictions"], check["max_abs_logit_difference"],
-             card["test_accuracy"], output_dir / "model_card.json")
+    log.info(
+        "checkpoint  %s\nmodel       %s (%.1f s to export)\ncheck       %d test images: %d predictions "
+        "changed, largest logit difference %.2e; accuracy %.4f\ncard        %s",
+        card["source_checkpoint"]["path"],
+        output_dir / card["model"],
+        card["export"]["seconds"],
+        check["images"],
+        check["changed_predictions"],
+        check["max_abs_logit_difference"],
+        card["test_accuracy"],
+        output_dir / "model_card.json",
+    )
 
 
 if __name__ == "__main__":

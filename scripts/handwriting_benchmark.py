@@ -29,8 +29,9 @@ def main(cfg: DictConfig) -> None:
     from digits.handwriting_benchmark import markdown, run_handwriting_benchmark
 
     try:
-        results = run_handwriting_benchmark(cfg.ckpt_path, cfg.data_dir, Path(cfg.paths.output_dir), cfg.digits,
-                                            cfg.seed)
+        results = run_handwriting_benchmark(
+            cfg.ckpt_path, cfg.data_dir, Path(cfg.paths.output_dir), cfg.digits, cfg.seed
+        )
     except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)

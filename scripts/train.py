@@ -1,10 +1,10 @@
 """Train the CNN on MNIST. Examples:
 
-    python scripts/train.py
-    python scripts/train.py loss=manual trainer.max_epochs=3 data.batch_size=128
-    python scripts/train.py -m loss=cross_entropy,nll,manual
-    python scripts/train.py resume=outputs/train/<run>       # continue an interrupted run
-    python scripts/train.py trainer=ddp trainer.devices=2     # two processes
+python scripts/train.py
+python scripts/train.py loss=manual trainer.max_epochs=3 data.batch_size=128
+python scripts/train.py -m loss=cross_entropy,nll,manual
+python scripts/train.py resume=outputs/train/<run>       # continue an interrupted run
+python scripts/train.py trainer=ddp trainer.devices=2     # two processes
 """
 
 import time
@@ -29,12 +29,13 @@ log = logging.getLogger("digits")
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
+    from lightning.pytorch.utilities import rank_zero_only
+
     from digits.config import ConfigError, resume_config
     from digits.console import quiet_console
     from digits.errors import DigitsError
     from digits.objective import score
     from digits.train import summary, train
-    from lightning.pytorch.utilities import rank_zero_only
 
     quiet_console()
 
@@ -51,8 +52,13 @@ def main(cfg: DictConfig) -> float:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
     except OSError as error:  # e.g. the disk filled up while TensorBoard wrote its events
-        log.error("%s: %s. Checkpoints already written are intact; free space or choose a writable "
-                  "paths.log_dir, then resume=%s", type(error).__name__, error, cfg.paths.output_dir)
+        log.error(
+            "%s: %s. Checkpoints already written are intact; free space or choose a writable "
+            "paths.log_dir, then resume=%s",
+            type(error).__name__,
+            error,
+            cfg.paths.output_dir,
+        )
         sys.exit(2)
     if rank_zero_only.rank == 0:  # under DDP every process gets here; one summary is enough
         log.info("%s\n%s", "stopped" if "stopped_early" in metrics else "done", summary(metrics))

@@ -75,16 +75,22 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if _SKIPPED["gpu"]:
-        terminalreporter.write_line(f"{_SKIPPED['gpu']} GPU cases not collected: no CUDA GPU here "
-                                    "(they run on a machine with one)")
+        terminalreporter.write_line(
+            f"{_SKIPPED['gpu']} GPU cases not collected: no CUDA GPU here (they run on a machine with one)"
+        )
 
 
 def pytest_unconfigure(config) -> None:
     """The very last line of the run, loud: a green run without the real data proves little."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if _SKIPPED["without_data"] and reporter is not None:
-        reporter.write_sep("!", f"{_SKIPPED['without_data']} TESTS THAT NEED REAL MNIST WERE SKIPPED: not found "
-                                f"under {mnist_dir()}/MNIST/raw; set DIGITS_DATA_DIR", red=True, bold=True)
+        reporter.write_sep(
+            "!",
+            f"{_SKIPPED['without_data']} TESTS THAT NEED REAL MNIST WERE SKIPPED: not found "
+            f"under {mnist_dir()}/MNIST/raw; set DIGITS_DATA_DIR",
+            red=True,
+            bold=True,
+        )
 
 
 # Small, quiet runs: no rich widgets, a few batches.
@@ -109,8 +115,17 @@ def trained_run(tmp_path_factory, data_dir) -> Path:
     from digits.train import train
 
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_train(["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
-                         "trainer.limit_val_batches=2", *QUIET], run_dir, data_dir)
+    cfg = compose_train(
+        [
+            "logger=none",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=60",
+            "trainer.limit_val_batches=2",
+            *QUIET,
+        ],
+        run_dir,
+        data_dir,
+    )
     train(cfg)
     return run_dir
 
@@ -123,11 +138,13 @@ def _env(data_dir: Path) -> dict[str, str]:
     return {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
 
 
-def run_script(name: str, args: list[str], data_dir: Path, cwd: Path | None = None,
-               timeout: int = 600) -> subprocess.CompletedProcess:
+def run_script(
+    name: str, args: list[str], data_dir: Path, cwd: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``scripts/<name>`` as a user would, on the real MNIST, and wait for it."""
-    return subprocess.run(_script(name, args), cwd=cwd, env=_env(data_dir), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        _script(name, args), cwd=cwd, env=_env(data_dir), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_in_process(name: str, args: list[str], monkeypatch) -> int | None:
@@ -148,8 +165,9 @@ def run_in_process(name: str, args: list[str], monkeypatch) -> int | None:
 
 def start_script(name: str, args: list[str], data_dir: Path, cwd: Path) -> subprocess.Popen:
     """Start ``scripts/<name>`` without waiting (to signal or kill it); stdout and stderr together."""
-    return subprocess.Popen(_script(name, args), cwd=cwd, env=_env(data_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        _script(name, args), cwd=cwd, env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +177,18 @@ def short_run(tmp_path_factory, data_dir) -> Path:
     from digits.train import train
 
     run_dir = tmp_path_factory.mktemp("short_run")
-    cfg = compose_train(["logger=none", "callbacks=minimal", "test=false", "trainer.max_epochs=1",
-                         "trainer.limit_train_batches=40", "trainer.limit_val_batches=1", *QUIET], run_dir, data_dir)
+    cfg = compose_train(
+        [
+            "logger=none",
+            "callbacks=minimal",
+            "test=false",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=40",
+            "trainer.limit_val_batches=1",
+            *QUIET,
+        ],
+        run_dir,
+        data_dir,
+    )
     train(cfg)
     return run_dir

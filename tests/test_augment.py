@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import compose_train
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import compose_train
 from digits.augment import Augmentation, augment, batch_generator
 from digits.config import ConfigError, validate_train_config
 from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule, load_mnist, normalize
@@ -41,8 +41,12 @@ def test_rotation_is_torchvisions_rotation_about_the_centre(digits):
     generator = batch_generator(7, list(range(64)))
     out = augment(digits, Augmentation(degrees=30, translate=0, scale=0, stroke=0), generator)
     angles = (torch.rand(64, 5, generator=batch_generator(7, list(range(64))))[:, 0] * 2 - 1) * 30
-    expected = torch.stack([TF.rotate(image, float(angle), TF.InterpolationMode.BILINEAR, fill=BACKGROUND)
-                            for image, angle in zip(digits, angles)])
+    expected = torch.stack(
+        [
+            TF.rotate(image, float(angle), TF.InterpolationMode.BILINEAR, fill=BACKGROUND)
+            for image, angle in zip(digits, angles)
+        ]
+    )
     assert (out - expected).abs().mean() < 0.05 * (digits - expected).abs().mean()
 
 
@@ -67,8 +71,13 @@ def test_stroke_width_changes_by_a_pixel(digits):
 
 def test_only_training_batches_are_jittered_and_a_resumed_epoch_repeats_them(data_dir):
     def datamodule(augmented: bool) -> MNISTDataModule:
-        dm = MNISTDataModule(data_dir=str(data_dir), batch_size=500, download=False, verify=False,
-                             augment=SETTINGS if augmented else None)
+        dm = MNISTDataModule(
+            data_dir=str(data_dir),
+            batch_size=500,
+            download=False,
+            verify=False,
+            augment=SETTINGS if augmented else None,
+        )
         dm.setup("fit")
         return dm
 
@@ -82,12 +91,15 @@ def test_only_training_batches_are_jittered_and_a_resumed_epoch_repeats_them(dat
     assert torch.equal(next(iter(jittered.train_dataloader()))[0], uninterrupted)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.augment.degrees=90", r"data.augment.degrees=90 is not allowed: a number in \[0, 45\]"),
-    ("data.augment.stroke=-1", r"data.augment.stroke=-1 is not allowed"),
-    ("data.augment.enabled=yes", "data.augment.enabled='yes' is not allowed: true or false"),
-    ("+data.augment.rotate=5", "data.augment.rotate=5 is not allowed: one of the keys"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.augment.degrees=90", r"data.augment.degrees=90 is not allowed: a number in \[0, 45\]"),
+        ("data.augment.stroke=-1", r"data.augment.stroke=-1 is not allowed"),
+        ("data.augment.enabled=yes", "data.augment.enabled='yes' is not allowed: true or false"),
+        ("+data.augment.rotate=5", "data.augment.rotate=5 is not allowed: one of the keys"),
+    ],
+)
 def test_bad_augment_values_are_refused(override, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         validate_train_config(compose_train([override], tmp_path, tmp_path))

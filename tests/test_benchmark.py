@@ -3,15 +3,28 @@
 import json
 
 import pytest
-
 from conftest import run_script
+
 from digits.benchmark import import_seconds_by_package
 
 
 def test_benchmark_script_writes_its_report(tmp_path, data_dir):
-    result = run_script("benchmark.py", [f"hydra.run.dir={tmp_path}", "rounds=1", "warmup=2", "window=3", "windows=2",
-                                         "baseline.time_to_accuracy=false", "runs=['debug=limit']", "startup.rounds=0",
-                                         "threads_under_load.rounds=0", "compile.rounds=0"], data_dir)
+    result = run_script(
+        "benchmark.py",
+        [
+            f"hydra.run.dir={tmp_path}",
+            "rounds=1",
+            "warmup=2",
+            "window=3",
+            "windows=2",
+            "baseline.time_to_accuracy=false",
+            "runs=['debug=limit']",
+            "startup.rounds=0",
+            "threads_under_load.rounds=0",
+            "compile.rounds=0",
+        ],
+        data_dir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["throughput"]
@@ -41,19 +54,39 @@ import time:        30 |       2180 | digits"""
 
 @pytest.mark.slow
 def test_startup_threads_under_load_and_compile_sections(tmp_path, data_dir):
-    result = run_script("benchmark.py", [f"hydra.run.dir={tmp_path}", "rounds=1", "warmup=2", "window=3", "windows=1",
-                                         "baseline.time_to_accuracy=false", "runs=[]", "startup.rounds=1",
-                                         "threads_under_load.rounds=1", "threads_under_load.steps=3",
-                                         "compile.rounds=1", "compile.steps=2"], data_dir)
+    result = run_script(
+        "benchmark.py",
+        [
+            f"hydra.run.dir={tmp_path}",
+            "rounds=1",
+            "warmup=2",
+            "window=3",
+            "windows=1",
+            "baseline.time_to_accuracy=false",
+            "runs=[]",
+            "startup.rounds=1",
+            "threads_under_load.rounds=1",
+            "threads_under_load.steps=3",
+            "compile.rounds=1",
+            "compile.steps=2",
+        ],
+        data_dir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["threads_under_load"]
-    assert [(r["situation"], r["threads"]) for r in rows] == [("no extra process", 1), ("no extra process", 2),
-                                                               ("one core busy", 1), ("one core busy", 2)]
+    assert [(r["situation"], r["threads"]) for r in rows] == [
+        ("no extra process", 1),
+        ("no extra process", 2),
+        ("one core busy", 1),
+        ("one core busy", 2),
+    ]
     assert all(r["fit_seconds_median"] > 0 and r["rounds"] == 1 for r in rows)
     assert rows[0]["vs_threads_1"] == 1.0
     compiled = report["compile"]
-    assert compiled["compile_seconds"] > 0 and compiled["eager_ms_per_step"] > 0 and compiled["compiled_ms_per_step"] > 0
+    assert (
+        compiled["compile_seconds"] > 0 and compiled["eager_ms_per_step"] > 0 and compiled["compiled_ms_per_step"] > 0
+    )
     startup = report["startup"]
     assert [row["what"] for row in startup["rows"]] == ["this tree", "floor: import lightning, hydra"]
     assert all(row["median_s"] > 0 for row in startup["rows"])

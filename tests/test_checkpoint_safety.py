@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, run_in_process, run_script
+
 from digits.allowlist import MODULE_TARGETS, RUN_TARGETS, TRAINER_PLUGIN_TARGETS, UnsafeConfigError
 from digits.checkpoints import check_checkpoint
 from digits.config import resume_config
@@ -30,8 +30,11 @@ def _nested_open(h, canary, scratch):
 
 
 def _write_text(h, canary, scratch):
-    h["model"] = {"_target_": "digits.train.write_text",
-                  "path": {"_target_": "pathlib.Path", "_args_": [str(canary)]}, "text": "overwritten"}
+    h["model"] = {
+        "_target_": "digits.train.write_text",
+        "path": {"_target_": "pathlib.Path", "_args_": [str(canary)]},
+        "text": "overwritten",
+    }
 
 
 def _partial(h, canary, scratch):
@@ -65,18 +68,30 @@ def _unknown_entry(h, canary, scratch):
 
 # name: (craft, part of the message, does it write the canary or the scratch folder when unchecked)
 CASES = {
-    "nested builtins.open": (_nested_open, "model.hidden._target_ names 'builtins.open': a _target_ is only "
-                             "allowed at the top of a config group", True),
-    "write_text with pathlib.Path": (_write_text, "model._target_ is 'digits.train.write_text', not one of "
-                                     "digits.models.DigitCNN, digits.models.ExampleNet", True),
+    "nested builtins.open": (
+        _nested_open,
+        "model.hidden._target_ names 'builtins.open': a _target_ is only allowed at the top of a config group",
+        True,
+    ),
+    "write_text with pathlib.Path": (
+        _write_text,
+        "model._target_ is 'digits.train.write_text', not one of digits.models.DigitCNN, digits.models.ExampleNet",
+        True,
+    ),
     "_partial_": (_partial, "loss._partial_ is a Hydra key (='True'), not allowed", False),
     "target inside a list": (_target_in_a_list, "model.channels[1]._target_ names 'builtins.open'", True),
-    "allowed prefix, not on the list": (_allowed_prefix, "model._target_ is 'digits.config.check_writable', "
-                                        "not one of", True),
+    "allowed prefix, not on the list": (
+        _allowed_prefix,
+        "model._target_ is 'digits.config.check_writable', not one of",
+        True,
+    ),
     "non-plain value": (_tensor_value, "model.hidden is a torch.Tensor, not plain data", False),
     "interpolation": (_interpolation, "model.dropout is an interpolation '${oc.env:HOME}'", False),
-    "foreign class in run_config": (_foreign_callback, "run_config.callbacks.model_checkpoint._target_ is "
-                                    "'builtins.exec', not one of", False),
+    "foreign class in run_config": (
+        _foreign_callback,
+        "run_config.callbacks.model_checkpoint._target_ is 'builtins.exec', not one of",
+        False,
+    ),
     "unknown hyperparameter": (_unknown_entry, "hyper_parameters has an unknown entry '_recursive_'", False),
 }
 
@@ -93,8 +108,12 @@ class Canary:
 
     def untouched(self) -> bool:
         stat = self.file.stat()
-        return (self.file.read_text() == CANARY_TEXT and stat.st_mtime_ns == self.stat.st_mtime_ns
-                and stat.st_size == self.stat.st_size and not any(self.scratch.iterdir()))
+        return (
+            self.file.read_text() == CANARY_TEXT
+            and stat.st_mtime_ns == self.stat.st_mtime_ns
+            and stat.st_size == self.stat.st_size
+            and not any(self.scratch.iterdir())
+        )
 
 
 @pytest.fixture
@@ -124,7 +143,9 @@ def test_the_allow_list_is_exactly_what_the_config_groups_offer():
             offered |= {entry["_target_"] for entry in entries if isinstance(entry, dict) and "_target_" in entry}
         assert offered == set(allowed), group
     assert set(MODULE_TARGETS) == {"model", "loss", "optimizer", "scheduler"}
-    plugins = [yaml.safe_load(file.read_text()).get("plugins") or [] for file in (ROOT / "configs" / "trainer").glob("*.yaml")]
+    plugins = [
+        yaml.safe_load(file.read_text()).get("plugins") or [] for file in (ROOT / "configs" / "trainer").glob("*.yaml")
+    ]
     assert {entry["_target_"] for entries in plugins for entry in entries} == TRAINER_PLUGIN_TARGETS
 
 
@@ -141,7 +162,7 @@ def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_ru
 def test_the_crafted_checkpoints_are_real_attacks(short_run, tmp_path):
     """Without the check, the harmful ones write the canary or the scratch folder: the table tests
     something real. (The module is built here as from_checkpoint built it before the allow-list.)"""
-    for case, (craft, _, harmful) in CASES.items():
+    for case, (_, _, harmful) in CASES.items():
         canary = Canary(tmp_path / slug(case))
         path = crafted(short_run / "checkpoints" / "last.ckpt", case, canary, canary.scratch.parent / "c.ckpt")
         try:
@@ -176,8 +197,9 @@ def test_train_script_refuses_them_on_resume_and_ckpt_path(short_run, canary, tm
         assert run_in_process("train.py", [f"resume={run}"], monkeypatch) == 2, case
         assert canary.untouched(), case
         after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
-        assert after.keys() - before.keys() <= {run / "train.log"} and all(after[p] == before[p] for p in before
-                                                                            if p.name != "train.log"), case
+        assert after.keys() - before.keys() <= {run / "train.log"} and all(
+            after[p] == before[p] for p in before if p.name != "train.log"
+        ), case
         if case in ("nested builtins.open", "write_text with pathlib.Path"):  # the same check_checkpoint
             new = tmp_path / "new" / slug(case)
             assert run_in_process("train.py", [f"ckpt_path={last}", f"hydra.run.dir={new}"], monkeypatch) == 2
@@ -190,16 +212,21 @@ def test_resume_refuses_a_crafted_config_yaml(short_run, canary, tmp_path, monke
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["model"]["hidden"] = {"_target_": "builtins.open", "file": str(canary.file), "mode": "w"}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(UnsafeConfigError, match="config.yaml: refusing to instantiate anything from it: "
-                                                "model.hidden._target_ names 'builtins.open'"):
+    with pytest.raises(
+        UnsafeConfigError,
+        match="config.yaml: refusing to instantiate anything from it: model.hidden._target_ names 'builtins.open'",
+    ):
         resume_config(run, [])
     assert run_in_process("train.py", [f"resume={run}"], monkeypatch) == 2
     assert canary.untouched()
     config["model"]["hidden"] = 0
     config["callbacks"]["model_checkpoint"]["_target_"] = "digits.train.write_text"
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(UnsafeConfigError, match="callbacks.model_checkpoint._target_ is 'digits.train.write_text', "
-                                                "not one of digits.monitoring.OutputHistograms"):
+    with pytest.raises(
+        UnsafeConfigError,
+        match="callbacks.model_checkpoint._target_ is 'digits.train.write_text', "
+        "not one of digits.monitoring.OutputHistograms",
+    ):
         resume_config(run, [])
     # the run's own, unmodified config and checkpoint pass the same check
     copy_run(short_run, tmp_path / "clean")
@@ -210,8 +237,12 @@ def test_resume_refuses_a_crafted_config_yaml(short_run, canary, tmp_path, monke
 def test_resume_exits_2_as_a_process(short_run, canary, tmp_path, data_dir):
     """Once as a real process: the second attack from the issue, through resume=."""
     run = copy_run(short_run, tmp_path / "run")
-    crafted(short_run / "checkpoints" / "last.ckpt", "write_text with pathlib.Path", canary,
-            run / "checkpoints" / "last.ckpt")
+    crafted(
+        short_run / "checkpoints" / "last.ckpt",
+        "write_text with pathlib.Path",
+        canary,
+        run / "checkpoints" / "last.ckpt",
+    )
     result = run_script("train.py", [f"resume={run}"], data_dir)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-2000:]

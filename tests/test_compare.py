@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_script
 from digits.compare import curve_differences, training_curves
 from digits.data import MNISTDataModule
 
@@ -24,8 +24,15 @@ LOSSES = {
 
 def test_whole_trainings_agree(data_dir):
     datamodule = MNISTDataModule(str(data_dir), batch_size=128, download=False)
-    curves = training_curves(datamodule, {"_target_": "digits.models.DigitCNN", "channels": [8, 16, 32]}, LOSSES,
-                             {"_target_": "torch.optim.AdamW", "lr": 0.01}, None, steps=60, seed=0)
+    curves = training_curves(
+        datamodule,
+        {"_target_": "digits.models.DigitCNN", "channels": [8, 16, 32]},
+        LOSSES,
+        {"_target_": "torch.optim.AdamW", "lr": 0.01},
+        None,
+        steps=60,
+        seed=0,
+    )
     diff = curve_differences(curves)
     reference = curves["cross_entropy"]["losses"]
     assert all(len(run["losses"]) == 60 for run in curves.values())
@@ -45,10 +52,20 @@ def test_whole_trainings_agree(data_dir):
 
 
 def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
-    result = run_script("compare_losses.py", [f"hydra.run.dir={tmp_path}", "dtypes=[float32,float16]", "batch_size=32",
-                                              "training.steps=5", "model.channels=[4,8]", "naive_logit_std=[1,100]",
-                                              "pytorch_suite=false", "large_logit_shifts={float32:[1e8]}"],
-                        data_dir)
+    result = run_script(
+        "compare_losses.py",
+        [
+            f"hydra.run.dir={tmp_path}",
+            "dtypes=[float32,float16]",
+            "batch_size=32",
+            "training.steps=5",
+            "model.channels=[4,8]",
+            "naive_logit_std=[1,100]",
+            "pytorch_suite=false",
+            "large_logit_shifts={float32:[1e8]}",
+        ],
+        data_dir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     rows = report["single_calls"]
@@ -78,9 +95,19 @@ def test_compare_losses_script_writes_its_report(tmp_path, data_dir):
 
 def test_benchmark_losses_script_writes_its_table(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark_losses.py"), f"hydra.run.dir={tmp_path}",
-         "sizes=[[64,10],[512,100]]", "repeats=3", "warmup=1", "rounds=3"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmark_losses.py"),
+            f"hydra.run.dir={tmp_path}",
+            "sizes=[[64,10],[512,100]]",
+            "repeats=3",
+            "warmup=1",
+            "rounds=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "benchmark_losses.json").read_text())["rows"]
     assert len(rows) == 2 * 4
@@ -91,8 +118,15 @@ def test_benchmark_losses_script_writes_its_table(tmp_path):
     for row in rows:
         assert row["ratio_low"] <= row["time_vs_cross_entropy"] <= row["ratio_high"]
         low, high = row["ratio_low"], row["ratio_high"]
-        expected = ("baseline" if row["implementation"] == "cross_entropy" else
-                    "within the spread" if low <= 1 <= high else "slower" if low > 1 else "faster")
+        expected = (
+            "baseline"
+            if row["implementation"] == "cross_entropy"
+            else "within the spread"
+            if low <= 1 <= high
+            else "slower"
+            if low > 1
+            else "faster"
+        )
         assert row["verdict"] == expected
     # the hand-written backward keeps no (M, C) tensor; autograd through the manual forward does
     assert big["manual_backward"]["saved_MiB"] * 20 < big["manual"]["saved_MiB"]

@@ -1,11 +1,21 @@
 import os
 from pathlib import Path
 
-import torch
 import pytest
+import torch
 
-from digits.data import (MNIST_MEAN, MNIST_STD, RAW_FILES, CorruptDataError, DataNotFoundError, EpochBatchSampler,
-                         MNISTDataModule, find_mnist, load_mnist, resolve_data_dir)
+from digits.data import (
+    MNIST_MEAN,
+    MNIST_STD,
+    RAW_FILES,
+    CorruptDataError,
+    DataNotFoundError,
+    EpochBatchSampler,
+    MNISTDataModule,
+    find_mnist,
+    load_mnist,
+    resolve_data_dir,
+)
 
 # Published label counts of the official 10,000-image test set (digits 0..9).
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -83,8 +93,10 @@ def test_train_loader_yields_each_image_once_per_epoch(datamodule):
 @pytest.mark.parametrize("size,world_size", [(55_000, 2), (5_000, 3), (10, 4)])
 def test_sampler_shares_split_every_epoch_between_processes(size, world_size):
     for shuffle in (True, False):
-        shares = [EpochBatchSampler(size, 64, shuffle=shuffle, seed=5, rank=rank, world_size=world_size)
-                  for rank in range(world_size)]
+        shares = [
+            EpochBatchSampler(size, 64, shuffle=shuffle, seed=5, rank=rank, world_size=world_size)
+            for rank in range(world_size)
+        ]
         for sampler in shares:
             sampler.set_epoch(3)
         indices = [sum(iter(sampler), []) for sampler in shares]
@@ -210,5 +222,7 @@ def test_unreadable_file_names_the_file_and_the_fix(data_dir, tmp_path, monkeypa
         monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(DataNotFoundError) as error:
         load_mnist(tmp_path, train=False, download=False)
-    assert str(error.value).startswith(f"cannot read {raw / name}: Permission denied. Give this user read "
-                                       "permission on the data directory, or point data.data_dir elsewhere.")
+    assert str(error.value).startswith(
+        f"cannot read {raw / name}: Permission denied. Give this user read "
+        "permission on the data directory, or point data.data_dir elsewhere."
+    )

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import start_script
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw
 
-from conftest import start_script
 from digits.browser import INSTALL, draw_vertical_stroke, start_chromium
 from digits.browser import installed as browser_installed
 from digits.data import load_mnist, normalize, standardize
@@ -42,8 +42,9 @@ def network(trained_run):
     path = sorted((trained_run / "checkpoints").glob("best-*.ckpt"))[-1]
     checkpoint = torch.load(path, weights_only=True)
     net = instantiate(checkpoint["hyper_parameters"]["model"]).eval()
-    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
-                         if k.startswith("net.")})
+    net.load_state_dict(
+        {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    )
     return net
 
 
@@ -77,8 +78,9 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(trained_run, data_dir, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("demo")
-    process = start_script("demo.py", [f"ckpt_path={trained_run}", "port=0",
-                                       f"max_upload_bytes={UPLOAD_LIMIT}"], data_dir, cwd)
+    process = start_script(
+        "demo.py", [f"ckpt_path={trained_run}", "port=0", f"max_upload_bytes={UPLOAD_LIMIT}"], data_dir, cwd
+    )
     server = Demo(process, cwd)
     if not server.found.wait(timeout=240):
         process.kill()
@@ -105,10 +107,14 @@ def stroke_one() -> bytes:
 
 def huge_png_header(width: int, height: int) -> bytes:
     """A valid PNG header claiming a huge picture (a few bytes that would decode to gigabytes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,19 +154,33 @@ def test_a_drawing_gets_the_networks_numbers(demo, network):
     assert result["server_ms"] < 1000
 
 
-@pytest.mark.parametrize("body, query, status, says", [
-    (b"this is not a picture", {}, 422, "not an image"),
-    (b"", {}, 422, "not an image"),
-    (None, {}, 422, "not an image"),  # a truncated PNG
-    (png(Image.new("L", (280, 280), 255)), {}, 422, "no digit found"),  # an empty drawing
-    (huge_png_header(100_000, 100_000), {}, 422, "pixels"),
-    (b"\0" * (UPLOAD_LIMIT + 1), {}, 413, "larger than the demo accepts"),
-    (stroke_one(), {"target": "12"}, 422, "pick a digit from 0 to 9"),
-    (stroke_one(), {"target": "seven"}, 422, "is not a digit"),
-    (stroke_one(), {"temperature": "hot"}, 422, "is not a number"),
-    (stroke_one(), {"temperature": "0"}, 422, "outside"),
-], ids=["text", "empty-body", "truncated-png", "blank-drawing", "huge-picture", "too-many-bytes",
-        "target-out-of-range", "target-not-a-number", "temperature-not-a-number", "temperature-zero"])
+@pytest.mark.parametrize(
+    "body, query, status, says",
+    [
+        (b"this is not a picture", {}, 422, "not an image"),
+        (b"", {}, 422, "not an image"),
+        (None, {}, 422, "not an image"),  # a truncated PNG
+        (png(Image.new("L", (280, 280), 255)), {}, 422, "no digit found"),  # an empty drawing
+        (huge_png_header(100_000, 100_000), {}, 422, "pixels"),
+        (b"\0" * (UPLOAD_LIMIT + 1), {}, 413, "larger than the demo accepts"),
+        (stroke_one(), {"target": "12"}, 422, "pick a digit from 0 to 9"),
+        (stroke_one(), {"target": "seven"}, 422, "is not a digit"),
+        (stroke_one(), {"temperature": "hot"}, 422, "is not a number"),
+        (stroke_one(), {"temperature": "0"}, 422, "outside"),
+    ],
+    ids=[
+        "text",
+        "empty-body",
+        "truncated-png",
+        "blank-drawing",
+        "huge-picture",
+        "too-many-bytes",
+        "target-out-of-range",
+        "target-not-a-number",
+        "temperature-not-a-number",
+        "temperature-zero",
+    ],
+)
 def test_bad_input_gets_a_message_and_the_server_lives_on(demo, body, query, status, says):
     if body is None:
         body = stroke_one()[:120]
@@ -190,14 +210,30 @@ def refusals(data_dir, tmp_path_factory) -> tuple[Path, dict[str, subprocess.Pop
     corrupt.write_bytes(b"PK\x03\x04 not really a zip file" * 40)
     crafted = folder / "crafted.ckpt"
     # allowed top-level targets; a nested one would call open(..., "w") and create this file
-    torch.save({"hyper_parameters": {
-        "model": {"_target_": "digits.models.DigitCNN",
-                  "channels": {"_target_": "builtins.open", "file": str(folder / "created-by-the-checkpoint"),
-                               "mode": "w"}},
-        "loss": {"_target_": "torch.nn.CrossEntropyLoss"},
-        "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True}}, "state_dict": {}}, crafted)
-    cases = {"missing": [f"ckpt_path={folder / 'no-such.ckpt'}"], "corrupt": [f"ckpt_path={corrupt}"],
-             "crafted": [f"ckpt_path={crafted}"], "bad-port": [f"ckpt_path={corrupt}", "port=70000"]}
+    torch.save(
+        {
+            "hyper_parameters": {
+                "model": {
+                    "_target_": "digits.models.DigitCNN",
+                    "channels": {
+                        "_target_": "builtins.open",
+                        "file": str(folder / "created-by-the-checkpoint"),
+                        "mode": "w",
+                    },
+                },
+                "loss": {"_target_": "torch.nn.CrossEntropyLoss"},
+                "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True},
+            },
+            "state_dict": {},
+        },
+        crafted,
+    )
+    cases = {
+        "missing": [f"ckpt_path={folder / 'no-such.ckpt'}"],
+        "corrupt": [f"ckpt_path={corrupt}"],
+        "crafted": [f"ckpt_path={crafted}"],
+        "bad-port": [f"ckpt_path={corrupt}", "port=70000"],
+    }
     processes = {name: start_script("demo.py", ["port=0", *args], data_dir, folder) for name, args in cases.items()}
     yield folder, processes
     for process in processes.values():
@@ -215,9 +251,14 @@ def outcome(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, output
 
 
-@pytest.mark.parametrize("case, says", [("missing", "does not exist"),
-                                        ("corrupt", "not a PyTorch checkpoint that loads safely"),
-                                        ("bad-port", "port=70000 is not allowed")])
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("missing", "does not exist"),
+        ("corrupt", "not a PyTorch checkpoint that loads safely"),
+        ("bad-port", "port=70000 is not allowed"),
+    ],
+)
 def test_a_missing_or_corrupt_checkpoint_or_a_bad_port_is_refused_with_exit_code_2(refusals, case, says):
     returncode, output = outcome(refusals[1][case])
     assert returncode == 2 and says in output and "Traceback" not in output, output
@@ -249,7 +290,9 @@ def browser(tmp_path_factory):
 def wait_for_update(driver, count: int) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 60).until(lambda d: int(d.execute_script("return document.body.dataset.updates || 0")) >= count)
+    WebDriverWait(driver, 60).until(
+        lambda d: int(d.execute_script("return document.body.dataset.updates || 0")) >= count
+    )
 
 
 def shown(driver, selector: str) -> list[str]:
@@ -266,8 +309,7 @@ def close_to_printed(text: str, expected: float, logits: torch.Tensor) -> bool:
     return abs(float(text) - expected) <= 0.5 * 10**-decimals + float32
 
 
-def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo, browser, network, data_dir,
-                                                                           tmp_path):
+def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo, browser, network, data_dir, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -308,8 +350,9 @@ def test_in_a_browser_an_mnist_digit_shows_the_networks_prediction_and_loss(demo
     assert gradient[target].startswith("-") and gradient[prediction].startswith("+")
 
     # temperature 10: the loss of x / 10
-    browser.execute_script("const s = document.getElementById('temperature'); s.value = 100;"
-                           "s.dispatchEvent(new Event('input'));")
+    browser.execute_script(
+        "const s = document.getElementById('temperature'); s.value = 100;s.dispatchEvent(new Event('input'));"
+    )
     wait_for_update(browser, 3)
     cooled = F.cross_entropy(logits[None].double() / 10, torch.tensor([target])).item()
     for text in shown(browser, "td.loss-value"):

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from conftest import run_script
 from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_script
 from digits.data import load_mnist, normalize
 from digits.errors import DigitsError
 from digits.evaluate import EvaluationError, run_evaluation, save_figures
@@ -24,8 +24,9 @@ def test_evaluation_of_a_run_folder(trained_run, data_dir, tmp_path):
     # An independent computation: the network rebuilt by hand from the checkpoint's plain contents.
     checkpoint = torch.load(results["checkpoint"], weights_only=True)
     net = instantiate(checkpoint["hyper_parameters"]["model"]).eval()
-    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
-                         if k.startswith("net.")})
+    net.load_state_dict(
+        {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    )
     images, labels = load_mnist(data_dir, train=False, download=False)
     with torch.no_grad():
         predictions = net(normalize(images)).argmax(1)
@@ -58,13 +59,15 @@ def test_evaluation_of_a_run_folder(trained_run, data_dir, tmp_path):
     accumulator = EventAccumulator(str(tmp_path))
     accumulator.Reload()
     assert {"eval/confusion_matrix", "eval/reliability_diagram", "eval/most_confident_errors"} <= set(
-        accumulator.Tags()["images"])
+        accumulator.Tags()["images"]
+    )
     assert accumulator.Scalars("eval/test/acc")[0].value == pytest.approx(results["accuracy"])
 
 
 def test_validation_split(trained_run, data_dir, tmp_path):
-    results = run_evaluation(trained_run / "checkpoints" / "last.ckpt", tmp_path, "val", str(data_dir),
-                             device="cpu", tensorboard=False)
+    results = run_evaluation(
+        trained_run / "checkpoints" / "last.ckpt", tmp_path, "val", str(data_dir), device="cpu", tensorboard=False
+    )
     assert results["images"] == 5_000
 
 
@@ -78,8 +81,9 @@ def test_predict_on_png_digits(trained_run, data_dir, tmp_path):
     page = Image.new("L", (300, 120), 240)
     page.paste(Image.fromarray(255 - images[0].numpy(), mode="L").resize((56, 56)), (200, 10))
     page.convert("RGB").save(folder / "zz_rgb_label7.jpg", quality=80)
-    results = run_evaluation(trained_run, tmp_path / "out", "test", str(data_dir), device="cpu",
-                             predict_path=str(folder))
+    results = run_evaluation(
+        trained_run, tmp_path / "out", "test", str(data_dir), device="cpu", predict_path=str(folder)
+    )
     predictions = results["predictions"]
     assert len(predictions) == 21
     correct = sum(p["top"][0]["digit"] == int(p["file"].split("label")[1][0]) for p in predictions)
@@ -101,8 +105,9 @@ def test_predict_on_png_digits(trained_run, data_dir, tmp_path):
 def test_predict_refuses_a_blank_page(trained_run, data_dir, tmp_path):
     Image.new("RGB", (640, 480), (250, 250, 245)).save(tmp_path / "blank.png")
     with pytest.raises(NoInkError, match="blank.png: no digit found"):
-        run_evaluation(trained_run, tmp_path / "out", "test", str(data_dir), device="cpu",
-                       predict_path=str(tmp_path / "blank.png"))
+        run_evaluation(
+            trained_run, tmp_path / "out", "test", str(data_dir), device="cpu", predict_path=str(tmp_path / "blank.png")
+        )
     assert not (tmp_path / "out" / "predictions.json").exists()
 
 
@@ -136,12 +141,18 @@ def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):
         evaluate(trained_run, device="cpu", predict_path=str(tmp_path / "bad.png"))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["hyper_parameters"]["model"].update(channels=[8, 16, 32]),
-     r"net.features.0.weight is \[16, 1, 3, 3\], the network has \[8, 1, 3, 3\]"),
-    (lambda c: c["state_dict"].pop("net.classifier.2.bias"), "missing net.classifier.2.bias"),
-    (lambda c: c["state_dict"].update({"net.extra.weight": torch.zeros(3)}), "unexpected net.extra.weight"),
-], ids=["resized", "missing", "unexpected"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda c: c["hyper_parameters"]["model"].update(channels=[8, 16, 32]),
+            r"net.features.0.weight is \[16, 1, 3, 3\], the network has \[8, 1, 3, 3\]",
+        ),
+        (lambda c: c["state_dict"].pop("net.classifier.2.bias"), "missing net.classifier.2.bias"),
+        (lambda c: c["state_dict"].update({"net.extra.weight": torch.zeros(3)}), "unexpected net.extra.weight"),
+    ],
+    ids=["resized", "missing", "unexpected"],
+)
 def test_weights_of_another_network_are_recognised_by_name_and_shape(trained_run, tmp_path, change, message):
     """A typed check before load_state_dict, not a match on PyTorch's wording of its error."""
     checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -153,12 +164,17 @@ def test_weights_of_another_network_are_recognised_by_name_and_shape(trained_run
 
 
 def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):
-    ok = run_script("evaluate.py", [f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 'a'}", "device=cpu"],
-                    data_dir, timeout=300)
+    ok = run_script(
+        "evaluate.py",
+        [f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 'a'}", "device=cpu"],
+        data_dir,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "accuracy" in ok.stderr + ok.stdout and (tmp_path / "a" / "report.md").is_file()
-    bad = run_script("evaluate.py", [f"ckpt_path={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'b'}"], data_dir,
-                     timeout=300)
+    bad = run_script(
+        "evaluate.py", [f"ckpt_path={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'b'}"], data_dir, timeout=300
+    )
     assert bad.returncode == 2
     assert "EvaluationError" in bad.stderr + bad.stdout and "does not exist" in bad.stderr + bad.stdout
     missing = run_script("evaluate.py", [f"hydra.run.dir={tmp_path / 'c'}"], data_dir, timeout=300)

@@ -15,9 +15,9 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from conftest import ROOT, run_in_process
 from PIL import Image
 
-from conftest import ROOT, run_in_process
 from digits.data import load_mnist, normalize
 from digits.export import ExportError, run_export
 from digits.module import DigitsModule
@@ -32,8 +32,9 @@ def exported(short_run, tmp_path_factory, data_dir) -> Path:
     """The export script run once on the short run's folder, as a user would call it."""
     folder = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        code = run_in_process("export.py", [f"ckpt_path={short_run}", f"hydra.run.dir={folder}",
-                                            f"data.data_dir={data_dir}"], monkeypatch)
+        code = run_in_process(
+            "export.py", [f"ckpt_path={short_run}", f"hydra.run.dir={folder}", f"data.data_dir={data_dir}"], monkeypatch
+        )
     assert code == 0
     return folder
 
@@ -47,7 +48,10 @@ def test_set(data_dir):
 def test_the_card_describes_the_file_and_its_check(exported, short_run, test_set):
     card = json.loads((exported / "model_card.json").read_text())
     assert sorted(p.name for p in exported.iterdir() if not p.name.startswith(".hydra")) == [
-        "export.log", "model.onnx", "model_card.json"]  # nothing staged is left behind
+        "export.log",
+        "model.onnx",
+        "model_card.json",
+    ]  # nothing staged is left behind
     session = onnxruntime.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
     (source,), (target,) = session.get_inputs(), session.get_outputs()
     assert (source.name, source.shape, source.type) == ("images", ["batch", 1, 28, 28], "tensor(float)")
@@ -61,12 +65,14 @@ def test_the_card_describes_the_file_and_its_check(exported, short_run, test_set
     assert card["normalisation"]["mean"] == pytest.approx(pixels.mean().item(), abs=1e-4)
     assert card["normalisation"]["std"] == pytest.approx(pixels.std().item(), abs=1e-4)
     checkpoint = best_checkpoint(short_run)
-    assert card["source_checkpoint"] == {"path": str(checkpoint.resolve()),
-                                         "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}
+    assert card["source_checkpoint"] == {
+        "path": str(checkpoint.resolve()),
+        "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    }
     assert card["training_config"] == torch.load(checkpoint, weights_only=True)["hyper_parameters"]["run_config"]
     # the accuracy, recomputed from the file with onnxruntime alone on the 10,000 test images
     images, labels = test_set
-    x = ((images.numpy().astype(np.float32) / 255 - card["normalisation"]["mean"]) / card["normalisation"]["std"])
+    x = (images.numpy().astype(np.float32) / 255 - card["normalisation"]["mean"]) / card["normalisation"]["std"]
     logits = session.run(["logits"], {"images": x[:, None]})[0]
     accuracy = float((logits.argmax(1) == labels.numpy()).mean())
     check = card["check"]
@@ -109,8 +115,9 @@ def test_the_readme_snippet_classifies_a_png_without_digits(exported, test_set, 
     images, labels = test_set
     # a user's picture: dark ink on white paper, 28x28 grey PNG (the snippet inverts it)
     Image.fromarray(255 - images[0].numpy(), mode="L").save(tmp_path / "digit.png")
-    result = subprocess.run([*command, readme_snippet()], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [*command, readme_snippet()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     session = onnxruntime.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
     expected = session.run(["logits"], {"images": normalize(images[:1]).numpy()})[0].argmax()
@@ -127,8 +134,12 @@ def test_bad_inputs_exit_2_and_write_no_model(short_run, tmp_path, data_dir, mon
     canary.write_text("alive")
     checkpoint["hyper_parameters"]["model"]["hidden"] = {"_target_": "builtins.open", "file": str(canary), "mode": "w"}
     torch.save(checkpoint, crafted)
-    cases = {"missing": [f"ckpt_path={tmp_path / 'nope.ckpt'}"], "corrupt": [f"ckpt_path={corrupt}"],
-             "crafted": [f"ckpt_path={crafted}"], "tolerance": [f"ckpt_path={short_run}", "check.tolerance=-1"]}
+    cases = {
+        "missing": [f"ckpt_path={tmp_path / 'nope.ckpt'}"],
+        "corrupt": [f"ckpt_path={corrupt}"],
+        "crafted": [f"ckpt_path={crafted}"],
+        "tolerance": [f"ckpt_path={short_run}", "check.tolerance=-1"],
+    }
     for name, args in cases.items():
         out = tmp_path / name
         assert run_in_process("export.py", [*args, f"hydra.run.dir={out}"], monkeypatch) == 2, name
@@ -138,7 +149,10 @@ def test_bad_inputs_exit_2_and_write_no_model(short_run, tmp_path, data_dir, mon
 
 def test_a_failed_check_is_an_error_and_leaves_no_model(short_run, tmp_path, data_dir):
     """tolerance 0 demands bitwise-equal logits, which onnxruntime's kernels do not give."""
-    with pytest.raises(ExportError, match=r"0 predictions changed, largest logit difference [0-9.e-]+ "
-                                          r"\(allowed: 0\)\. No model.onnx was written"):
+    with pytest.raises(
+        ExportError,
+        match=r"0 predictions changed, largest logit difference [0-9.e-]+ "
+        r"\(allowed: 0\)\. No model.onnx was written",
+    ):
         run_export(short_run, tmp_path, data_dir, tolerance=0.0)
     assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
@@ -31,14 +30,17 @@ def test_the_gpu_plan_names_every_step_and_each_command_composes(tmp_path):
     expected = {  # what each command must ask for on the GPU, read back from Hydra's composed config
         "compare_losses": lambda c: c["devices"] == ["cpu", "cuda"],
         "benchmark_losses": lambda c: c["devices"] == ["cpu", "cuda"],
-        "train": lambda c: (c["trainer"]["accelerator"], c["data"]["device"], c["trainer"]["precision"])
-        == ("gpu", "cuda", "bf16-mixed"),
+        "train": lambda c: (
+            (c["trainer"]["accelerator"], c["data"]["device"], c["trainer"]["precision"])
+            == ("gpu", "cuda", "bf16-mixed")
+        ),
         "evaluate": lambda c: c["device"] == "cuda" and c["ckpt_path"] == str(tmp_path / "train"),
     }
     for name, check in expected.items():
         _, script, *overrides = steps[name].split()
-        composed = subprocess.run([sys.executable, str(ROOT / script), *overrides, "--cfg", "job"],
-                                  capture_output=True, text=True, cwd=ROOT)
+        composed = subprocess.run(
+            [sys.executable, str(ROOT / script), *overrides, "--cfg", "job"], capture_output=True, text=True, cwd=ROOT
+        )
         assert composed.returncode == 0, (name, composed.stderr[-2000:])
         assert check(yaml.safe_load(composed.stdout)), (name, composed.stdout[:2000])
 
@@ -61,6 +63,7 @@ def test_cpu_mode_runs_every_step_and_writes_one_report(tmp_path, data_dir):
     markdown = (out / "gpu_check.md").read_text()
     assert "## experiment=fast_gpu" in markdown and "## benchmark_losses.py" in markdown
     # The same outputs judged as a GPU run: skipped CUDA cases are a problem, exit code 1.
-    judged = subprocess.run([sys.executable, "-m", "digits.gpu_check", str(out), "--device", "cuda"],
-                            capture_output=True, text=True)
+    judged = subprocess.run(
+        [sys.executable, "-m", "digits.gpu_check", str(out), "--device", "cuda"], capture_output=True, text=True
+    )
     assert judged.returncode == 1 and "CUDA test cases skipped on a CUDA machine" in judged.stderr

@@ -10,9 +10,9 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import run_script
 from PIL import Image, ImageDraw
 
-from conftest import run_script
 from digits.data import load_mnist
 from digits.evaluate import load_module, resolve_checkpoint
 from digits.handwriting import ImageError, NoInkError, centre_of_mass, load_image, to_mnist
@@ -32,8 +32,10 @@ def ink_box(picture: torch.Tensor, level: float = 0.05) -> tuple[int, int]:
 
 def on_page(digit: np.ndarray, size=(300, 200), at=(180, 40), scale=4, paper=235, ink=30) -> np.ndarray:
     """An MNIST digit drawn as dark ink on a light page, larger and off-centre."""
-    big = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC),
-                     dtype=np.float32) / 255
+    big = (
+        np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), dtype=np.float32)
+        / 255
+    )
     page = np.full(size[::-1], paper, dtype=np.float32)
     x, y = at
     page[y : y + 28 * scale, x : x + 28 * scale] = paper + (ink - paper) * np.clip(big, 0, 1)
@@ -118,8 +120,14 @@ def test_thin_pen_strokes_are_thickened():
     assert picture.max() > 0.9 and mask.sum() > 40
 
 
-@pytest.mark.parametrize("pixels", [np.full((300, 400), 245), np.full((50, 50), 0),
-                                    np.clip(np.random.default_rng(0).normal(230, 3, (300, 400)), 0, 255)])
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.full((300, 400), 245),
+        np.full((50, 50), 0),
+        np.clip(np.random.default_rng(0).normal(230, 3, (300, 400)), 0, 255),
+    ],
+)
 def test_a_page_without_ink_is_refused(pixels):
     with pytest.raises(NoInkError, match="no digit found"):
         to_mnist(Image.fromarray(pixels.astype(np.uint8)))
@@ -127,6 +135,7 @@ def test_a_page_without_ink_is_refused(pixels):
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge picture (a decompression bomb) with a tiny body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -176,12 +185,20 @@ def test_users_pictures_are_read_as_well_as_mnist(trained_run, data_dir):
 
 
 def test_benchmark_script_writes_its_report_and_refuses_a_missing_checkpoint(trained_run, data_dir, tmp_path):
-    done = run_script("handwriting_benchmark.py", [f"ckpt_path={trained_run}", "digits=20",
-                                                   f"hydra.run.dir={tmp_path / 'ok'}"], data_dir, timeout=300)
+    done = run_script(
+        "handwriting_benchmark.py",
+        [f"ckpt_path={trained_run}", "digits=20", f"hydra.run.dir={tmp_path / 'ok'}"],
+        data_dir,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "ok" / "handwriting.json").read_text())
     assert results["digits"] == 20 and set(results["variants"]) == set(VARIANTS)
     assert "| photo | 20 |" in (tmp_path / "ok" / "handwriting.md").read_text()
-    missing = run_script("handwriting_benchmark.py", [f"ckpt_path={tmp_path / 'nope'}",
-                                                      f"hydra.run.dir={tmp_path / 'bad'}"], data_dir, timeout=300)
+    missing = run_script(
+        "handwriting_benchmark.py",
+        [f"ckpt_path={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'bad'}"],
+        data_dir,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr + missing.stdout

@@ -45,7 +45,8 @@ def test_softmax_first_has_the_floor(logits):
     # the mistake's loss is the cross-entropy of the probabilities taken as logits
     probabilities = F.softmax(logits, 0).unsqueeze(0)
     assert explain(logits, 3)["softmax_first"]["loss"] == pytest.approx(
-        F.cross_entropy(probabilities, torch.tensor([3])).item(), rel=1e-6)
+        F.cross_entropy(probabilities, torch.tensor([3])).item(), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("target, temperature", [(10, 1.0), (-1, 1.0), (0, 0.0), (0, float("nan")), (0, 1e6)])

@@ -16,11 +16,11 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CUDA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import CUDA
 from digits.errors import DigitsError
 from digits.losses import (
     LogSoftmaxNLLLoss,
@@ -56,7 +56,7 @@ SMOOTHING = [0.0, 0.25, 1.0]
 def make_case(shape, target_kind, weighted, dtype, device, seed=0, scale=3.0, ignore_index=-100):
     generator = torch.Generator().manual_seed(seed)
     n_classes = shape[0] if len(shape) == 1 else shape[1]
-    logits = (torch.randn(shape, generator=generator, dtype=torch.float64) * scale)
+    logits = torch.randn(shape, generator=generator, dtype=torch.float64) * scale
     index_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
     if target_kind == "probabilities":
         target = torch.rand(shape, generator=generator, dtype=torch.float64).softmax(0 if len(shape) == 1 else 1)
@@ -94,8 +94,10 @@ def assert_matches_reference(name, logits, target, weight, dtype, **options):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("shape, target_kind, weighted, reduction, smoothing",
-                         list(itertools.product(SHAPES, TARGETS, [False, True], REDUCTIONS, SMOOTHING)))
+@pytest.mark.parametrize(
+    "shape, target_kind, weighted, reduction, smoothing",
+    list(itertools.product(SHAPES, TARGETS, [False, True], REDUCTIONS, SMOOTHING)),
+)
 def test_grid_matches_f_cross_entropy(name, dtype, device, shape, target_kind, weighted, reduction, smoothing):
     logits, target, weight = make_case(shape, target_kind, weighted, dtype, device)
     assert_matches_reference(name, logits, target, weight, dtype, reduction=reduction, label_smoothing=smoothing)
@@ -104,8 +106,10 @@ def test_grid_matches_f_cross_entropy(name, dtype, device, shape, target_kind, w
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("target_kind, weighted, reduction, smoothing",
-                         list(itertools.product(TARGETS, [False, True], REDUCTIONS, [0.0, 0.25])))
+@pytest.mark.parametrize(
+    "target_kind, weighted, reduction, smoothing",
+    list(itertools.product(TARGETS, [False, True], REDUCTIONS, [0.0, 0.25])),
+)
 def test_low_precision_matches_f_cross_entropy(name, dtype, device, target_kind, weighted, reduction, smoothing):
     logits, target, weight = make_case((16, 10), target_kind, weighted, dtype, device)
     assert_matches_reference(name, logits, target, weight, dtype, reduction=reduction, label_smoothing=smoothing)
@@ -125,30 +129,42 @@ def test_low_precision_matches_f_cross_entropy(name, dtype, device, target_kind,
     seed=st.integers(0, 2**31),
     name=st.sampled_from(list(IMPLEMENTATIONS)),
 )
-def test_random_cases_match_f_cross_entropy(n_extra, batch, n_classes, target_kind, weighted, reduction,
-                                            smoothing, scale, ignore_index, seed, name):
+def test_random_cases_match_f_cross_entropy(
+    n_extra, batch, n_classes, target_kind, weighted, reduction, smoothing, scale, ignore_index, seed, name
+):
     shape = (batch, n_classes, *([2] * n_extra))
     if target_kind == "probabilities":
         ignore_index = -100  # PyTorch refuses ignore_index >= 0 with probability targets
     logits, target, weight = make_case(shape, target_kind, weighted, torch.float64, "cpu", seed, scale, ignore_index)
-    assert_matches_reference(name, logits, target, weight, torch.float64, reduction=reduction,
-                             label_smoothing=smoothing, ignore_index=ignore_index)
+    assert_matches_reference(
+        name,
+        logits,
+        target,
+        weight,
+        torch.float64,
+        reduction=reduction,
+        label_smoothing=smoothing,
+        ignore_index=ignore_index,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # The hand-written backward: gradcheck and gradgradcheck in float64.
 
 
-@pytest.mark.parametrize("target_kind, weighted, reduction, smoothing",
-                         list(itertools.product(TARGETS, [False, True], REDUCTIONS, [0.0, 0.3])))
+@pytest.mark.parametrize(
+    "target_kind, weighted, reduction, smoothing",
+    list(itertools.product(TARGETS, [False, True], REDUCTIONS, [0.0, 0.3])),
+)
 def test_hand_written_backward_passes_gradcheck(target_kind, weighted, reduction, smoothing):
     logits, target, weight = make_case((5, 4), target_kind, weighted, torch.float64, "cpu")
     logits.requires_grad_()
     probabilities = target_kind == "probabilities"
 
     def loss(x):
-        return ManualCrossEntropyFunction.apply(x, target, weight, probabilities, -100, reduction, smoothing,
-                                                torch.Size([5]))
+        return ManualCrossEntropyFunction.apply(
+            x, target, weight, probabilities, -100, reduction, smoothing, torch.Size([5])
+        )
 
     assert torch.autograd.gradcheck(loss, (logits,))
     assert torch.autograd.gradgradcheck(loss, (logits,))
@@ -189,8 +205,9 @@ def test_all_ignored_mean_is_nan_with_zero_gradient(name, weighted, smoothing):
     loss, grad = forward_backward(IMPLEMENTATIONS[name], logits, target, weight=weight, label_smoothing=smoothing)
     assert torch.isnan(loss)
     assert torch.equal(grad, torch.zeros_like(grad))
-    reference, reference_grad = forward_backward(F.cross_entropy, logits, target, weight=weight,
-                                                 label_smoothing=smoothing)
+    reference, reference_grad = forward_backward(
+        F.cross_entropy, logits, target, weight=weight, label_smoothing=smoothing
+    )
     assert torch.isnan(reference) and torch.equal(reference_grad, grad)
 
 
@@ -251,13 +268,29 @@ def _error_case(case):
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("case", [
-    "wrong batch", "class out of range", "negative class", "smoothing above 1", "weight of wrong size",
-    "weight of two dimensions", "weight of another dtype", "weight requiring grad, class indices",
-    "probabilities with ignore_index", "integer target of the input's shape", "float target of the index shape",
-    "int32 class indices", "int8 class indices", "bool class indices", "spatial size", "scalar input",
-    "integer logits", "bad reduction",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong batch",
+        "class out of range",
+        "negative class",
+        "smoothing above 1",
+        "weight of wrong size",
+        "weight of two dimensions",
+        "weight of another dtype",
+        "weight requiring grad, class indices",
+        "probabilities with ignore_index",
+        "integer target of the input's shape",
+        "float target of the index shape",
+        "int32 class indices",
+        "int8 class indices",
+        "bool class indices",
+        "spatial size",
+        "scalar input",
+        "integer logits",
+        "bad reduction",
+    ],
+)
 def test_invalid_input_raises_pytorchs_exception_type(name, case):
     """Where F.cross_entropy raises, every form raises a LossArgumentError (a DigitsError) that is also an
     instance of the very type PyTorch raised (RuntimeError, ValueError, IndexError, NotImplementedError)."""
@@ -274,7 +307,9 @@ def test_invalid_input_raises_pytorchs_exception_type(name, case):
 DELIBERATE_REFUSALS = {
     "negative label_smoothing (PyTorch ignores it)": ({"label_smoothing": -0.1}, LossInputError),
     "non-finite weight (PyTorch returns NaN or ignores it)": (
-        {"weight": torch.tensor([1.0, float("nan"), 1.0])}, LossValueError),
+        {"weight": torch.tensor([1.0, float("nan"), 1.0])},
+        LossValueError,
+    ),
     "reduction='elementwise_mean' (deprecated alias of 'mean')": ({"reduction": "elementwise_mean"}, LossValueError),
 }
 
@@ -311,8 +346,11 @@ def test_modules_take_nn_cross_entropy_loss_arguments():
     options = dict(weight=torch.tensor([1.0, 2.0, 0.5]), ignore_index=1, reduction="sum", label_smoothing=0.1)
     logits, target = torch.randn(8, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0, 2])
     expected = nn.CrossEntropyLoss(**options)(logits, target)
-    for module in (LogSoftmaxNLLLoss(**options), ManualCrossEntropyLoss(**options),
-                   ManualCrossEntropyLoss(**options, backward="manual")):
+    for module in (
+        LogSoftmaxNLLLoss(**options),
+        ManualCrossEntropyLoss(**options),
+        ManualCrossEntropyLoss(**options, backward="manual"),
+    ):
         torch.testing.assert_close(module(logits, target), expected, **TOLERANCE[torch.float32])
     with pytest.raises(ValueError, match="backward must be"):
         ManualCrossEntropyLoss(backward="symbolic")
@@ -419,14 +457,16 @@ def test_softmax_before_the_loss_has_a_floor():
 
 @CUDA
 @pytest.mark.parametrize("name", ["cross_entropy", *IMPLEMENTATIONS])
-@pytest.mark.parametrize("target_kind, weighted, smoothing",
-                         list(itertools.product(TARGETS, [False, True], [0.0, 0.25])))
+@pytest.mark.parametrize(
+    "target_kind, weighted, smoothing", list(itertools.product(TARGETS, [False, True], [0.0, 0.25]))
+)
 def test_cuda_matches_cpu(name, target_kind, weighted, smoothing):
     fn = F.cross_entropy if name == "cross_entropy" else IMPLEMENTATIONS[name]
     logits, target, weight = make_case((64, 10, 3), target_kind, weighted, torch.float32, "cpu")
     options = dict(label_smoothing=smoothing)
     cpu_loss, cpu_grad = forward_backward(fn, logits, target, weight=weight, **options)
-    cuda_loss, cuda_grad = forward_backward(fn, logits.cuda(), target.cuda(),
-                                            weight=None if weight is None else weight.cuda(), **options)
+    cuda_loss, cuda_grad = forward_backward(
+        fn, logits.cuda(), target.cuda(), weight=None if weight is None else weight.cuda(), **options
+    )
     torch.testing.assert_close(cuda_loss.cpu(), cpu_loss, **TOLERANCE[torch.float32])
     torch.testing.assert_close(cuda_grad.cpu(), cpu_grad, **TOLERANCE[torch.float32])

@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
+from test_losses import IMPLEMENTATIONS, REDUCTIONS, TARGETS, TOLERANCE, make_case
 from torch import nn
 
 from digits.compare import large_logit_errors
 from digits.losses import LogSoftmaxNLLLoss, LossInputError, ManualCrossEntropyLoss
 from digits.module import build_loss
-from test_losses import IMPLEMENTATIONS, REDUCTIONS, TARGETS, TOLERANCE, make_case
 
 MODULES = {
     "nll": LogSoftmaxNLLLoss,
@@ -41,8 +41,9 @@ def test_modules_keep_the_weight_dtype(name):
     assert module(ISSUE_INPUT, ISSUE_TARGET).item() == pytest.approx(expected.item(), rel=1e-15)
     huge = torch.tensor([1e39, 1.0, 1.0], dtype=torch.float64)  # finite in float64, inf in float32
     value = MODULES[name](weight=huge)(ISSUE_INPUT, torch.tensor([0, 1]))
-    assert value.item() == pytest.approx(F.cross_entropy(ISSUE_INPUT, torch.tensor([0, 1]), weight=huge).item(),
-                                         rel=1e-14)
+    assert value.item() == pytest.approx(
+        F.cross_entropy(ISSUE_INPUT, torch.tensor([0, 1]), weight=huge).item(), rel=1e-14
+    )
 
 
 # 6. A weight of another dtype than the input (class indices): refused like nn.CrossEntropyLoss refuses it.
@@ -56,7 +57,8 @@ def test_modules_refuse_a_weight_of_another_dtype_like_pytorch(name):
     # ...and, as a buffer, the weight follows the module's dtype (Lightning's precision=64 calls .double()).
     module = MODULES[name](weight=weight.float()).double()
     assert module(ISSUE_INPUT, ISSUE_TARGET).item() == pytest.approx(
-        F.cross_entropy(ISSUE_INPUT, ISSUE_TARGET, weight=weight.float().double()).item(), rel=1e-15)
+        F.cross_entropy(ISSUE_INPUT, ISSUE_TARGET, weight=weight.float().double()).item(), rel=1e-15
+    )
 
 
 @pytest.mark.parametrize("target", ["digits.losses.CrossEntropyLoss", "digits.losses.ManualCrossEntropyLoss"])
@@ -72,8 +74,9 @@ def test_build_loss_turns_a_config_list_into_a_default_dtype_weight(target):
 
 # 2. Gradients for a probability target (and its weight), in every form, the hand-written one included.
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("reduction, smoothing, weighted",
-                         list(itertools.product(REDUCTIONS, [0.0, 0.3], [False, True])))
+@pytest.mark.parametrize(
+    "reduction, smoothing, weighted", list(itertools.product(REDUCTIONS, [0.0, 0.3], [False, True]))
+)
 def test_probability_target_and_weight_gradients(name, reduction, smoothing, weighted):
     logits, target, weight = make_case((4, 5, 2), "probabilities", weighted, torch.float64, "cpu")
 
@@ -82,8 +85,9 @@ def test_probability_target_and_weight_gradients(name, reduction, smoothing, wei
         w = weight.clone().requires_grad_() if weighted else None
         loss = fn(x, q, weight=w, reduction=reduction, label_smoothing=smoothing)
         inputs = (x, q, w) if weighted else (x, q)
-        return torch.autograd.grad(loss, inputs, torch.linspace(0.5, 1.5, loss.numel(),
-                                                                dtype=loss.dtype).reshape(loss.shape))
+        return torch.autograd.grad(
+            loss, inputs, torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype).reshape(loss.shape)
+        )
 
     for got, expected in zip(gradients(IMPLEMENTATIONS[name]), gradients(F.cross_entropy), strict=True):
         torch.testing.assert_close(got, expected, **TOLERANCE[torch.float64])
@@ -100,10 +104,13 @@ def test_large_equal_logits_give_log_2(name, dtype):
     assert x.grad.tolist() == [[0.5, -0.5]]
 
 
-@pytest.mark.parametrize("dtype, shifts", [
-    ("float32", [1e3, 1e4, 1e6, 1e8]),
-    ("float64", [1e3, 1e8, 1e12, 1e15]),
-])
+@pytest.mark.parametrize(
+    "dtype, shifts",
+    [
+        ("float32", [1e3, 1e4, 1e6, 1e8]),
+        ("float64", [1e3, 1e8, 1e12, 1e15]),
+    ],
+)
 def test_large_logit_errors_no_worse_than_f_cross_entropy(dtype, shifts):
     """Logits shifted by up to 1e8 (float32) / 1e15 (float64), against an exact log-sum-exp of the rounded
     logits: every form's loss and gradient error is at most F.cross_entropy's plus one ulp of the result."""
@@ -120,8 +127,7 @@ def test_large_logit_errors_no_worse_than_f_cross_entropy(dtype, shifts):
 
 # 4. Forward mode (torch.func.jvp and torch.autograd.forward_ad) and double backward, against F.cross_entropy.
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("target_kind, reduction, smoothing",
-                         list(itertools.product(TARGETS, REDUCTIONS, [0.0, 0.3])))
+@pytest.mark.parametrize("target_kind, reduction, smoothing", list(itertools.product(TARGETS, REDUCTIONS, [0.0, 0.3])))
 def test_forward_mode_and_double_backward_match_f_cross_entropy(name, target_kind, reduction, smoothing):
     logits, target, weight = make_case((4, 5, 3), target_kind, True, torch.float64, "cpu")
     generator = torch.Generator().manual_seed(1)
@@ -150,8 +156,9 @@ def test_forward_mode_and_double_backward_match_f_cross_entropy(name, target_kin
         (grad,) = torch.autograd.grad(loss.sum(), x, create_graph=True)
         return torch.autograd.grad((grad * x_tangent).sum(), x)[0]
 
-    torch.testing.assert_close(hessian_vector(IMPLEMENTATIONS[name]), hessian_vector(F.cross_entropy),
-                               **TOLERANCE[torch.float64])
+    torch.testing.assert_close(
+        hessian_vector(IMPLEMENTATIONS[name]), hessian_vector(F.cross_entropy), **TOLERANCE[torch.float64]
+    )
 
 
 # 5. uint8 class indices are accepted and used as indices, never as a boolean mask (N == C).
@@ -166,13 +173,16 @@ def test_uint8_class_indices_match_pytorch(name, reduction):
 
 # 7. The result's dtype: promoted with the probability target's and the weight's, as in PyTorch.
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("input_dtype, target_dtype, weight_dtype", [
-    (torch.float32, torch.float64, None),
-    (torch.float64, torch.float32, None),
-    (torch.float32, torch.float32, torch.float64),
-    (torch.float16, torch.float32, None),
-    (torch.bfloat16, torch.float16, torch.float16),
-])
+@pytest.mark.parametrize(
+    "input_dtype, target_dtype, weight_dtype",
+    [
+        (torch.float32, torch.float64, None),
+        (torch.float64, torch.float32, None),
+        (torch.float32, torch.float32, torch.float64),
+        (torch.float16, torch.float32, None),
+        (torch.bfloat16, torch.float16, torch.float16),
+    ],
+)
 def test_result_dtype_is_promoted_like_pytorch(name, input_dtype, target_dtype, weight_dtype):
     logits, target, weight = make_case((4, 5), "probabilities", True, torch.float64, "cpu")
     x, q = logits.to(input_dtype).requires_grad_(), target.to(target_dtype)
@@ -190,15 +200,18 @@ def test_result_dtype_is_promoted_like_pytorch(name, input_dtype, target_dtype, 
 
 # 8. Empty inputs: no positions and/or no classes.
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
-@pytest.mark.parametrize("shape, target", [
-    ((0, 0), torch.zeros(0, dtype=torch.long)),
-    ((0, 0), torch.zeros(0, 0)),
-    ((0, 3), torch.zeros(0, dtype=torch.long)),
-    ((0, 3), torch.zeros(0, 3)),
-    ((2, 0), torch.zeros(2, 0)),
-    ((2, 0), torch.tensor([-100, -100])),
-    ((0, 3, 4), torch.zeros(0, 4, dtype=torch.long)),
-])
+@pytest.mark.parametrize(
+    "shape, target",
+    [
+        ((0, 0), torch.zeros(0, dtype=torch.long)),
+        ((0, 0), torch.zeros(0, 0)),
+        ((0, 3), torch.zeros(0, dtype=torch.long)),
+        ((0, 3), torch.zeros(0, 3)),
+        ((2, 0), torch.zeros(2, 0)),
+        ((2, 0), torch.tensor([-100, -100])),
+        ((0, 3, 4), torch.zeros(0, 4, dtype=torch.long)),
+    ],
+)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_empty_inputs_like_pytorch(name, shape, target, reduction):
     expected, expected_grad = _value_and_grad(F.cross_entropy, torch.zeros(shape), target, reduction=reduction)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import CUDA
+
 from digits import pytorch_suite
 from digits.pytorch_suite import CHECK_DTYPES, FUNCTIONAL_FORMS, PyTorchSuiteMissingError, run_suite, summary_by_form
 
@@ -58,8 +58,7 @@ def test_a_moved_internal_fails_with_its_name(monkeypatch):
 
 def test_every_form_agrees_with_pytorch_on_its_material(summaries):
     _, rows = summaries
-    failures = [f"{s.source} / {s.form} / {s.check} / {s.dtype}: {failure}"
-                for s in rows for failure in s.failures]
+    failures = [f"{s.source} / {s.form} / {s.check} / {s.dtype}: {failure}" for s in rows for failure in s.failures]
     assert not failures, "\n".join(failures[:40])
 
 
@@ -70,8 +69,12 @@ def test_every_form_ran_at_least_the_known_number_of_cases(summaries):
     for source, minimum in MIN_CASES.items():
         if source == "common_nn criterion_tests" and device != "cpu":
             continue
-        checks = ("errors",) if source.startswith("ModuleInfo") and "errors" in source else (
-            "forward", "backward", "jvp", "double_backward") + (() if source.startswith("OpInfo") else ("reference",))
+        checks = (
+            ("errors",)
+            if source.startswith("ModuleInfo") and "errors" in source
+            else ("forward", "backward", "jvp", "double_backward")
+            + (() if source.startswith("OpInfo") else ("reference",))
+        )
         for form in FUNCTIONAL_FORMS:
             for check in checks:
                 dtypes = [str(d).removeprefix("torch.") for d in CHECK_DTYPES.get(check, CHECK_DTYPES["forward"])]
@@ -79,8 +82,10 @@ def test_every_form_ran_at_least_the_known_number_of_cases(summaries):
                     if dtype not in SOURCE_DTYPES.get(source, dtypes):
                         continue
                     if counts.get((source, form, check, dtype), 0) < minimum:
-                        missing.append(f"{source} / {form} / {check} / {dtype}: "
-                                       f"{counts.get((source, form, check, dtype), 0)} < {minimum}")
+                        missing.append(
+                            f"{source} / {form} / {check} / {dtype}: "
+                            f"{counts.get((source, form, check, dtype), 0)} < {minimum}"
+                        )
     assert not missing, "\n".join(missing)
 
 
@@ -89,9 +94,21 @@ def test_summary_by_form_adds_up_the_sources(summaries):
     by_form = {(r["check"], r["dtype"], r["form"]): r for r in summary_by_form(rows)}
     forward = by_form[("forward", "float64", "manual_backward")]
     parts = [s for s in rows if (s.check, s.dtype, s.form) == ("forward", "float64", "manual_backward")]
-    assert forward["cases"] == sum(s.cases for s in parts) >= sum(MIN_CASES[s] for s in (
-        "OpInfo nn.functional.cross_entropy", "OpInfo nn.functional.nll_loss", "ModuleInfo nn.CrossEntropyLoss",
-        "ModuleInfo nn.NLLLoss", "common_nn criterion_tests")) - (0 if _ == "cpu" else 3)
+    assert (
+        forward["cases"]
+        == sum(s.cases for s in parts)
+        >= sum(
+            MIN_CASES[s]
+            for s in (
+                "OpInfo nn.functional.cross_entropy",
+                "OpInfo nn.functional.nll_loss",
+                "ModuleInfo nn.CrossEntropyLoss",
+                "ModuleInfo nn.NLLLoss",
+                "common_nn criterion_tests",
+            )
+        )
+        - (0 if _ == "cpu" else 3)
+    )
     assert forward["max_rel_diff"] == max(s.max_difference for s in parts)
 
 

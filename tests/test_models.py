@@ -31,11 +31,14 @@ def test_channels_last_gives_the_same_logits():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(channels=()), "at least one"),
-    (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
-    (dict(channels=(4, 4, 4, 4, 4)), "too many"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(channels=()), "at least one"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (dict(channels=(4, 4, 4, 4, 4)), "too many"),
+    ],
+)
 def test_bad_model_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DigitCNN(**kwargs)

@@ -13,19 +13,29 @@ from urllib.parse import quote
 
 import pytest
 import torch
+from conftest import QUIET, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUIET, compose_train
 from digits.train import train
 
 
 @pytest.fixture(scope="module")
 def monitored_run(tmp_path_factory, data_dir):
     run_dir = tmp_path_factory.mktemp("monitored")
-    cfg = compose_train(["trainer.max_epochs=2", "trainer.limit_train_batches=20", "trainer.limit_val_batches=3",
-                         "trainer.limit_test_batches=2", "trainer.log_every_n_steps=5",
-                         "callbacks.output_histograms.every_n_steps=5", "trainer.enable_progress_bar=false",
-                         "~callbacks.model_summary"], run_dir, data_dir)
+    cfg = compose_train(
+        [
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=20",
+            "trainer.limit_val_batches=3",
+            "trainer.limit_test_batches=2",
+            "trainer.log_every_n_steps=5",
+            "callbacks.output_histograms.every_n_steps=5",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.model_summary",
+        ],
+        run_dir,
+        data_dir,
+    )
     metrics, _ = train(cfg)
     return run_dir, metrics
 
@@ -48,8 +58,17 @@ def accumulated(folder: Path) -> dict[str, set[str]]:
 def test_event_files_hold_what_the_readme_promises(monitored_run):
     run_dir, metrics = monitored_run
     tags = accumulated(run_dir)
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr",
-            "train/images_per_s"} <= tags["scalars"]
+    assert {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/acc_best",
+        "test/loss",
+        "test/acc",
+        "lr",
+        "train/images_per_s",
+    } <= tags["scalars"]
     assert {"val/confusion_matrix", "val/misclassified"} <= tags["images"]
     assert {"train/logits", "train/confidence"} <= tags["histograms"]
     assert {"val/confusion_matrix/text_summary", "val/misclassified/text_summary"} <= tags["text"]
@@ -76,17 +95,28 @@ def test_event_files_hold_what_the_readme_promises(monitored_run):
 
 def test_a_constant_learning_rate_is_logged_under_the_optimizer_name(tmp_path, data_dir):
     """scheduler=none: no schedule to name the tag after, so LearningRateMonitor names it lr-AdamW."""
-    cfg = compose_train(["scheduler=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1",
-                         "test=false", "callbacks=minimal", *QUIET], tmp_path, data_dir)
+    cfg = compose_train(
+        [
+            "scheduler=none",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.log_every_n_steps=1",
+            "test=false",
+            "callbacks=minimal",
+            *QUIET,
+        ],
+        tmp_path,
+        data_dir,
+    )
     train(cfg)
     assert [event.value for event in training_events(tmp_path).Scalars("lr-AdamW")] == [pytest.approx(0.01)] * 2
 
 
 def training_events(folder: Path) -> EventAccumulator:
     """The event file written during fit (the first; trainer.test writes a second)."""
-    accumulator = EventAccumulator(str(sorted(folder.glob("events.out.tfevents.*"))[0]),
-                                   size_guidance={"images": 0})
+    accumulator = EventAccumulator(str(sorted(folder.glob("events.out.tfevents.*"))[0]), size_guidance={"images": 0})
     accumulator.Reload()
     return accumulator
 
@@ -115,8 +145,11 @@ def test_tensorboard_server_serves_the_logged_values(monitored_run):
     run_dir, _ = monitored_run
     port = free_port()
     tensorboard = Path(sys.executable).with_name("tensorboard")
-    server = subprocess.Popen([str(tensorboard), "--logdir", str(run_dir), "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(tensorboard), "--logdir", str(run_dir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

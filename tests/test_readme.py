@@ -12,14 +12,19 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIG_DIR, ROOT, run_script
+
 from digits.overrides import check_overrides
 from digits.readme_tables import readme_blocks
 
 README = (ROOT / "README.md").read_text()
-CONFIG_NAMES = {"train": "train", "evaluate": "eval", "compare_losses": "compare_losses", "benchmark": "benchmark",
-                "benchmark_losses": "benchmark_losses"}
+CONFIG_NAMES = {
+    "train": "train",
+    "evaluate": "eval",
+    "compare_losses": "compare_losses",
+    "benchmark": "benchmark",
+    "benchmark_losses": "benchmark_losses",
+}
 # The README's placeholders, filled as a user would.
 PLACEHOLDERS = {"<run>": "2026-01-01_00-00-00-000000", "<partition>": "gpu"}
 
@@ -67,7 +72,8 @@ def assert_readme_table_is_current(name: str, args: list[str], tmp_path: Path, d
     assert result.returncode == 0, result.stderr[-3000:]
     produced = (tmp_path / "tables" / f"{name}.md").read_text()
     assert readme_blocks(README)[f"compare_losses/{name}"] == produced, (
-        "README.md is out of date: python scripts/compare_losses.py && python scripts/update_readme.py")
+        "README.md is out of date: python scripts/compare_losses.py && python scripts/update_readme.py"
+    )
 
 
 def test_the_largest_differences_table_is_what_the_script_prints_now(tmp_path, data_dir):
@@ -84,8 +90,13 @@ def test_the_whole_trainings_table_is_what_the_script_prints_now(tmp_path, data_
 def fresh_copy(destination: Path) -> Path:
     """The working tree as a clone has it (tracked and not ignored files), with the quick start's
     .venv beside it."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, files):
         if (ROOT / name).is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +118,9 @@ def test_walk_the_readme_after_the_quick_start(tmp_path, data_dir):
     def run(printed: str, run_name: str = "") -> str:
         assert printed in readme_commands() or printed.endswith("--help"), f"not in the README: {printed}"
         command = f"source .venv/bin/activate && {printed.replace('<run>', run_name)}"
-        result = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
         return result.stdout + result.stderr
 
@@ -118,8 +130,10 @@ def test_walk_the_readme_after_the_quick_start(tmp_path, data_dir):
     (run_dir,) = (clone / "outputs" / "train").iterdir()
     assert run_dir.name.endswith("_debug-limit")
     assert "accuracy" in run("python scripts/evaluate.py ckpt_path=outputs/train/<run>", run_dir.name)
-    run("python scripts/evaluate.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt data.split=val device=cpu",
-        run_dir.name)
+    run(
+        "python scripts/evaluate.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt data.split=val device=cpu",
+        run_dir.name,
+    )
     evaluations = sorted(p.name for p in (clone / "outputs" / "evaluate").iterdir())
     assert len(evaluations) == 2 and evaluations[1].endswith("_data.split-val_device-cpu")
 

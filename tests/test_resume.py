@@ -13,15 +13,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import QUIET, start_script
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end; with data.augment on,
 # whose random jitter must resume exactly too.
-RUN = ["trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=3",
-       "callbacks.step_checkpoint.every_n_train_steps=10", "data.batch_size=128", "seed=3",
-       "data.augment.enabled=true", *QUIET]
+RUN = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=60",
+    "trainer.limit_val_batches=3",
+    "callbacks.step_checkpoint.every_n_train_steps=10",
+    "data.batch_size=128",
+    "seed=3",
+    "data.augment.enabled=true",
+    *QUIET,
+]
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -76,8 +82,9 @@ def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, d
     assert abs(metrics["test/acc"] - expected["test/acc"]) <= 0.001
     assert metrics["test/acc"] == expected["test/acc"] and metrics["test/loss"] == expected["test/loss"]
     assert metrics["val/acc_best"] == expected["val/acc_best"]
-    final, reference_final = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-                              for run in (killed, whole))
+    final, reference_final = (
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (killed, whole)
+    )
     assert all(torch.equal(final[key], reference_final[key]) for key in reference_final)
 
     # One run folder: the original Hydra snapshot kept, the resume's beside it, and TensorBoard's
@@ -158,11 +165,14 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 # --- resume=<run folder>: what carries over, what is refused -------------------------------------
 
+
 def fake_run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "config.yaml").write_text("seed: 3\nresume: null\nckpt_path: null\npaths:\n  output_dir: /old\n"
-                                         "trainer:\n  max_epochs: 2\nloss:\n  _target_: digits.losses.CrossEntropyLoss\n")
+    (run_dir / "config.yaml").write_text(
+        "seed: 3\nresume: null\nckpt_path: null\npaths:\n  output_dir: /old\n"
+        "trainer:\n  max_epochs: 2\nloss:\n  _target_: digits.losses.CrossEntropyLoss\n"
+    )
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
     return run_dir
 
@@ -187,14 +197,17 @@ def test_resume_refuses_a_different_config_group_or_key(tmp_path, override):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     from digits.config import ConfigError, resume_config
 
-    with pytest.raises(ConfigError, match="is not a run folder to continue: it needs config.yaml and "
-                                          "checkpoints/last.ckpt"):
+    with pytest.raises(
+        ConfigError, match="is not a run folder to continue: it needs config.yaml and checkpoints/last.ckpt"
+    ):
         resume_config(tmp_path, [])
 
 
 def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    process = start_script("train.py", ["debug=limit", "logger=none", f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
+    process = start_script(
+        "train.py", ["debug=limit", "logger=none", f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path
+    )
     assert process.wait(timeout=600) == 0, finish(process)[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # what a crash mid-write would leave without the atomic writer
@@ -208,6 +221,7 @@ def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_
 
 # --- read-only and full disks -------------------------------------------------------------------
 
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A tmpfs of a given size (bytes), unmounted afterwards; skipped where mounting is not allowed."""
@@ -216,8 +230,9 @@ def small_disk(tmp_path):
     def mount(size: int, read_only: bool = False) -> Path:
         point = tmp_path / f"disk{len(mounts)}"
         point.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if result.returncode:
             pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}); needs root/CAP_SYS_ADMIN")
         mounts.append(point)
@@ -242,6 +257,7 @@ def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir
 
 def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_path, data_dir, small_disk):
     from conftest import compose_train
+
     from digits.train import train
 
     args = ["debug=limit", "logger=none", "callbacks.step_checkpoint.every_n_train_steps=5"]

@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import QUIET, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_monitoring import logged_confusion_matrices
 from torch import Tensor
 
-from conftest import QUIET, run_script
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule
-from test_monitoring import logged_confusion_matrices
 
 ONE_EPOCH = ["trainer.max_epochs=1", "logger=none", "seed=11", *QUIET]
 
@@ -31,9 +31,11 @@ def accuracy(checkpoint: str, loader) -> float:
 
 
 def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
-    runs = {"single": ["data.batch_size=256"],
-            # 2 x 128 per step: the same 256 images per step as one process (each takes every other one)
-            "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128"]}
+    runs = {
+        "single": ["data.batch_size=256"],
+        # 2 x 128 per step: the same 256 images per step as one process (each takes every other one)
+        "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128"],
+    }
     metrics = {}
     for name, overrides in runs.items():
         run_dir = tmp_path / name
@@ -63,13 +65,21 @@ def test_ddp_first_step_equals_one_process_with_synchronised_batch_norm(tmp_path
     first step's forward pass alone decides). Without synchronisation each process normalises its 128
     images alone. Dropout off: each process draws its own masks. (Later steps drift apart through
     float32 rounding as any two runs with another thread count do: Adam amplifies it from step 2.)"""
-    first_step = [*ONE_EPOCH, "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false",
-                  "trainer.num_sanity_val_steps=0", "model.dropout=0", "callbacks=minimal"]
-    runs = {"single": ["data.batch_size=256"],
-            # with TensorBoard and the monitoring callbacks (they leave the weights alone): see below
-            "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128", "logger=tensorboard",
-                    "callbacks=default"],
-            "ddp_unsynced": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128", "trainer.plugins=[]"]}
+    first_step = [
+        *ONE_EPOCH,
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "trainer.num_sanity_val_steps=0",
+        "model.dropout=0",
+        "callbacks=minimal",
+    ]
+    runs = {
+        "single": ["data.batch_size=256"],
+        # with TensorBoard and the monitoring callbacks (they leave the weights alone): see below
+        "ddp": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128", "logger=tensorboard", "callbacks=default"],
+        "ddp_unsynced": ["trainer=ddp", "trainer.devices=2", "data.batch_size=128", "trainer.plugins=[]"],
+    }
     states = {}
     for name, overrides in runs.items():
         run_dir = tmp_path / name
@@ -80,9 +90,11 @@ def test_ddp_first_step_equals_one_process_with_synchronised_batch_norm(tmp_path
         states[name] = checkpoint["state_dict"]
 
     def largest_difference(name: str, running: bool) -> float:
-        return max((states[name][key].double() - value.double()).abs().max().item()
-                   for key, value in states["single"].items()
-                   if value.is_floating_point() and ("running" in key) == running)
+        return max(
+            (states[name][key].double() - value.double()).abs().max().item()
+            for key, value in states["single"].items()
+            if value.is_floating_point() and ("running" in key) == running
+        )
 
     # Measured: synchronised 1.2e-5 (statistics) / 8e-8 (weights); a thread-count change alone moves the
     # statistics by 9e-5; unsynchronised 1.6e-3.
@@ -103,8 +115,11 @@ def test_ddp_first_step_equals_one_process_with_synchronised_batch_norm(tmp_path
 def _forward_backward(net, images: Tensor, labels: Tensor) -> tuple[Tensor, dict, dict]:
     logits = net(images)
     F.cross_entropy(logits, labels).backward()
-    return (logits.detach(), {k: p.grad for k, p in net.named_parameters()},
-            {k: b for k, b in net.named_buffers() if "running" in k})
+    return (
+        logits.detach(),
+        {k: p.grad for k, p in net.named_parameters()},
+        {k: b for k, b in net.named_buffers() if "running" in k},
+    )
 
 
 def _sync_batchnorm_worker(rank: int, images: Tensor, labels: Tensor, port: int, results) -> None:
@@ -152,12 +167,15 @@ def test_all_reduce_batch_norm_is_one_process_batch_norm_in_float64(data_dir):
         port = s.getsockname()[1]
     context = mp.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_sync_batchnorm_worker, args=(rank, images, labels, port, results))
-               for rank in range(2)]
+    workers = [
+        context.Process(target=_sync_batchnorm_worker, args=(rank, images, labels, port, results)) for rank in range(2)
+    ]
     for worker in workers:
         worker.start()
-    states = dict((rank, torch.load(io.BytesIO(state), weights_only=True))
-                  for rank, state in (results.get(timeout=300) for _ in workers))
+    states = dict(
+        (rank, torch.load(io.BytesIO(state), weights_only=True))
+        for rank, state in (results.get(timeout=300) for _ in workers)
+    )
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
@@ -176,14 +194,18 @@ def test_all_reduce_batch_norm_is_one_process_batch_norm_in_float64(data_dir):
 
 
 def test_slurm_launcher_config_composes_for_a_ddp_sweep():
+    from conftest import CONFIG_DIR
     from hydra import compose, initialize_config_dir
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from conftest import CONFIG_DIR
-
-    overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4",
-                 "trainer.num_nodes=2"]
+    overrides = [
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+    ]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
@@ -198,8 +220,20 @@ def test_a_sweep_runs_through_the_submitit_plugin(tmp_path, data_dir):
     """The SLURM launcher's code path with submitit's local executor: each sweep point is pickled,
     run as its own process by submitit and writes its own run folder. Only sbatch is not exercised."""
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", ["-m", "hydra/launcher=submitit_local", "loss=cross_entropy,nll", "debug=limit",
-                                     "logger=none", f"hydra.sweep.dir={sweep}", *QUIET], data_dir, tmp_path)
+    result = run_script(
+        "train.py",
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "loss=cross_entropy,nll",
+            "debug=limit",
+            "logger=none",
+            f"hydra.sweep.dir={sweep}",
+            *QUIET,
+        ],
+        data_dir,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
     runs = sorted(p for p in sweep.iterdir() if p.name[:2] in ("0_", "1_"))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import compose_train, run_script
+
 from digits.config import ConfigError
 from digits.objective import score
 from digits.train import train
@@ -30,10 +30,21 @@ def test_two_trial_search_through_the_optuna_sweeper(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     # debug=limit, with the two knobs the search space also holds fixed on the command line (the
     # sweeper then leaves them out of the space); a budget so small that the penalty decides.
-    result = run_script("train.py", ["-m", "hparams_search=fast_cpu", "debug=limit", "trainer.max_epochs=1",
-                                     "trainer.limit_train_batches=5", "hydra.sweeper.n_trials=2",
-                                     "objective.budget_seconds=0.5", f"hydra.sweep.dir={sweep}"],
-                        data_dir, cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        [
+            "-m",
+            "hparams_search=fast_cpu",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=5",
+            "hydra.sweeper.n_trials=2",
+            "objective.budget_seconds=0.5",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        data_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted((p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     assert [p.name for p in trials] == ["0", "1"]
@@ -58,5 +69,12 @@ def test_two_trial_search_through_the_optuna_sweeper(tmp_path, data_dir):
     assert [row["score"] for row in table] == pytest.approx(sorted(scores, reverse=True), abs=1e-6)
     assert {"model.channels", "optimizer.lr", "val_acc", "fit_cpu_s"} <= table[0].keys()
     assert "trials, best score first" in (sweep / "trials.md").read_text()
-    assert set(best["best_params"]) == {"model.channels", "model.dropout", "data.batch_size", "optimizer.lr",
-                                        "optimizer.weight_decay", "scheduler.pct_start", "loss.label_smoothing"}
+    assert set(best["best_params"]) == {
+        "model.channels",
+        "model.dropout",
+        "data.batch_size",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "scheduler.pct_start",
+        "loss.label_smoothing",
+    }

@@ -32,22 +32,31 @@ def printed(tensor: torch.Tensor, style: str = ".4f") -> list:
 def softmax_by_each_form(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """The softmax the forms compute on the way: PyTorch's, exp(log_softmax) of the nll form, exp of the
     manual form's stable log-softmax."""
-    return {"softmax": torch.softmax(logits, dim=1), "nll": F.log_softmax(logits, dim=1).exp(),
-            "manual": stable_log_softmax(logits).exp()}
+    return {
+        "softmax": torch.softmax(logits, dim=1),
+        "nll": F.log_softmax(logits, dim=1).exp(),
+        "manual": stable_log_softmax(logits).exp(),
+    }
 
 
 def log_softmax_by_each_form(logits: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"log(softmax)": torch.log(torch.softmax(logits, dim=1)), "nll": F.log_softmax(logits, dim=1),
-            "manual": stable_log_softmax(logits)}
+    return {
+        "log(softmax)": torch.log(torch.softmax(logits, dim=1)),
+        "nll": F.log_softmax(logits, dim=1),
+        "manual": stable_log_softmax(logits),
+    }
 
 
 # 000: "Cross entropy with logits", and 001: "torch.nn.CrossEntropyLoss": loss.item() as printed.
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("logits, labels, item", [
-    ([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]], [0, 1, 2], 2.4076058864593506),
-    ([[1.2, 0.5, -1.0], [0.3, 1.8, -0.5]], [0, 1], 0.3774033188819885),
-    ([[1.2, -0.5, 0.8, 2.1]], [2], 1.8615424633026123),
-])
+@pytest.mark.parametrize(
+    "logits, labels, item",
+    [
+        ([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]], [0, 1, 2], 2.4076058864593506),
+        ([[1.2, 0.5, -1.0], [0.3, 1.8, -0.5]], [0, 1], 0.3774033188819885),
+        ([[1.2, -0.5, 0.8, 2.1]], [2], 1.8615424633026123),
+    ],
+)
 def test_printed_loss_items(form, logits, labels, item):
     assert FORMS[form](torch.tensor(logits), torch.tensor(labels)).item() == item
 
@@ -83,29 +92,61 @@ def test_float64_softmax_of_minus_9_5_10():
 
 # 002: the 3x5 example from its printed model output and targets [3, 0, 1].
 def test_three_by_five_example():
-    model_output = torch.tensor([[-0.7514, 1.2616, -0.4232, 1.3868, 1.2298],
-                                 [1.5341, -0.4240, 0.0112, -0.5188, 0.1129],
-                                 [-2.6143, 0.1532, 0.0868, -0.8231, 0.7698]])
+    model_output = torch.tensor(
+        [
+            [-0.7514, 1.2616, -0.4232, 1.3868, 1.2298],
+            [1.5341, -0.4240, 0.0112, -0.5188, 0.1129],
+            [-2.6143, 0.1532, 0.0868, -0.8231, 0.7698],
+        ]
+    )
     targets = torch.tensor([3, 0, 1])
     for name, sm in softmax_by_each_form(model_output).items():
-        assert printed(sm) == ["0.0390", "0.2923", "0.0542", "0.3313", "0.2832",
-                               "0.5784", "0.0816", "0.1261", "0.0742", "0.1396",
-                               "0.0149", "0.2365", "0.2213", "0.0891", "0.4382"], name
+        assert printed(sm) == [
+            "0.0390",
+            "0.2923",
+            "0.0542",
+            "0.3313",
+            "0.2832",
+            "0.5784",
+            "0.0816",
+            "0.1261",
+            "0.0742",
+            "0.1396",
+            "0.0149",
+            "0.2365",
+            "0.2213",
+            "0.0891",
+            "0.4382",
+        ], name
         assert printed(sm.sum(dim=1)) == ["1.0000"] * 3, name
     # The log does not follow to the digit: log p_c = x_c - logsumexp(x) inherits the logits' print
     # rounding (up to 5e-5 each, 1e-4 together), and 4 of the 15 exact values sit on a rounding edge
     # (float64: -3.242975, -2.914775, -0.547538, -2.070438). They reproduce within that 1e-4 plus the
     # print's own 5e-5, and the other 11 to the digit.
-    printed_log = ["-3.2429", "-1.2300", "-2.9147", "-1.1048", "-1.2618",
-                   "-0.5476", "-2.5056", "-2.0705", "-2.6004", "-1.9687",
-                   "-4.2092", "-1.4417", "-1.5081", "-2.4180", "-0.8251"]
+    printed_log = [
+        "-3.2429",
+        "-1.2300",
+        "-2.9147",
+        "-1.1048",
+        "-1.2618",
+        "-0.5476",
+        "-2.5056",
+        "-2.0705",
+        "-2.6004",
+        "-1.9687",
+        "-4.2092",
+        "-1.4417",
+        "-1.5081",
+        "-2.4180",
+        "-0.8251",
+    ]
     for name, lg in log_softmax_by_each_form(model_output).items():
         torch.testing.assert_close(lg.flatten(), torch.tensor([float(v) for v in printed_log]), rtol=0, atol=1.5e-4)
         assert sum(a == b for a, b in zip(printed(lg), printed_log)) >= 11, (name, printed(lg))
     # 1.0314 follows from the printed log-probabilities (the text's own check sums them), in every form too:
     # the cross-entropy of log-probabilities is their NLL. From the 4-decimal logits every form gives
     # 1.031339 ("1.0313"): the logits' rounding moves the loss by up to 1e-4.
-    lg = torch.tensor([[float(v) for v in printed_log[i:i + 5]] for i in (0, 5, 10)])
+    lg = torch.tensor([[float(v) for v in printed_log[i : i + 5]] for i in (0, 5, 10)])
     assert printed(F.nll_loss(lg, targets)) == ["1.0314"]
     assert printed(-1 * (lg[0][targets[0]] + lg[1][targets[1]] + lg[2][targets[2]]) / 3) == ["1.0314"]
     for name, form in FORMS.items():

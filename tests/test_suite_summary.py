@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import torch
-
 from conftest import ROOT
 
 SELECTION = ["tests/test_data.py::test_official_test_set_is_kept", "tests/test_losses.py::test_cuda_matches_cpu"]
@@ -16,16 +15,24 @@ SELECTION = ["tests/test_data.py::test_official_test_set_is_kept", "tests/test_l
 def pytest_run(tmp_path, selection: list[str], **env) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "CI"}
     environment.update({"DIGITS_DATA_DIR": str(tmp_path / "no-mnist-here"), **env})
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *selection], cwd=ROOT,
-                          env=environment, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *selection],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_run_without_the_data_says_so_loudly_and_ci_fails(tmp_path):
     result = pytest_run(tmp_path, SELECTION)
     assert result.returncode == 0, result.stdout[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
-    assert (f"1 TESTS THAT NEED REAL MNIST WERE SKIPPED: not found under {tmp_path / 'no-mnist-here'}/MNIST/raw"
-            in last_line), result.stdout[-2000:]
+    assert (
+        f"1 TESTS THAT NEED REAL MNIST WERE SKIPPED: not found under {tmp_path / 'no-mnist-here'}/MNIST/raw"
+        in last_line
+    ), result.stdout[-2000:]
     if not torch.cuda.is_available():
         # 48 CUDA cases: one line and the "deselected" count, not a wall of `s`
         assert "48 GPU cases not collected: no CUDA GPU here" in result.stdout

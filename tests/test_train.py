@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import CONFIG_DIR, QUIET, compose_train, run_script, start_script
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CONFIG_DIR, QUIET, compose_train, run_script, start_script
 from digits.config import ConfigError
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule, NonFiniteLossError, build_loss
@@ -86,8 +86,14 @@ def test_checkpoint_naming_a_foreign_callable_is_refused(tmp_path, data_dir):
 
 
 def test_same_seed_gives_the_same_run(tmp_path, data_dir):
-    overrides = ["debug=limit", "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
-                 "trainer.deterministic=true", "seed=3"]
+    overrides = [
+        "debug=limit",
+        "logger=none",
+        "callbacks=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.deterministic=true",
+        "seed=3",
+    ]
     a, _ = train(compose_train(overrides, tmp_path / "a", data_dir))
     b, _ = train(compose_train(overrides, tmp_path / "b", data_dir))
     c, _ = train(compose_train([*overrides[:-1], "seed=4"], tmp_path / "c", data_dir))
@@ -95,15 +101,18 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
     assert a["test/loss"] != c["test/loss"]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("trainer.max_epochs=-1", "trainer.max_epochs=-1 is not allowed: an integer >= 1"),
-    ("data.batch_size=0", "data.batch_size=0 is not allowed: an integer >= 1"),
-    ("optimizer.lr=0", "optimizer.lr=0 is not allowed: a number > 0"),
-    ("model.dropout=1.5", r"model.dropout=1.5 is not allowed: a number in \[0, 1\)"),
-    ("loss.label_smoothing=2", r"loss.label_smoothing=2 is not allowed: a number in \[0, 1\]"),
-    ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is not allowed: one of"),
-    ("threads=0", "threads=0 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_epochs=-1", "trainer.max_epochs=-1 is not allowed: an integer >= 1"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: an integer >= 1"),
+        ("optimizer.lr=0", "optimizer.lr=0 is not allowed: a number > 0"),
+        ("model.dropout=1.5", r"model.dropout=1.5 is not allowed: a number in \[0, 1\)"),
+        ("loss.label_smoothing=2", r"loss.label_smoothing=2 is not allowed: a number in \[0, 1\]"),
+        ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is not allowed: one of"),
+        ("threads=0", "threads=0 is not allowed"),
+    ],
+)
 def test_bad_values_are_refused_before_any_data_is_loaded(override, message, tmp_path):
     # the data directory does not exist: the config check must fire first
     cfg = compose_train([override], tmp_path, tmp_path / "no-data")
@@ -113,10 +122,16 @@ def test_bad_values_are_refused_before_any_data_is_loaded(override, message, tmp
 
 def test_non_finite_loss_stops_with_the_step_and_the_loss(tmp_path, data_dir):
     # lr 1e6 makes the logits huge after one step; the naive form's exp() then overflows to NaN
-    cfg = compose_train(["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6",
-                         "scheduler=none", *QUIET], tmp_path, data_dir)
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step [1-9]\d* \(epoch 0\) with loss "
-                                                 r"NaiveCrossEntropyLoss; lower optimizer.lr"):
+    cfg = compose_train(
+        ["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6", "scheduler=none", *QUIET],
+        tmp_path,
+        data_dir,
+    )
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"training loss is nan at step [1-9]\d* \(epoch 0\) with loss "
+        r"NaiveCrossEntropyLoss; lower optimizer.lr",
+    ):
         train(cfg)
 
 
@@ -160,15 +175,29 @@ def tensorboard_hparams(folder: Path) -> tuple[dict, list[str]]:
 
 
 def test_train_script_end_to_end(tmp_path, data_dir):
-    result = run_script("train.py", ["debug=limit", f"paths.log_dir={tmp_path / 'outputs'}", "loss=nll",
-                                     "model.channels=[8,16]", "data.batch_size=128", "seed=7"], data_dir, cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        [
+            "debug=limit",
+            f"paths.log_dir={tmp_path / 'outputs'}",
+            "loss=nll",
+            "model.channels=[8,16]",
+            "data.batch_size=128",
+            "seed=7",
+        ],
+        data_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stderr + result.stdout
     assert "best val/acc" in output
     # its own folder under outputs/train, named by the time and the overrides (sorted; usable as ckpt_path=)
     (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}_data.batch_size-128_debug-limit_loss-nll_"
-                        r"model.channels-8_16_seed-7", run_dir.name), run_dir.name
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}_data.batch_size-128_debug-limit_loss-nll_"
+        r"model.channels-8_16_seed-7",
+        run_dir.name,
+    ), run_dir.name
     assert f"MNIST from {data_dir}/MNIST/raw" in output  # the data directory, absolute, in the log
     # the console: no advertisement, no library deprecation warning, each Lightning line once
     # (Lightning's handler and Hydra's both printed it before)
@@ -192,13 +221,19 @@ def test_train_script_end_to_end(tmp_path, data_dir):
 
 
 def test_bad_input_exits_with_a_message(tmp_path, data_dir):
-    result = run_script("train.py", ["trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path)
+    result = run_script(
+        "train.py", ["trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "trainer.max_epochs=0 is not allowed" in result.stderr + result.stdout
     # a relative data directory: resolved against the folder the script was started from, reported
     # absolute; the failed run leaves no TensorBoard events (TensorBoard would list an empty run)
-    result = run_script("train.py", ["data.data_dir=empty", "data.download=false",
-                         f"hydra.run.dir={tmp_path / 'run2'}"], data_dir, cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        ["data.data_dir=empty", "data.download=false", f"hydra.run.dir={tmp_path / 'run2'}"],
+        data_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert f"MNIST not found: {tmp_path}/empty/MNIST/raw lacks" in result.stderr + result.stdout
     assert not (tmp_path / "empty").exists()
@@ -207,8 +242,19 @@ def test_bad_input_exits_with_a_message(tmp_path, data_dir):
 
 def test_multirun_over_the_three_losses(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", ["-m", "loss=cross_entropy,nll,manual", "debug=limit", f"hydra.sweep.dir={sweep}",
-                         "trainer.deterministic=true", *QUIET], data_dir, cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        [
+            "-m",
+            "loss=cross_entropy,nll,manual",
+            "debug=limit",
+            f"hydra.sweep.dir={sweep}",
+            "trainer.deterministic=true",
+            *QUIET,
+        ],
+        data_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name[:2] for p in runs] == ["0_", "1_", "2_"]
@@ -235,9 +281,16 @@ def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
 
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    args = [f"hydra.run.dir={run_dir}", "model.channels=[4,8]",
-            "data.batch_size=64", "trainer.max_epochs=2", "trainer.limit_train_batches=300",
-            "trainer.limit_val_batches=5", "logger=none", *QUIET]
+    args = [
+        f"hydra.run.dir={run_dir}",
+        "model.channels=[4,8]",
+        "data.batch_size=64",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=300",
+        "trainer.limit_val_batches=5",
+        "logger=none",
+        *QUIET,
+    ]
     process = start_script("train.py", args, data_dir, cwd=tmp_path)
     deadline = time.monotonic() + 120
     # Lightning logs this line right before the first training step
@@ -255,7 +308,9 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     stopped_step = checkpoint["global_step"]
     assert 0 < stopped_step < 600
     assert not (run_dir / "metrics.json").read_text().count('"test/acc"')
-    resumed = run_script("train.py", [*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], data_dir, cwd=tmp_path)
+    resumed = run_script(
+        "train.py", [*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], data_dir, cwd=tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 600 and metrics["epochs"] == 2  # the stopped run's steps were not repeated
@@ -264,18 +319,33 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
 
 def test_more_bad_input_through_the_script(tmp_path, data_dir):
     """Exit codes and messages as a user sees them, for the cases not covered above."""
-    unknown_key = run_script("train.py", ["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path)
+    unknown_key = run_script(
+        "train.py", ["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path
+    )
     assert unknown_key.returncode == 2
     assert "ConfigError: 'trainer.epochs=3': 'trainer' has no key 'epochs'; did you mean 'trainer.max_epochs'?" in (
-        unknown_key.stderr)
+        unknown_key.stderr
+    )
     # Hydra's own hint for the line above (+key) would train with a stray key: refused as well
     stray = run_script("train.py", ["+optimiser=sgd", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path)
     assert stray.returncode == 2
     assert "there is no key or config group 'optimiser'; did you mean 'optimizer'?" in stray.stderr
     assert not (tmp_path / "a").exists()  # refused before Hydra made a run folder
 
-    nan = run_script("train.py", ["debug=limit", "logger=none", "loss=manual_naive", "optimizer.lr=1e6", "scheduler=none",
-                      f"hydra.run.dir={tmp_path / 'b'}", *QUIET], data_dir, cwd=tmp_path)
+    nan = run_script(
+        "train.py",
+        [
+            "debug=limit",
+            "logger=none",
+            "loss=manual_naive",
+            "optimizer.lr=1e6",
+            "scheduler=none",
+            f"hydra.run.dir={tmp_path / 'b'}",
+            *QUIET,
+        ],
+        data_dir,
+        cwd=tmp_path,
+    )
     assert nan.returncode == 2
     assert "NonFiniteLossError: training loss is nan at step" in nan.stdout + nan.stderr
 
@@ -289,12 +359,15 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
     assert sorted(p.name for p in taken.iterdir()) == ["checkpoints"]  # not even Hydra wrote there
 
 
-@pytest.mark.parametrize("model, flops", [
-    # 2 FLOPs per multiply-add of each conv (3x3, padding 1, at 28, 14 and 7 px) and of the linear head
-    ("cnn", 2 * 9 * (1 * 16 * 28 * 28 + 16 * 32 * 14 * 14 + 32 * 64 * 7 * 7) + 2 * 64 * 3 * 3 * 10),
-    # pytorch/examples: two unpadded 3x3 convs (26, 24 px), then 9216-128-10
-    ("example", 2 * 9 * (1 * 32 * 26 * 26 + 32 * 64 * 24 * 24) + 2 * (9216 * 128 + 128 * 10)),
-])
+@pytest.mark.parametrize(
+    "model, flops",
+    [
+        # 2 FLOPs per multiply-add of each conv (3x3, padding 1, at 28, 14 and 7 px) and of the linear head
+        ("cnn", 2 * 9 * (1 * 16 * 28 * 28 + 16 * 32 * 14 * 14 + 32 * 64 * 7 * 7) + 2 * 64 * 3 * 3 * 10),
+        # pytorch/examples: two unpadded 3x3 convs (26, 24 px), then 9216-128-10
+        ("example", 2 * 9 * (1 * 32 * 26 * 26 + 32 * 64 * 24 * 24) + 2 * (9216 * 128 + 128 * 10)),
+    ],
+)
 def test_model_summary_counts_the_forward_flops(model, flops, tmp_path, data_dir):
     """The summary printed at the start of training counts one image's forward pass (it printed
     `Total FLOPs: 0` without an example input)."""

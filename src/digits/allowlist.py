@@ -23,10 +23,15 @@ from digits.errors import DigitsError
 # The sections DigitsModule instantiates, and the classes their config groups offer.
 MODULE_TARGETS: dict[str, frozenset[str]] = {
     "model": frozenset({"digits.models.DigitCNN", "digits.models.ExampleNet"}),
-    "loss": frozenset({
-        "digits.losses.CrossEntropyLoss", "digits.losses.LogSoftmaxNLLLoss", "digits.losses.ManualCrossEntropyLoss",
-        "digits.losses.NaiveCrossEntropyLoss", "digits.losses.SoftmaxFirstCrossEntropyLoss",
-    }),
+    "loss": frozenset(
+        {
+            "digits.losses.CrossEntropyLoss",
+            "digits.losses.LogSoftmaxNLLLoss",
+            "digits.losses.ManualCrossEntropyLoss",
+            "digits.losses.NaiveCrossEntropyLoss",
+            "digits.losses.SoftmaxFirstCrossEntropyLoss",
+        }
+    ),
     "optimizer": frozenset({"torch.optim.AdamW", "torch.optim.SGD", "torch.optim.Adadelta"}),
     "scheduler": frozenset({"torch.optim.lr_scheduler.OneCycleLR", "torch.optim.lr_scheduler.CosineAnnealingLR"}),
 }
@@ -36,12 +41,17 @@ RUN_TARGETS: dict[str, frozenset[str]] = {
     **MODULE_TARGETS,
     "data": frozenset({"digits.data.MNISTDataModule"}),
     "trainer": frozenset({"lightning.pytorch.Trainer"}),
-    "callbacks": frozenset({
-        "lightning.pytorch.callbacks.ModelCheckpoint", "lightning.pytorch.callbacks.RichProgressBar",
-        "lightning.pytorch.callbacks.RichModelSummary", "lightning.pytorch.callbacks.LearningRateMonitor",
-        "digits.monitoring.ValidationImages",
-        "digits.monitoring.OutputHistograms", "digits.monitoring.Throughput",
-    }),
+    "callbacks": frozenset(
+        {
+            "lightning.pytorch.callbacks.ModelCheckpoint",
+            "lightning.pytorch.callbacks.RichProgressBar",
+            "lightning.pytorch.callbacks.RichModelSummary",
+            "lightning.pytorch.callbacks.LearningRateMonitor",
+            "digits.monitoring.ValidationImages",
+            "digits.monitoring.OutputHistograms",
+            "digits.monitoring.Throughput",
+        }
+    ),
     "logger": frozenset({"lightning.pytorch.loggers.TensorBoardLogger"}),
 }
 GROUPS_OF_ENTRIES = ("callbacks", "logger")
@@ -64,10 +74,13 @@ def _is_special(key: str) -> bool:
 
 def _check_plain(value: Any, where: str, source: str, target_allowed: frozenset[str] = frozenset()) -> None:
     """Plain data all the way down; a ``_target_`` only here, and only one of ``target_allowed``."""
+
     def refuse(what: str, path: str = where) -> None:
-        raise UnsafeConfigError(f"{source}: refusing to instantiate anything from it: {path} {what}. "
-                                    "Only the classes this project's config groups offer, with plain values, "
-                                    "are loaded from a file.")
+        raise UnsafeConfigError(
+            f"{source}: refusing to instantiate anything from it: {path} {what}. "
+            "Only the classes this project's config groups offer, with plain values, "
+            "are loaded from a file."
+        )
 
     if value is None or isinstance(value, (bool, int, float)):
         return
@@ -128,8 +141,10 @@ def check_hyperparameters(hparams: Any, source: str | Path) -> None:
         raise UnsafeConfigError(f"{source}: hyper_parameters is not a dict of config sections")
     for key, value in hparams.items():
         if key not in HYPERPARAMETER_KEYS:
-            raise UnsafeConfigError(f"{source}: refusing to instantiate anything from it: hyper_parameters has "
-                                    f"an unknown entry {str(key)[:80]!r} (expected {', '.join(HYPERPARAMETER_KEYS)})")
+            raise UnsafeConfigError(
+                f"{source}: refusing to instantiate anything from it: hyper_parameters has "
+                f"an unknown entry {str(key)[:80]!r} (expected {', '.join(HYPERPARAMETER_KEYS)})"
+            )
         if key in MODULE_TARGETS:
             _check_plain(value, key, str(source), MODULE_TARGETS[key])
         elif key == "run_config":

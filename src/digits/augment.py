@@ -57,6 +57,7 @@ def augment(images: Tensor, settings: Augmentation, generator: torch.Generator) 
         thicker = F.max_pool2d(padded, 2, stride=1)
         thinner = -F.max_pool2d(-padded, 2, stride=1)
         choice = uniform[:, 4].to(images.device)[:, None, None, None]
-        moved = torch.where(choice > 1 - settings.stroke, thicker,
-                            torch.where(choice < -1 + settings.stroke, thinner, moved))
+        moved = torch.where(
+            choice > 1 - settings.stroke, thicker, torch.where(choice < -1 + settings.stroke, thinner, moved)
+        )
     return moved

@@ -29,8 +29,14 @@ TRAIN = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
 
 def train_arm(folder: Path, overrides: list[str]) -> dict[str, Any]:
     """scripts/train.py as a user runs it; its metrics.json."""
-    command = [sys.executable, str(TRAIN), f"hydra.run.dir={folder}", "logger=none",
-               "trainer.enable_progress_bar=false", *overrides]
+    command = [
+        sys.executable,
+        str(TRAIN),
+        f"hydra.run.dir={folder}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if done.returncode != 0:
@@ -52,18 +58,24 @@ def batch_cost(data_dir: str, batch_size: int, rounds: int = 30) -> dict[str, fl
         started = time.perf_counter()
         augment(images[torch.as_tensor(indices)], settings, batch_generator(0, indices))
         augmented.append(time.perf_counter() - started)
-    return {"plain_ms": 1000 * statistics.median(plain), "augmented_ms": 1000 * statistics.median(augmented),
-            "batch_size": batch_size, "rounds": rounds, "shape": list(batch.shape)}
+    return {
+        "plain_ms": 1000 * statistics.median(plain),
+        "augmented_ms": 1000 * statistics.median(augmented),
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "shape": list(batch.shape),
+    }
 
 
-def run_augment_study(output_dir: Path, data_dir: str, overrides: list[str], digits: int, seed: int,
-                      variants: tuple[str, ...]) -> dict[str, Any]:
+def run_augment_study(
+    output_dir: Path, data_dir: str, overrides: list[str], digits: int, seed: int, variants: tuple[str, ...]
+) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"overrides": overrides, "arms": {}}
     for arm, switch in ARMS.items():
         results["arms"][arm] = {"train": train_arm(output_dir / arm, [*overrides, switch])}
     prepared = prepare(data_dir, digits, seed, variants)
-    for arm, row in results["arms"].items():
+    for row in results["arms"].values():
         module = load_module(Path(row["train"]["best_checkpoint"]), torch.device("cpu"))
         row["handwriting"] = score(module.net, prepared, seed)
     results["batch_cost"] = batch_cost(data_dir, 256)
@@ -76,15 +88,25 @@ def markdown(results: dict[str, Any]) -> str:
     rows = []
     for arm, row in results["arms"].items():
         train, handwriting = row["train"], row["handwriting"]
-        rows.append({"data.augment.enabled": arm == "on", "test/acc": f"{train['test/acc']:.2%}",
-                     **{f"{v} (after)": f"{r['after']:.2%}" for v, r in handwriting["variants"].items()},
-                     "fit s": train["fit_seconds"], "epochs": train["epochs"]})
+        rows.append(
+            {
+                "data.augment.enabled": arm == "on",
+                "test/acc": f"{train['test/acc']:.2%}",
+                **{f"{v} (after)": f"{r['after']:.2%}" for v, r in handwriting["variants"].items()},
+                "fit s": train["fit_seconds"],
+                "epochs": train["epochs"],
+            }
+        )
     cost = results["batch_cost"]
-    return "\n".join([
-        f"# Augmentation study (overrides: {' '.join(results['overrides']) or 'none'})", "",
-        markdown_table(rows),
-        f"Handwriting columns: {results['arms']['off']['handwriting']['digits']} re-rendered test digits each, "
-        "after `digits.handwriting.to_mnist`.", "",
-        f"One batch of {cost['batch_size']}: fetch {cost['plain_ms']:.2f} ms, fetch + augment "
-        f"{cost['augmented_ms']:.2f} ms (medians of {cost['rounds']} interleaved rounds).",
-    ])
+    return "\n".join(
+        [
+            f"# Augmentation study (overrides: {' '.join(results['overrides']) or 'none'})",
+            "",
+            markdown_table(rows),
+            f"Handwriting columns: {results['arms']['off']['handwriting']['digits']} re-rendered test digits each, "
+            "after `digits.handwriting.to_mnist`.",
+            "",
+            f"One batch of {cost['batch_size']}: fetch {cost['plain_ms']:.2f} ms, fetch + augment "
+            f"{cost['augmented_ms']:.2f} ms (medians of {cost['rounds']} interleaved rounds).",
+        ]
+    )

@@ -83,8 +83,13 @@ def forever(loader: Iterable) -> Iterator:
         yield from loader
 
 
-def plain_loop_throughput(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable,
-                          meter: ThroughputMeter, channels_last: bool = False) -> None:
+def plain_loop_throughput(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    meter: ThroughputMeter,
+    channels_last: bool = False,
+) -> None:
     """pytorch/examples' hand-written training loop, timed into ``meter``."""
     model.train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -133,18 +138,38 @@ def baseline_time_to_accuracy(data_dir: str | Path, target: float, max_epochs: i
     return {"reached": reached, "seconds": history[-1]["seconds"] if reached else None, "history": history}
 
 
-def lightning_throughput(model: dict, optimizer: dict, data_dir: str | Path, batch_size: int,
-                         meter: ThroughputMeter, channels_last: bool, precision: str = "32-true") -> None:
+def lightning_throughput(
+    model: dict,
+    optimizer: dict,
+    data_dir: str | Path,
+    batch_size: int,
+    meter: ThroughputMeter,
+    channels_last: bool,
+    precision: str = "32-true",
+) -> None:
     """The project's path: MNISTDataModule + DigitsModule + Lightning Trainer, as train.py builds them,
     timed into ``meter``."""
     from digits.module import DigitsModule
 
     datamodule = MNISTDataModule(str(data_dir), batch_size=batch_size, download=False)
-    module = DigitsModule(model=model, loss={"_target_": "digits.losses.CrossEntropyLoss"}, optimizer=optimizer,
-                          channels_last=channels_last)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=100, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        precision=precision, callbacks=[ThroughputCallback(meter)])
+    module = DigitsModule(
+        model=model,
+        loss={"_target_": "digits.losses.CrossEntropyLoss"},
+        optimizer=optimizer,
+        channels_last=channels_last,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=100,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision=precision,
+        callbacks=[ThroughputCallback(meter)],
+    )
     trainer.fit(module, datamodule=datamodule)
 
 
@@ -191,19 +216,34 @@ def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, outpu
     run_dir = output_dir / f"run_{name}"
     env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(script), f"hydra.run.dir={run_dir}",
-                             "trainer.enable_progress_bar=false", *overrides],
-                            env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(script), f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"the {name} run failed:\n{result.stderr[-2000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"run": " ".join(overrides) or "(default)", "wall_seconds": wall, "test_acc": metrics["test/acc"],
-            "val_acc": metrics["val/acc_best"], "epochs": metrics["epochs"], "steps": metrics["steps"],
-            "fit_seconds": metrics["fit_seconds"], "startup_seconds": metrics.get("startup_seconds")}
+    return {
+        "run": " ".join(overrides) or "(default)",
+        "wall_seconds": wall,
+        "test_acc": metrics["test/acc"],
+        "val_acc": metrics["val/acc_best"],
+        "epochs": metrics["epochs"],
+        "steps": metrics["steps"],
+        "fit_seconds": metrics["fit_seconds"],
+        "startup_seconds": metrics.get("startup_seconds"),
+    }
 
 
-STARTUP_RUN = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", "trainer.enable_progress_bar=false"]
+STARTUP_RUN = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "test=false",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def _train_command(tree: Path, run_dir: Path, extra: list[str]) -> list[str]:
@@ -238,26 +278,51 @@ def startup(data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: 
     for round_number in range(rounds):
         for name, tree in trees.items():
             run_dir = output_dir / "startup" / f"{name.split()[0]}_{round_number}"
-            result = subprocess.run(_train_command(tree, run_dir, []), env=_tree_env(tree, data_dir),
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                _train_command(tree, run_dir, []), env=_tree_env(tree, data_dir), capture_output=True, text=True
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"the start-up run of {tree} failed:\n{result.stderr[-2000:]}")
             seconds[name].append(json.loads((run_dir / "metrics.json").read_text())["startup_seconds"])
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import lightning, hydra"], check=True, env=_tree_env(here, data_dir))
         seconds["floor: import lightning, hydra"].append(time.perf_counter() - start)
-        log(f"start-up round {round_number + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items()))
-    rows = [{"what": name, "median_s": statistics.median(values), "min_s": min(values), "max_s": max(values),
-             "rounds": len(values)} for name, values in seconds.items()]
+        log(
+            f"start-up round {round_number + 1}/{rounds}: "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items())
+        )
+    rows = [
+        {
+            "what": name,
+            "median_s": statistics.median(values),
+            "min_s": min(values),
+            "max_s": max(values),
+            "rounds": len(values),
+        }
+        for name, values in seconds.items()
+    ]
     run_dir = output_dir / "startup" / "importtime"
-    result = subprocess.run([sys.executable, "-X", "importtime", *_train_command(here, run_dir, [])[1:]],
-                            env=_tree_env(here, data_dir), capture_output=True, text=True)
-    floor = subprocess.run([sys.executable, "-X", "importtime", "-c", "import lightning, hydra"],
-                           env=_tree_env(here, data_dir), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *_train_command(here, run_dir, [])[1:]],
+        env=_tree_env(here, data_dir),
+        capture_output=True,
+        text=True,
+    )
+    floor = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import lightning, hydra"],
+        env=_tree_env(here, data_dir),
+        capture_output=True,
+        text=True,
+    )
     packages = import_seconds_by_package(result.stderr)
     beyond_floor = import_seconds_by_package(result.stderr, leave_out=floor.stderr)
-    return {"rows": rows, "imports_by_package": packages, "import_seconds": sum(packages.values()),
-            "imports_beyond_floor": beyond_floor, "import_seconds_beyond_floor": sum(beyond_floor.values())}
+    return {
+        "rows": rows,
+        "imports_by_package": packages,
+        "import_seconds": sum(packages.values()),
+        "imports_beyond_floor": beyond_floor,
+        "import_seconds_beyond_floor": sum(beyond_floor.values()),
+    }
 
 
 def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, steps: int) -> list[dict]:
@@ -268,14 +333,22 @@ def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, step
     seconds: dict[tuple[str, int], list[float]] = {}
     for round_number in range(rounds):
         for situation in ("no extra process", "one core busy"):
-            busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                    if situation == "one core busy" else None)
+            busy = (
+                subprocess.Popen([sys.executable, "-c", "while True: pass"]) if situation == "one core busy" else None
+            )
             try:
                 for threads in (1, 2):
                     run_dir = output_dir / "threads" / f"{situation.replace(' ', '_')}_{threads}_{round_number}"
-                    command = [sys.executable, str(here / "scripts" / "train.py"), f"hydra.run.dir={run_dir}",
-                               f"threads={threads}", f"trainer.limit_train_batches={steps}", "trainer.max_epochs=1",
-                               "test=false", "trainer.enable_progress_bar=false"]
+                    command = [
+                        sys.executable,
+                        str(here / "scripts" / "train.py"),
+                        f"hydra.run.dir={run_dir}",
+                        f"threads={threads}",
+                        f"trainer.limit_train_batches={steps}",
+                        "trainer.max_epochs=1",
+                        "test=false",
+                        "trainer.enable_progress_bar=false",
+                    ]
                     subprocess.run(command, env=_tree_env(here, data_dir), capture_output=True, check=True)
                     fit = json.loads((run_dir / "metrics.json").read_text())["fit_seconds"]
                     seconds.setdefault((situation, threads), []).append(fit)
@@ -284,10 +357,18 @@ def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, step
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-    return [{"situation": situation, "threads": threads, "fit_seconds_median": statistics.median(values),
-             "fit_seconds_min": min(values), "fit_seconds_max": max(values), "rounds": len(values),
-             "vs_threads_1": statistics.median(values) / statistics.median(seconds[(situation, 1)])}
-            for (situation, threads), values in seconds.items()]
+    return [
+        {
+            "situation": situation,
+            "threads": threads,
+            "fit_seconds_median": statistics.median(values),
+            "fit_seconds_min": min(values),
+            "fit_seconds_max": max(values),
+            "rounds": len(values),
+            "vs_threads_1": statistics.median(values) / statistics.median(seconds[(situation, 1)]),
+        }
+        for (situation, threads), values in seconds.items()
+    ]
 
 
 def compile_tradeoff(model_cfg: dict, data_dir: str | Path, batch_size: int, steps: int, rounds: int) -> dict:
@@ -327,8 +408,13 @@ def compile_tradeoff(model_cfg: dict, data_dir: str | Path, batch_size: int, ste
     eager_ms = 1000 * statistics.median(per_step["eager"])
     compiled_ms = 1000 * statistics.median(per_step["compiled"])
     saved = eager_ms - compiled_ms
-    return {"compile_seconds": compile_seconds, "eager_ms_per_step": eager_ms, "compiled_ms_per_step": compiled_ms,
-            "break_even_steps": 1000 * compile_seconds / saved if saved > 0 else None, "batch_size": batch_size}
+    return {
+        "compile_seconds": compile_seconds,
+        "eager_ms_per_step": eager_ms,
+        "compiled_ms_per_step": compiled_ms,
+        "break_even_steps": 1000 * compile_seconds / saved if saved > 0 else None,
+        "batch_size": batch_size,
+    }
 
 
 def run_benchmark(cfg) -> str:
@@ -367,17 +453,30 @@ def run_benchmark(cfg) -> str:
         plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter)
 
     def project(channels_last):
-        return lambda meter: lightning_throughput(example, {"_target_": "torch.optim.Adadelta", "lr": 1.0},
-                                                  cfg.data_dir, batch, meter, channels_last)
+        return lambda meter: lightning_throughput(
+            example, {"_target_": "torch.optim.Adadelta", "lr": 1.0}, cfg.data_dir, batch, meter, channels_last
+        )
 
     def default_plain(meter):
         model = instantiate(default_model).to(memory_format=torch.channels_last)
-        plain_loop_throughput(model, torch.optim.AdamW(model.parameters()),
-                              default_datamodule.train_dataloader(), meter, channels_last=True)
+        plain_loop_throughput(
+            model,
+            torch.optim.AdamW(model.parameters()),
+            default_datamodule.train_dataloader(),
+            meter,
+            channels_last=True,
+        )
 
     def default_lightning(meter):
-        lightning_throughput(default_model, {"_target_": "torch.optim.AdamW", "lr": 0.01}, cfg.data_dir,
-                             default_batch, meter, cfg.default_run.channels_last, cfg.default_run.precision)
+        lightning_throughput(
+            default_model,
+            {"_target_": "torch.optim.AdamW", "lr": 0.01},
+            cfg.data_dir,
+            default_batch,
+            meter,
+            cfg.default_run.channels_last,
+            cfg.default_run.precision,
+        )
 
     paths = [
         ("baseline: torchvision Dataset + DataLoader, plain loop", "example", batch, baseline),
@@ -399,8 +498,16 @@ def run_benchmark(cfg) -> str:
     rows = []
     for name, network, batch_size, _ in paths:
         median = statistics.median(rates[name])
-        rows.append({"path": name, "network": network, "batch": batch_size, "images_per_s": median,
-                     "windows": len(rates[name]), "spread": (max(rates[name]) - min(rates[name])) / median})
+        rows.append(
+            {
+                "path": name,
+                "network": network,
+                "batch": batch_size,
+                "images_per_s": median,
+                "windows": len(rates[name]),
+                "spread": (max(rates[name]) - min(rates[name])) / median,
+            }
+        )
 
     base = rows[0]["images_per_s"]
     for row in rows:
@@ -411,27 +518,40 @@ def run_benchmark(cfg) -> str:
 
     matmul_peak, conv_peak = matmul_peak_gflops(), conv_peak_gflops()
     peak = max(matmul_peak, conv_peak)
-    flops = {name: training_flops_per_image(instantiate(model_cfg))
-             for name, model_cfg in (("example", example), ("default", default_model))}
+    flops = {
+        name: training_flops_per_image(instantiate(model_cfg))
+        for name, model_cfg in (("example", example), ("default", default_model))
+    }
     for row in rows:
         row["GFLOP/s"] = flops[row["network"]] * row["images_per_s"] / 1e9
         row["of_peak"] = row["GFLOP/s"] / peak
 
-    results = {"machine": f"{platform.machine()}, {threads} threads, torch {torch.__version__}",
-               "throughput": rows, "matmul_peak_gflops": matmul_peak, "conv_peak_gflops": conv_peak,
-               "peak_gflops": peak, "training_flops_per_image": flops,
-               "lightning_overhead_ms_per_step": lightning - plain}
-    lines = [f"# Training speed ({results['machine']})", "", markdown_table(rows), "",
-             f"Lightning's overhead on the default model: {lightning - plain:.1f} ms per step "
-             f"({plain:.1f} ms plain loop, {lightning:.1f} ms Lightning).",
-             f"float32 peak on {threads} threads (the higher of MKL's 2048x2048 matmul, {matmul_peak:.0f} GFLOP/s, "
-             f"and oneDNN's 128-channel 3x3 convolution, {conv_peak:.0f} GFLOP/s): {peak:.0f} GFLOP/s; "
-             "training FLOPs per image: "
-             + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in flops.items()), ""]
+    results = {
+        "machine": f"{platform.machine()}, {threads} threads, torch {torch.__version__}",
+        "throughput": rows,
+        "matmul_peak_gflops": matmul_peak,
+        "conv_peak_gflops": conv_peak,
+        "peak_gflops": peak,
+        "training_flops_per_image": flops,
+        "lightning_overhead_ms_per_step": lightning - plain,
+    }
+    lines = [
+        f"# Training speed ({results['machine']})",
+        "",
+        markdown_table(rows),
+        "",
+        f"Lightning's overhead on the default model: {lightning - plain:.1f} ms per step "
+        f"({plain:.1f} ms plain loop, {lightning:.1f} ms Lightning).",
+        f"float32 peak on {threads} threads (the higher of MKL's 2048x2048 matmul, {matmul_peak:.0f} GFLOP/s, "
+        f"and oneDNN's 128-channel 3x3 convolution, {conv_peak:.0f} GFLOP/s): {peak:.0f} GFLOP/s; "
+        "training FLOPs per image: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in flops.items()),
+        "",
+    ]
     if cfg.baseline.time_to_accuracy:
         log("training the baseline recipe to the target accuracy (minutes)")
         results["baseline_time_to_accuracy"] = baseline_time_to_accuracy(
-            cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed)
+            cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed
+        )
         history = results["baseline_time_to_accuracy"]["history"]
         lines += [f"Baseline recipe to {cfg.baseline.target:.1%} test accuracy:", "", markdown_table(history), ""]
     if cfg.runs:
@@ -443,32 +563,57 @@ def run_benchmark(cfg) -> str:
         for run in runs:
             run["vs_baseline_time_to_target"] = run["wall_seconds"] / baseline_seconds if baseline_seconds else None
         results["runs"] = runs
-        lines += ["`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
-                  "over the baseline's time to the target accuracy):", "", markdown_table(runs), ""]
+        lines += [
+            "`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
+            "over the baseline's time to the target accuracy):",
+            "",
+            markdown_table(runs),
+            "",
+        ]
     if cfg.startup.rounds:
         log("timing start-up (command to first step) and the import floor")
         results["startup"] = startup(cfg.data_dir, output_dir, cfg.startup.rounds, cfg.startup.baseline_tree)
         top = [{"package": k, "seconds": v} for k, v in list(results["startup"]["imports_by_package"].items())[:12]]
-        lines += [f"Start-up, command to the first training step ({cfg.startup.rounds} rounds side by side):", "",
-                  markdown_table(results["startup"]["rows"]), "",
-                  f"Imports of one run, by package (`python -X importtime`, self times; "
-                  f"{results['startup']['import_seconds']:.2f} s in all):", "", markdown_table(top), "",
-                  f"Of these, modules that `import lightning, hydra` does not import: "
-                  f"{results['startup']['import_seconds_beyond_floor']:.2f} s (" + ", ".join(
-                      f"{k} {v:.3f} s" for k, v in list(results["startup"]["imports_beyond_floor"].items())[:8]) + ").", ""]
+        lines += [
+            f"Start-up, command to the first training step ({cfg.startup.rounds} rounds side by side):",
+            "",
+            markdown_table(results["startup"]["rows"]),
+            "",
+            f"Imports of one run, by package (`python -X importtime`, self times; "
+            f"{results['startup']['import_seconds']:.2f} s in all):",
+            "",
+            markdown_table(top),
+            "",
+            f"Of these, modules that `import lightning, hydra` does not import: "
+            f"{results['startup']['import_seconds_beyond_floor']:.2f} s ("
+            + ", ".join(f"{k} {v:.3f} s" for k, v in list(results["startup"]["imports_beyond_floor"].items())[:8])
+            + ").",
+            "",
+        ]
     if cfg.compile.rounds:
         log("timing torch.compile against eager for the default model's step")
-        results["compile"] = compile_tradeoff(default_model, cfg.data_dir, default_batch, cfg.compile.steps,
-                                              cfg.compile.rounds)
-        lines += ["torch.compile against eager, the default model's training step (plain loop, AdamW; compile time "
-                  "= first compiled step less an eager step):", "", markdown_table([results["compile"]]), ""]
+        results["compile"] = compile_tradeoff(
+            default_model, cfg.data_dir, default_batch, cfg.compile.steps, cfg.compile.rounds
+        )
+        lines += [
+            "torch.compile against eager, the default model's training step (plain loop, AdamW; compile time "
+            "= first compiled step less an eager step):",
+            "",
+            markdown_table([results["compile"]]),
+            "",
+        ]
     if cfg.threads_under_load.rounds:
         log("timing threads=1 and threads=2, with and without one core busy")
-        results["threads_under_load"] = threads_under_load(cfg.data_dir, output_dir, cfg.threads_under_load.rounds,
-                                                           cfg.threads_under_load.steps)
-        lines += [f"The default recipe's fit, {cfg.threads_under_load.steps} steps, threads=1 and 2, with and without "
-                  "one core kept busy by another process (rounds side by side):", "",
-                  markdown_table(results["threads_under_load"]), ""]
+        results["threads_under_load"] = threads_under_load(
+            cfg.data_dir, output_dir, cfg.threads_under_load.rounds, cfg.threads_under_load.steps
+        )
+        lines += [
+            f"The default recipe's fit, {cfg.threads_under_load.steps} steps, threads=1 and 2, with and without "
+            "one core kept busy by another process (rounds side by side):",
+            "",
+            markdown_table(results["threads_under_load"]),
+            "",
+        ]
     report = "\n".join(lines) + "\n"
     (output_dir / "benchmark.md").write_text(report)
     write_json(output_dir / "benchmark.json", results)

@@ -45,9 +45,12 @@ def post(url: str, data: bytes) -> tuple[dict[str, Any], float]:
 def start_demo(checkpoint: str, folder: Path) -> tuple[subprocess.Popen, str, float]:
     """Start the demo; return it, its URL and the seconds until its page and a first answer came."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, str(SCRIPT), f"ckpt_path={checkpoint}", "port=0",
-                                f"hydra.run.dir={folder}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), f"ckpt_path={checkpoint}", "port=0", f"hydra.run.dir={folder}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in process.stdout:
         match = re.search(r"demo: open (http://\S+/)", line)
         if match:
@@ -68,8 +71,12 @@ def import_torch_seconds() -> float:
 
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return {"median": statistics.median(ordered), "p90": ordered[int(0.9 * (len(ordered) - 1))],
-            "max": ordered[-1], "count": len(ordered)}
+    return {
+        "median": statistics.median(ordered),
+        "p90": ordered[int(0.9 * (len(ordered) - 1))],
+        "max": ordered[-1],
+        "count": len(ordered),
+    }
 
 
 def stroke_to_numbers(url: str, strokes: int, profile: Path) -> list[float]:
@@ -88,15 +95,18 @@ def stroke_to_numbers(url: str, strokes: int, profile: Path) -> list[float]:
             driver.find_element(By.ID, "clear").click()
             driver.execute_script("delete document.body.dataset.strokeToNumbersMs")
             draw_vertical_stroke(driver, x_offset=(stroke % 9 - 4) * 10)
-            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.strokeToNumbersMs"))
+            WebDriverWait(driver, 60).until(
+                lambda d: d.execute_script("return document.body.dataset.strokeToNumbersMs")
+            )
             times.append(float(driver.execute_script("return document.body.dataset.strokeToNumbersMs")))
         return times
     finally:
         driver.quit()
 
 
-def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, startups: int,
-              strokes: int) -> dict[str, Any]:
+def benchmark(
+    checkpoint: str, data_dir: str, output_dir: Path, drawings: int, startups: int, strokes: int
+) -> dict[str, Any]:
     images, labels = load_mnist(data_dir, train=False, download=False)
     images, labels = images[:drawings], labels[:drawings]
     bodies = [as_drawing(image) for image in images]
@@ -138,10 +148,14 @@ def benchmark(checkpoint: str, data_dir: str, output_dir: Path, drawings: int, s
         process.terminate()
         process.wait()
     return {
-        "startup_s": summary(startup), "import_torch_s": summary(baseline),
-        "server_ms": summary(server), "of_which_preprocessing_ms": summary(preprocessing),
+        "startup_s": summary(startup),
+        "import_torch_s": summary(baseline),
+        "server_ms": summary(server),
+        "of_which_preprocessing_ms": summary(preprocessing),
         "round_trip_ms": summary(round_trip),
         **({"browser_stroke_to_numbers_ms": summary(browser)} if browser else {}),
-        "forward_1_thread_ms": summary(forward[1]), f"forward_{default_threads}_threads_ms": summary(forward[default_threads]),
-        "drawings": len(bodies), "predicted_correctly": correct,
+        "forward_1_thread_ms": summary(forward[1]),
+        f"forward_{default_threads}_threads_ms": summary(forward[default_threads]),
+        "drawings": len(bodies),
+        "predicted_correctly": correct,
     }

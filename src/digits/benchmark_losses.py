@@ -18,6 +18,7 @@ IMPLEMENTATIONS: dict[str, Callable[..., Tensor]] = {
     **{name: fn for name, fn in COMPARED.items() if name != "manual_naive"},
 }
 
+
 def saved_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, **options) -> int:
     """Bytes autograd keeps between forward and backward, not counting the logits themselves."""
     total = 0
@@ -33,8 +34,9 @@ def saved_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, **opt
     return total
 
 
-def time_forward_backward(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, warmup: int, repeats: int,
-                          **options) -> list[float]:
+def time_forward_backward(
+    fn: Callable[..., Tensor], logits: Tensor, target: Tensor, warmup: int, repeats: int, **options
+) -> list[float]:
     """Seconds per forward+backward, one sample per repeat (synchronised on CUDA)."""
     cuda = logits.device.type == "cuda"
     samples = []
@@ -62,8 +64,15 @@ def peak_cuda_bytes(fn: Callable[..., Tensor], logits: Tensor, target: Tensor, *
     return torch.cuda.max_memory_allocated() - base
 
 
-def benchmark(devices: list[str], sizes: list[tuple[int, int]], dtype: torch.dtype, warmup: int, repeats: int,
-              label_smoothing: float = 0.0, rounds: int = 5) -> list[dict]:
+def benchmark(
+    devices: list[str],
+    sizes: list[tuple[int, int]],
+    dtype: torch.dtype,
+    warmup: int,
+    repeats: int,
+    label_smoothing: float = 0.0,
+    rounds: int = 5,
+) -> list[dict]:
     """Per size: ``rounds`` rounds, each timing every implementation in turn (``repeats`` samples
     after ``warmup``), so that a machine's drift hits all of them alike. ``time_vs_cross_entropy`` is
     the median over rounds of each round's ratio of medians; ``ratio_low``/``ratio_high`` its range
@@ -86,12 +95,24 @@ def benchmark(devices: list[str], sizes: list[tuple[int, int]], dtype: torch.dty
                     ratios[name].append(medians[name] / medians["cross_entropy"])
             for name, fn in IMPLEMENTATIONS.items():
                 low, high = min(ratios[name]), max(ratios[name])
-                verdict = ("baseline" if name == "cross_entropy" else "within the spread" if low <= 1 <= high
-                           else "slower" if low > 1 else "faster")
+                verdict = (
+                    "baseline"
+                    if name == "cross_entropy"
+                    else "within the spread"
+                    if low <= 1 <= high
+                    else "slower"
+                    if low > 1
+                    else "faster"
+                )
                 row = {
-                    "device": device, "batch": batch, "classes": classes, "implementation": name,
+                    "device": device,
+                    "batch": batch,
+                    "classes": classes,
+                    "implementation": name,
                     "median_ms": statistics.median(samples[name]) * 1e3,
-                    "time_vs_cross_entropy": statistics.median(ratios[name]), "ratio_low": low, "ratio_high": high,
+                    "time_vs_cross_entropy": statistics.median(ratios[name]),
+                    "ratio_low": low,
+                    "ratio_high": high,
                     "verdict": verdict,
                     "saved_MiB": saved_bytes(fn, logits, target, label_smoothing=label_smoothing) / 2**20,
                 }

@@ -40,8 +40,9 @@ OPTION_SETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def make_inputs(kind: str, batch: int, n_classes: int, extra_dims: tuple[int, ...], weighted: bool,
-                seed: int, scale: float = 3.0) -> tuple[Tensor, Tensor, Tensor | None]:
+def make_inputs(
+    kind: str, batch: int, n_classes: int, extra_dims: tuple[int, ...], weighted: bool, seed: int, scale: float = 3.0
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """float64 logits, targets and weight on the CPU (cast and moved by the caller)."""
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, n_classes, *extra_dims)
@@ -71,8 +72,9 @@ def _relative(a: Tensor, b: Tensor) -> float:
     return (a - b).abs().max().item() / scale
 
 
-def compare_single_calls(devices: list[str], dtypes: list[str], batch: int, n_classes: int,
-                         seed: int = 0) -> list[dict[str, Any]]:
+def compare_single_calls(
+    devices: list[str], dtypes: list[str], batch: int, n_classes: int, seed: int = 0
+) -> list[dict[str, Any]]:
     """One row per (device, dtype, option set, implementation): relative differences of the loss and
     of the input gradient against nn.CrossEntropyLoss in the same dtype, and each one's error against
     a float64 computation of F.cross_entropy on the same (rounded) inputs."""
@@ -83,22 +85,34 @@ def compare_single_calls(devices: list[str], dtypes: list[str], batch: int, n_cl
             for option_name, (kind, options) in OPTION_SETS.items():
                 options = dict(options)
                 extra_dims = options.pop("extra_dims", ())
-                logits, target, weight = make_inputs(kind, batch, n_classes, extra_dims,
-                                                     options.pop("weight", False), seed)
+                logits, target, weight = make_inputs(
+                    kind, batch, n_classes, extra_dims, options.pop("weight", False), seed
+                )
                 logits = logits.to(dtype).to(device)
                 target = (target.to(dtype) if kind == "probabilities" else target).to(device)
                 weight = None if weight is None else weight.to(dtype).to(device)
                 exact_loss, exact_grad = _loss_and_grad(
-                    F.cross_entropy, logits.double(), target.double() if kind == "probabilities" else target,
-                    weight=None if weight is None else weight.double(), **options)
+                    F.cross_entropy,
+                    logits.double(),
+                    target.double() if kind == "probabilities" else target,
+                    weight=None if weight is None else weight.double(),
+                    **options,
+                )
                 ref_loss, ref_grad = _loss_and_grad(F.cross_entropy, logits, target, weight=weight, **options)
                 for name, fn in IMPLEMENTATIONS.items():
                     loss, grad = _loss_and_grad(fn, logits, target, weight=weight, **options)
-                    rows.append({
-                        "device": device, "dtype": dtype_name, "options": option_name, "implementation": name,
-                        "loss_vs_pytorch": _relative(loss, ref_loss), "grad_vs_pytorch": _relative(grad, ref_grad),
-                        "loss_error": _relative(loss, exact_loss), "pytorch_loss_error": _relative(ref_loss, exact_loss),
-                    })
+                    rows.append(
+                        {
+                            "device": device,
+                            "dtype": dtype_name,
+                            "options": option_name,
+                            "implementation": name,
+                            "loss_vs_pytorch": _relative(loss, ref_loss),
+                            "grad_vs_pytorch": _relative(grad, ref_grad),
+                            "loss_error": _relative(loss, exact_loss),
+                            "pytorch_loss_error": _relative(ref_loss, exact_loss),
+                        }
+                    )
     return rows
 
 
@@ -112,8 +126,11 @@ def naive_failures(devices: list[str], dtypes: list[str], scales: list[float], s
                 exact = F.cross_entropy(logits.to(DTYPES[dtype_name]).double(), target).item()
                 x, y = logits.to(DTYPES[dtype_name]).to(device), target.to(device)
                 row = {"device": device, "dtype": dtype_name, "logit_std": scale, "exact": exact}
-                for name, fn in [("cross_entropy", F.cross_entropy), ("manual", manual_cross_entropy),
-                                 ("manual_naive", IMPLEMENTATIONS["manual_naive"])]:
+                for name, fn in [
+                    ("cross_entropy", F.cross_entropy),
+                    ("manual", manual_cross_entropy),
+                    ("manual_naive", IMPLEMENTATIONS["manual_naive"]),
+                ]:
                     row[name] = fn(x, y).item()
                 rows.append(row)
     return rows
@@ -124,7 +141,9 @@ def float16_long_mean(device: str, size: int = 40_000, seed: int = 0) -> dict[st
     logits, target, _ = make_inputs("index", size, 10, (), False, seed, scale=1.0)
     x = logits.half().to(device)
     return {
-        "device": device, "targets": size, "exact": F.cross_entropy(x.double(), target.to(device)).item(),
+        "device": device,
+        "targets": size,
+        "exact": F.cross_entropy(x.double(), target.to(device)).item(),
         "cross_entropy": F.cross_entropy(x, target.to(device)).item(),
         "nll": nll_cross_entropy(x, target.to(device)).item(),
         "manual": manual_cross_entropy(x, target.to(device)).item(),
@@ -149,22 +168,31 @@ def exact_cross_entropy(logits: Tensor, target: Tensor) -> tuple[float, Tensor]:
     return float(total / n), torch.tensor(grad, dtype=torch.float64) / n
 
 
-def large_logit_errors(dtype_name: str, shifts: list[float], batch: int = 64, n_classes: int = 10,
-                       seed: int = 0) -> list[dict[str, Any]]:
+def large_logit_errors(
+    dtype_name: str, shifts: list[float], batch: int = 64, n_classes: int = 10, seed: int = 0
+) -> list[dict[str, Any]]:
     """Logits of standard deviation 3 shifted by each of ``shifts`` (rounded to the dtype): each form's
     relative error of the mean loss and of the input gradient against ``exact_cross_entropy``."""
     rows = []
-    forms = {"cross_entropy": F.cross_entropy,
-             **{name: fn for name, fn in IMPLEMENTATIONS.items() if name != "manual_naive"}}
+    forms = {
+        "cross_entropy": F.cross_entropy,
+        **{name: fn for name, fn in IMPLEMENTATIONS.items() if name != "manual_naive"},
+    }
     for shift in shifts:
         logits, target, _ = make_inputs("index", batch, n_classes, (), False, seed)
         logits = (logits + shift).to(DTYPES[dtype_name])
         exact_loss, exact_grad = exact_cross_entropy(logits, target)
         for name, fn in forms.items():
             loss, grad = _loss_and_grad(fn, logits, target)
-            rows.append({"dtype": dtype_name, "shift": shift, "implementation": name,
-                         "loss_error": abs(loss.item() - exact_loss) / exact_loss,
-                         "grad_error": _relative(grad, exact_grad)})
+            rows.append(
+                {
+                    "dtype": dtype_name,
+                    "shift": shift,
+                    "implementation": name,
+                    "loss_error": abs(loss.item() - exact_loss) / exact_loss,
+                    "grad_error": _relative(grad, exact_grad),
+                }
+            )
     return rows
 
 
@@ -178,12 +206,12 @@ def large_logit_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(table.values())
 
 
-def _outcome(fn: Callable[[], Tensor]) -> str:
+def _outcome(fn: Callable[..., Tensor], *args, **options) -> str:
     """A call's result as a report cell: its value, or the type of the error it raised."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # 'elementwise_mean' warns; the table says so
-            value = fn()
+            value = fn(*args, **options)
     except Exception as error:  # noqa: BLE001 - the point is to show which error PyTorch raises
         return f"raises {type(error).__name__}"
     return f"{value.item():.6g}"
@@ -199,23 +227,53 @@ def deliberate_differences() -> list[dict[str, str]]:
     nan_weight = torch.tensor([1.0, float("nan"), 1, 1, 1, 1], dtype=torch.float64)
     long_mean = make_inputs("index", 40_000, 10, (), False, 0, scale=1.0)
     cases = [
-        ("negative label_smoothing", dict(label_smoothing=-0.1), logits, target,
-         "a typo, not a setting: PyTorch silently treats it as 0"),
-        ("a NaN or inf weight", dict(weight=nan_weight), logits, target,
-         "PyTorch returns NaN, or ignores it while no target hits that class; refused where it is given"),
-        ("reduction='elementwise_mean'", dict(reduction="elementwise_mean"), logits, target,
-         "a deprecated alias of 'mean' (PyTorch warns); refused with the valid names"),
-        ("uint8 class indices with label smoothing", dict(weight=weight, label_smoothing=0.1), logits,
-         target.to(torch.uint8), "a PyTorch 2.14.1 bug (its smoothing path gathers with uint8); the forms give "
-                                  "the int64 targets' answer"),
-        ("float16 mean over 40,000 targets", {}, long_mean[0].half(), long_mean[1],
-         "the manual forms sum in float32 and round once; PyTorch's CPU kernel sums in float16 and overflows "
-         f"(exact: {F.cross_entropy(long_mean[0].half().double(), long_mean[1]).item():.4g})"),
+        (
+            "negative label_smoothing",
+            dict(label_smoothing=-0.1),
+            logits,
+            target,
+            "a typo, not a setting: PyTorch silently treats it as 0",
+        ),
+        (
+            "a NaN or inf weight",
+            dict(weight=nan_weight),
+            logits,
+            target,
+            "PyTorch returns NaN, or ignores it while no target hits that class; refused where it is given",
+        ),
+        (
+            "reduction='elementwise_mean'",
+            dict(reduction="elementwise_mean"),
+            logits,
+            target,
+            "a deprecated alias of 'mean' (PyTorch warns); refused with the valid names",
+        ),
+        (
+            "uint8 class indices with label smoothing",
+            dict(weight=weight, label_smoothing=0.1),
+            logits,
+            target.to(torch.uint8),
+            "a PyTorch 2.14.1 bug (its smoothing path gathers with uint8); the forms give the int64 targets' answer",
+        ),
+        (
+            "float16 mean over 40,000 targets",
+            {},
+            long_mean[0].half(),
+            long_mean[1],
+            "the manual forms sum in float32 and round once; PyTorch's CPU kernel sums in float16 and overflows "
+            f"(exact: {F.cross_entropy(long_mean[0].half().double(), long_mean[1]).item():.4g})",
+        ),
     ]
-    return [{"input": name, "F.cross_entropy": _outcome(lambda: F.cross_entropy(x, y, **options)),
-             "nll": _outcome(lambda: nll_cross_entropy(x, y, **options)),
-             "manual": _outcome(lambda: manual_cross_entropy(x, y, **options)),
-             "why": why} for name, options, x, y, why in cases]
+    return [
+        {
+            "input": name,
+            "F.cross_entropy": _outcome(F.cross_entropy, x, y, **options),
+            "nll": _outcome(nll_cross_entropy, x, y, **options),
+            "manual": _outcome(manual_cross_entropy, x, y, **options),
+            "why": why,
+        }
+        for name, options, x, y, why in cases
+    ]
 
 
 class Float64CrossEntropyLoss(torch.nn.CrossEntropyLoss):
@@ -241,20 +299,39 @@ class StepLosses(Callback):
         self.losses.append(loss.item())
 
 
-def training_curves(datamodule: L.LightningDataModule, model: dict, losses: dict[str, dict], optimizer: dict,
-                    scheduler: dict | None, steps: int, seed: int, accelerator: str = "cpu",
-                    channels_last: bool = False) -> dict[str, dict[str, Any]]:
+def training_curves(
+    datamodule: L.LightningDataModule,
+    model: dict,
+    losses: dict[str, dict],
+    optimizer: dict,
+    scheduler: dict | None,
+    steps: int,
+    seed: int,
+    accelerator: str = "cpu",
+    channels_last: bool = False,
+) -> dict[str, dict[str, Any]]:
     """Train once per loss with the same seed, data order and deterministic kernels; return each run's
     per-step losses and its final parameters as one flat vector."""
     results = {}
     for name, loss in losses.items():
         L.seed_everything(seed, workers=True, verbose=False)
-        module = DigitsModule(model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
-                              channels_last=channels_last)
+        module = DigitsModule(
+            model=model, loss=loss, optimizer=optimizer, scheduler=scheduler, channels_last=channels_last
+        )
         recorder = StepLosses()
-        trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=1, limit_train_batches=steps,
-                            limit_val_batches=0, deterministic=True, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder])
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            max_epochs=1,
+            limit_train_batches=steps,
+            limit_val_batches=0,
+            deterministic=True,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[recorder],
+        )
         trainer.fit(module, datamodule=datamodule)
         parameters = torch.cat([p.detach().flatten().double().cpu() for p in module.net.parameters()])
         results[name] = {"losses": recorder.losses, "parameters": parameters}
@@ -276,8 +353,8 @@ def curve_differences(curves: dict[str, dict[str, Any]], reference: str = "cross
             "first_step_with_a_difference": first_diff,
             "first_step_rel_diff": (step_diff[0] / base_steps[0].abs()).item(),
             "max_parameter_diff": (run["parameters"] - base["parameters"]).abs().max().item(),
-            "bitwise_equal": bool(torch.equal(steps, base_steps) and torch.equal(run["parameters"],
-                                                                                   base["parameters"])),
+            "bitwise_equal": bool(
+                torch.equal(steps, base_steps) and torch.equal(run["parameters"], base["parameters"])
+            ),
         }
     return out
-

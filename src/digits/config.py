@@ -61,8 +61,12 @@ def validate_train_config(cfg: DictConfig) -> None:
     data = cfg.data
     for key in ("batch_size", "eval_batch_size"):
         _check(_is_int(data[key]) and data[key] >= 1, f"data.{key}", data[key], "an integer >= 1")
-    _check(_is_int(data.val_size) and 1 <= data.val_size < 60_000, "data.val_size", data.val_size,
-           "an integer in [1, 59999] (validation images taken from the 60,000 training images)")
+    _check(
+        _is_int(data.val_size) and 1 <= data.val_size < 60_000,
+        "data.val_size",
+        data.val_size,
+        "an integer in [1, 59999] (validation images taken from the 60,000 training images)",
+    )
 
     augment = data.get("augment") or {}
     for key, value in augment.items():
@@ -71,30 +75,48 @@ def validate_train_config(cfg: DictConfig) -> None:
         if key == "enabled":
             _check(isinstance(value, bool), "data.augment.enabled", value, "true or false")
         else:
-            _check(_is_number(value) and 0 <= value <= limits[key], f"data.augment.{key}", value,
-                   f"a number in [0, {limits[key]}]")
+            _check(
+                _is_number(value) and 0 <= value <= limits[key],
+                f"data.augment.{key}",
+                value,
+                f"a number in [0, {limits[key]}]",
+            )
 
     device = str(data.get("device", "cpu"))
     _check(device == "cpu" or device.startswith("cuda"), "data.device", device, "cpu or cuda")
 
     model = cfg.model
     if "dropout" in model:
-        _check(_is_number(model.dropout) and 0 <= model.dropout < 1, "model.dropout", model.dropout, "a number in [0, 1)")
+        _check(
+            _is_number(model.dropout) and 0 <= model.dropout < 1, "model.dropout", model.dropout, "a number in [0, 1)"
+        )
     if "channels" in model:
         channels = list(model.channels)
-        _check(bool(channels) and all(_is_int(c) and c >= 1 for c in channels), "model.channels", channels,
-               "a non-empty list of integers >= 1, e.g. [16,32,64]")
+        _check(
+            bool(channels) and all(_is_int(c) and c >= 1 for c in channels),
+            "model.channels",
+            channels,
+            "a non-empty list of integers >= 1, e.g. [16,32,64]",
+        )
         _check(len(channels) <= 4, "model.channels", channels, "at most 4 blocks (each halves the 28px image)")
 
     loss = cfg.loss
-    _check(loss.get("reduction", "mean") == "mean", "loss.reduction", loss.get("reduction"),
-           "'mean' for training (none/sum are for the loss functions themselves)")
+    _check(
+        loss.get("reduction", "mean") == "mean",
+        "loss.reduction",
+        loss.get("reduction"),
+        "'mean' for training (none/sum are for the loss functions themselves)",
+    )
     smoothing = loss.get("label_smoothing", 0.0)
     _check(_is_number(smoothing) and 0 <= smoothing <= 1, "loss.label_smoothing", smoothing, "a number in [0, 1]")
     weight = loss.get("weight")
     if weight is not None:
-        _check(len(weight) == cfg.model.get("num_classes", 10) and all(_is_number(w) and w >= 0 for w in weight),
-               "loss.weight", list(weight), "null or one non-negative number per class")
+        _check(
+            len(weight) == cfg.model.get("num_classes", 10) and all(_is_number(w) and w >= 0 for w in weight),
+            "loss.weight",
+            list(weight),
+            "null or one non-negative number per class",
+        )
     if "backward" in loss:
         _check(loss.backward in ("autograd", "manual"), "loss.backward", loss.backward, "autograd or manual")
 
@@ -102,16 +124,24 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
 
     trainer = cfg.trainer
-    _check(_is_int(trainer.max_epochs) and trainer.max_epochs >= 1, "trainer.max_epochs", trainer.max_epochs,
-           "an integer >= 1")
+    _check(
+        _is_int(trainer.max_epochs) and trainer.max_epochs >= 1,
+        "trainer.max_epochs",
+        trainer.max_epochs,
+        "an integer >= 1",
+    )
     _check(trainer.accelerator in ACCELERATORS, "trainer.accelerator", trainer.accelerator, f"one of {ACCELERATORS}")
     _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
     _check(isinstance(trainer.deterministic, bool), "trainer.deterministic", trainer.deterministic, "true or false")
 
     objective = cfg.get("objective") or {}
     budget = objective.get("budget_seconds")
-    _check(budget is None or (_is_number(budget) and budget > 0), "objective.budget_seconds", budget,
-           "null or a number of CPU seconds > 0")
+    _check(
+        budget is None or (_is_number(budget) and budget > 0),
+        "objective.budget_seconds",
+        budget,
+        "null or a number of CPU seconds > 0",
+    )
     penalty = objective.get("penalty", 0.0)
     _check(_is_number(penalty) and penalty >= 0, "objective.penalty", penalty, "a number >= 0")
 
@@ -126,8 +156,10 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     run_dir = Path(run_dir).resolve()
     saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
-        raise ConfigError(f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
-                          "checkpoints/last.ckpt (runs are under outputs/train/<run>)")
+        raise ConfigError(
+            f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
+            "checkpoints/last.ckpt (runs are under outputs/train/<run>)"
+        )
     cfg = OmegaConf.load(saved_path)
     # train() instantiates this config (data, model, callbacks, trainer, ...): the same list as a checkpoint's
     check_run_config(OmegaConf.to_container(cfg, resolve=False), saved_path)
@@ -137,9 +169,11 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
             continue
         current = _MISSING if key[:1] in "+~" else OmegaConf.select(cfg, key, default=_MISSING)
         if current is _MISSING or isinstance(current, DictConfig):
-            raise ConfigError(f"{override!r} cannot be applied to a resumed run: only plain key=value overrides "
-                              "of existing keys are (e.g. trainer.max_epochs=5); a different config group or "
-                              "key is a new run")
+            raise ConfigError(
+                f"{override!r} cannot be applied to a resumed run: only plain key=value overrides "
+                "of existing keys are (e.g. trainer.max_epochs=5); a different config group or "
+                "key is a new run"
+            )
         OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
     cfg.resume = str(run_dir)
     cfg.ckpt_path = str(checkpoint)
@@ -150,8 +184,10 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
 def check_run_folder(folder: str | Path, resuming: bool) -> None:
     """No run writes into another run's folder: refuse one that holds checkpoints unless resuming it."""
     if (Path(folder) / "checkpoints").is_dir() and not resuming:
-        raise ConfigError(f"{folder} already holds a run's checkpoints; choose another folder (paths.log_dir "
-                          f"or hydra.run.dir) or continue it with resume={folder}")
+        raise ConfigError(
+            f"{folder} already holds a run's checkpoints; choose another folder (paths.log_dir "
+            f"or hydra.run.dir) or continue it with resume={folder}"
+        )
 
 
 def check_writable(folder: str | Path) -> None:
@@ -162,8 +198,10 @@ def check_writable(folder: str | Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ConfigError(f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
-                          "folder with free space: paths.log_dir=<dir>.") from error
+        raise ConfigError(
+            f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
+            "folder with free space: paths.log_dir=<dir>."
+        ) from error
 
 
 class OutputDirCheck(Callback):

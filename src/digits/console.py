@@ -12,20 +12,34 @@ import warnings
 # Lightning's log lines dropped, by the start of their text: (start, why it is noise).
 DROPPED_LINES = (
     ("💡 Tip:", "an advertisement for Lightning's cloud services, not about this run"),
-    ("Trainer already configured with model summary callbacks",
-     "the project's own choice (RichModelSummary) reported back as if it were a problem"),
+    (
+        "Trainer already configured with model summary callbacks",
+        "the project's own choice (RichModelSummary) reported back as if it were a problem",
+    ),
 )
 
 # Warnings silenced: (message regex, category, module regex, why it cannot be fixed here).
 SILENCED_WARNINGS = (
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.",
-     "Lightning's own call into torch's pytree API; a newer Lightning fixes it, nothing here calls it"),
-    (r"`torch\.jit\.script` is deprecated", FutureWarning, r"torch\.jit\.",
-     "the first forward-mode AD call (torch.func.jvp) loads PyTorch's own jvp decompositions through "
-     "torch.jit.script (torch/_decomp/decompositions_for_jvp.py); nothing here calls it"),
-    (r"You're resuming from a checkpoint that ended before the epoch ended", Warning, r"lightning\.",
-     "the datamodule saves the sampler's position itself (MNISTDataModule.state_dict), so the resume is "
-     "exact (tests/test_resume.py); Lightning only checks the DataLoader object"),
+    (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        FutureWarning,
+        r"lightning\.",
+        "Lightning's own call into torch's pytree API; a newer Lightning fixes it, nothing here calls it",
+    ),
+    (
+        r"`torch\.jit\.script` is deprecated",
+        FutureWarning,
+        r"torch\.jit\.",
+        "the first forward-mode AD call (torch.func.jvp) loads PyTorch's own jvp decompositions through "
+        "torch.jit.script (torch/_decomp/decompositions_for_jvp.py); nothing here calls it",
+    ),
+    (
+        r"You're resuming from a checkpoint that ended before the epoch ended",
+        Warning,
+        r"lightning\.",
+        "the datamodule saves the sampler's position itself (MNISTDataModule.state_dict), so the resume is "
+        "exact (tests/test_resume.py); Lightning only checks the DataLoader object",
+    ),
 )
 
 

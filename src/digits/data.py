@@ -49,21 +49,27 @@ def verify_raw_file(path: Path, checksum: bool = True) -> None:
     """Size, IDX magic number and (optionally) MD5 against the published file: never a silent
     partial dataset."""
     size, md5, magic = RAW_FILES[path.name]
-    fix = ("Delete it and let torchvision download it again (data.download=true, needs internet), "
-           "or copy the original file there.")
+    fix = (
+        "Delete it and let torchvision download it again (data.download=true, needs internet), "
+        "or copy the original file there."
+    )
     try:
         actual = path.stat().st_size
         with path.open("rb") as file:
             head = file.read(4)
             digest = hashlib.md5(head + file.read()).hexdigest() if checksum else md5
     except PermissionError as error:
-        raise DataNotFoundError(f"cannot read {path}: {error.strerror}. Give this user read permission "
-                                "on the data directory, or point data.data_dir elsewhere.") from error
+        raise DataNotFoundError(
+            f"cannot read {path}: {error.strerror}. Give this user read permission "
+            "on the data directory, or point data.data_dir elsewhere."
+        ) from error
     if actual != size:
         raise CorruptDataError(f"{path} has {actual:,} bytes, MNIST's has {size:,}: truncated or another file. {fix}")
     if int.from_bytes(head, "big") != magic:
-        raise CorruptDataError(f"{path} starts with magic number {int.from_bytes(head, 'big')}, an MNIST "
-                               f"{'image' if magic == 2051 else 'label'} file with {magic}: not an IDX file. {fix}")
+        raise CorruptDataError(
+            f"{path} starts with magic number {int.from_bytes(head, 'big')}, an MNIST "
+            f"{'image' if magic == 2051 else 'label'} file with {magic}: not an IDX file. {fix}"
+        )
     if digest != md5:
         raise CorruptDataError(f"{path} has MD5 {digest}, the published file {md5}: the file is damaged. {fix}")
 
@@ -120,7 +126,9 @@ def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
     if missing:
-        reason = f"the download failed ({download_error})" if download_error else "download is off (data.download=false)"
+        reason = (
+            f"the download failed ({download_error})" if download_error else "download is off (data.download=false)"
+        )
         raise DataNotFoundError(
             f"MNIST not found: {raw.resolve()} lacks {', '.join(missing)} and {reason}.\n"
             f"Put the four uncompressed IDX files ({', '.join(RAW_FILES)}) in {raw.resolve()}, "
@@ -130,8 +138,7 @@ def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
     return raw
 
 
-def load_mnist(data_dir: str | Path, train: bool, download: bool = True,
-               verify: bool = True) -> tuple[Tensor, Tensor]:
+def load_mnist(data_dir: str | Path, train: bool, download: bool = True, verify: bool = True) -> tuple[Tensor, Tensor]:
     """Return (uint8 images (N, 28, 28), int64 labels (N)) of the training or test set.
 
     ``verify`` checks the two files' MD5 against the published ones (size and magic number are
@@ -185,8 +192,9 @@ class EpochBatchSampler(Sampler[list[int]]):
     counts twice. Lightning calls ``set_epoch``; a plain loop gets a new order after each full pass.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self, size: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
@@ -205,8 +213,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         return order[self.rank :: self.world_size]
 
     def __len__(self) -> int:
-        share = math.ceil(self.size / self.world_size) if self.shuffle else len(range(self.rank, self.size,
-                                                                                      self.world_size))
+        share = (
+            math.ceil(self.size / self.world_size)
+            if self.shuffle
+            else len(range(self.rank, self.size, self.world_size))
+        )
         return math.ceil(share / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -261,8 +272,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.device = torch.device(device)
         # {"enabled": true, "degrees": ..., ...}: random jitter of the training batches only
         settings = dict(augment or {})
-        self.augmentation = Augmentation(**{k: v for k, v in settings.items() if k != "enabled"}) \
-            if settings.get("enabled") else None
+        self.augmentation = (
+            Augmentation(**{k: v for k, v in settings.items() if k != "enabled"}) if settings.get("enabled") else None
+        )
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -285,12 +297,21 @@ class MNISTDataModule(L.LightningDataModule):
             val, train = order[: self.val_size], order[self.val_size :]
             # split the uint8 images, then normalise each part: one float copy instead of two
             train_images, train_labels = normalize(images[train]).to(self.device), labels[train].to(self.device)
-            self.train_set = TensorBatches(train_images, train_labels) if self.augmentation is None else \
-                AugmentedBatches(train_images, train_labels, self.augmentation, self.shuffle_seed)
+            self.train_set = (
+                TensorBatches(train_images, train_labels)
+                if self.augmentation is None
+                else AugmentedBatches(train_images, train_labels, self.augmentation, self.shuffle_seed)
+            )
             self.val_set = TensorBatches(normalize(images[val]).to(self.device), labels[val].to(self.device))
             rank, world_size = self._rank()
-            self.train_sampler = EpochBatchSampler(len(self.train_set), self.batch_size, shuffle=True,
-                                                   seed=self.shuffle_seed, rank=rank, world_size=world_size)
+            self.train_sampler = EpochBatchSampler(
+                len(self.train_set),
+                self.batch_size,
+                shuffle=True,
+                seed=self.shuffle_seed,
+                rank=rank,
+                world_size=world_size,
+            )
             if self._sampler_state is not None:
                 self.train_sampler.load_state_dict(self._sampler_state)
         if self.test_set is None and stage in (None, "test", "predict"):
@@ -303,8 +324,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _eval_loader(self, dataset: TensorBatches) -> DataLoader:
         rank, world_size = self._rank()
-        sampler = EpochBatchSampler(len(dataset), self.eval_batch_size, shuffle=False, rank=rank,
-                                    world_size=world_size)
+        sampler = EpochBatchSampler(len(dataset), self.eval_batch_size, shuffle=False, rank=rank, world_size=world_size)
         return self._loader(dataset, sampler)
 
     def train_dataloader(self) -> DataLoader:

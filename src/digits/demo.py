@@ -107,8 +107,10 @@ def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it passes ``limit`` bytes (never held whole)."""
-    too_large = UploadTooLargeError(f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
-                          "the config value max_upload_bytes): send a smaller PNG or JPEG")
+    too_large = UploadTooLargeError(
+        f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
+        "the config value max_upload_bytes): send a smaller PNG or JPEG"
+    )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -138,21 +140,29 @@ def build_app(demo: Demo) -> Starlette:
             return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=status)
         except Exception as error:  # a bug: keep the traceback in the server's log, not on the page
             log.exception("demo: unexpected error on a request")
-            return JSONResponse({"error": f"the server failed on this input ({type(error).__name__}); "
-                                          "the traceback is in the demo's log", "kind": "internal"},
-                                status_code=500)
+            return JSONResponse(
+                {
+                    "error": f"the server failed on this input ({type(error).__name__}); "
+                    "the traceback is in the demo's log",
+                    "kind": "internal",
+                },
+                status_code=500,
+            )
         return JSONResponse(result)
 
-    return Starlette(routes=[
-        Route("/", index),
-        Route("/api/info", info),
-        Route("/api/analyse", analyse, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/info", info),
+            Route("/api/analyse", analyse, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+    )
 
 
 def validate_demo_config(cfg: Any) -> None:
     """Each knob of configs/demo.yaml, checked before the checkpoint is loaded."""
+
     def check(ok: bool, key: str, allowed: str) -> None:
         if not ok:
             raise ConfigError(f"{key}={cfg.get(key)!r} is not allowed: {allowed}")
@@ -193,4 +203,3 @@ def serve(demo: Demo, sock: socket.socket) -> None:
 
     config = uvicorn.Config(build_app(demo), log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
-

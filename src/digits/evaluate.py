@@ -47,8 +47,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     candidates = sorted(folder.glob("best-*.ckpt")) or sorted(folder.glob("last.ckpt"))
     if not candidates:
-        raise EvaluationError(f"{path} is a folder without checkpoints (looked for best-*.ckpt and last.ckpt "
-                              f"in {folder})")
+        raise EvaluationError(
+            f"{path} is a folder without checkpoints (looked for best-*.ckpt and last.ckpt in {folder})"
+        )
     return candidates[-1]
 
 
@@ -80,8 +81,9 @@ def choose_device(name: str) -> torch.device:
 @torch.no_grad()
 def collect_logits(module: DigitsModule, images: Tensor, batch_size: int = 1000) -> Tensor:
     device = next(module.parameters()).device
-    return torch.cat([module(images[i : i + batch_size].to(device)).float().cpu()
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [module(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    )
 
 
 def evaluate_logits(logits: Tensor, labels: Tensor, n_bins: int = 15, worst: int = 25) -> dict[str, Any]:
@@ -106,8 +108,15 @@ def evaluate_logits(logits: Tensor, labels: Tensor, n_bins: int = 15, worst: int
     for low, high in zip(edges[:-1], edges[1:]):
         inside = (confidence > low) & (confidence <= high)
         if inside.any():
-            bins.append({"low": low.item(), "high": high.item(), "count": int(inside.sum()),
-                         "confidence": confidence[inside].mean().item(), "accuracy": correct[inside].mean().item()})
+            bins.append(
+                {
+                    "low": low.item(),
+                    "high": high.item(),
+                    "count": int(inside.sum()),
+                    "confidence": confidence[inside].mean().item(),
+                    "accuracy": correct[inside].mean().item(),
+                }
+            )
     wrong = torch.nonzero(predictions != labels).squeeze(1)
     order = wrong[confidence[wrong].argsort(descending=True)][:worst]
     return {
@@ -117,12 +126,27 @@ def evaluate_logits(logits: Tensor, labels: Tensor, n_bins: int = 15, worst: int
         "loss": losses,
         "loss_max_difference": max(losses.values()) - min(losses.values()),
         "ece": ece,
-        "per_class": [{"class": c, "precision": precision[c].item(), "recall": recall[c].item(),
-                       "f1": f1[c].item(), "support": int((labels == c).sum())} for c in range(n_classes)],
+        "per_class": [
+            {
+                "class": c,
+                "precision": precision[c].item(),
+                "recall": recall[c].item(),
+                "f1": f1[c].item(),
+                "support": int((labels == c).sum()),
+            }
+            for c in range(n_classes)
+        ],
         "confusion_matrix": confusion.tolist(),
         "reliability": bins,
-        "most_confident_errors": [{"index": int(i), "label": int(labels[i]), "predicted": int(predictions[i]),
-                                   "confidence": confidence[i].item()} for i in order],
+        "most_confident_errors": [
+            {
+                "index": int(i),
+                "label": int(labels[i]),
+                "predicted": int(predictions[i]),
+                "confidence": confidence[i].item(),
+            }
+            for i in order
+        ],
     }
 
 
@@ -144,25 +168,53 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
         for predicted in range(confusion.shape[1]):
             value = int(confusion[true, predicted])
             if value:
-                ax.text(predicted, true, value, ha="center", va="center", fontsize=7,
-                        color="black" if true != predicted else "tab:green")
-    ax.set(xlabel="predicted", ylabel="true", xticks=range(10), yticks=range(10),
-           title=f"Confusion matrix ({results['errors']} errors in {results['images']}; diagonal in green)")
+                ax.text(
+                    predicted,
+                    true,
+                    value,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if true != predicted else "tab:green",
+                )
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(10),
+        yticks=range(10),
+        title=f"Confusion matrix ({results['errors']} errors in {results['images']}; diagonal in green)",
+    )
     fig.colorbar(image, ax=ax, label="errors")
     figures["confusion_matrix"] = fig
 
     fig, ax = plt.subplots(figsize=(6, 6))
     bins = results["reliability"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
-    bars = ax.bar(centres, [b["accuracy"] for b in bins], width=1 / 15, edgecolor="black", alpha=0.7,
-                  label="accuracy (number: images in the bin)")
+    bars = ax.bar(
+        centres,
+        [b["accuracy"] for b in bins],
+        width=1 / 15,
+        edgecolor="black",
+        alpha=0.7,
+        label="accuracy (number: images in the bin)",
+    )
     # A bin of 2 images looks as alarming as one of 9,735 unless it says how many it holds.
     ax.bar_label(bars, labels=[f"{b['count']:,}" for b in bins], fontsize=7, rotation=90, padding=2)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="tab:red",
-            label="mean confidence -> accuracy")
-    ax.set(xlabel="confidence (max softmax probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title=f"Reliability diagram, ECE = {results['ece']:.4f}")
+    ax.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o-",
+        color="tab:red",
+        label="mean confidence -> accuracy",
+    )
+    ax.set(
+        xlabel="confidence (max softmax probability)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"Reliability diagram, ECE = {results['ece']:.4f}",
+    )
     ax.legend(loc="upper left")
     figures["reliability_diagram"] = fig
 
@@ -173,8 +225,9 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
     for ax in axes.flat:
         ax.axis("off")
     for ax, error in zip(axes.flat, errors):
-        ax.imshow((images[error["index"]].reshape(28, 28) * MNIST_STD + MNIST_MEAN).numpy(), cmap="gray", vmin=0,
-                  vmax=1)
+        ax.imshow(
+            (images[error["index"]].reshape(28, 28) * MNIST_STD + MNIST_MEAN).numpy(), cmap="gray", vmin=0, vmax=1
+        )
         ax.set_title(f"true {error['label']}, said {error['predicted']}\n{error['confidence']:.1%}", fontsize=9)
     fig.suptitle("Most confidently wrong")
     fig.tight_layout()
@@ -189,17 +242,28 @@ def markdown_report(results: dict[str, Any], checkpoint: Path, split: str) -> st
     from digits.report import markdown_table
 
     losses = results["loss"]
-    return "\n".join([
-        f"# Evaluation of `{checkpoint}` on the {split} split", "",
-        f"- accuracy **{results['accuracy']:.4%}** ({results['errors']} errors in {results['images']} images)",
-        f"- loss: cross_entropy {losses['cross_entropy']:.6f}, nll {losses['nll']:.6f}, manual "
-        f"{losses['manual']:.6f} (largest difference {results['loss_max_difference']:.2e})",
-        f"- expected calibration error (15 bins): {results['ece']:.4f}", "",
-        "## Per class", "", markdown_table(results["per_class"]),
-        "## Figures", "", "![confusion matrix](confusion_matrix.png)", "",
-        "![reliability diagram](reliability_diagram.png)", "", "![most confident errors](most_confident_errors.png)",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# Evaluation of `{checkpoint}` on the {split} split",
+            "",
+            f"- accuracy **{results['accuracy']:.4%}** ({results['errors']} errors in {results['images']} images)",
+            f"- loss: cross_entropy {losses['cross_entropy']:.6f}, nll {losses['nll']:.6f}, manual "
+            f"{losses['manual']:.6f} (largest difference {results['loss_max_difference']:.2e})",
+            f"- expected calibration error (15 bins): {results['ece']:.4f}",
+            "",
+            "## Per class",
+            "",
+            markdown_table(results["per_class"]),
+            "## Figures",
+            "",
+            "![confusion matrix](confusion_matrix.png)",
+            "",
+            "![reliability diagram](reliability_diagram.png)",
+            "",
+            "![most confident errors](most_confident_errors.png)",
+            "",
+        ]
+    )
 
 
 def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
@@ -248,12 +312,25 @@ def predict(module: DigitsModule, path: Path, top: int = 3) -> tuple[list[dict[s
     files, pictures, notes = load_images(path)
     probabilities = collect_logits(module, standardize(pictures)).softmax(dim=1)
     values, classes = probabilities.topk(top, dim=1)
-    return [{"file": str(file), "top": [{"digit": int(c), "probability": float(v)} for c, v in zip(cs, vs)]}
-            for file, cs, vs in zip(files, classes, values)], notes, pictures
+    return (
+        [
+            {"file": str(file), "top": [{"digit": int(c), "probability": float(v)} for c, v in zip(cs, vs)]}
+            for file, cs, vs in zip(files, classes, values)
+        ],
+        notes,
+        pictures,
+    )
 
 
-def run_evaluation(checkpoint: str | Path, output_dir: Path, split: str, data_dir: str | None,
-                   device: str = "auto", predict_path: str | None = None, tensorboard: bool = True) -> dict:
+def run_evaluation(
+    checkpoint: str | Path,
+    output_dir: Path,
+    split: str,
+    data_dir: str | None,
+    device: str = "auto",
+    predict_path: str | None = None,
+    tensorboard: bool = True,
+) -> dict:
     """The whole evaluation; writes metrics.json, report.md, the figures and TensorBoard events."""
     if split not in ("test", "val"):
         raise EvaluationError(f"data.split={split!r} is not allowed: test or val")
@@ -262,16 +339,27 @@ def run_evaluation(checkpoint: str | Path, output_dir: Path, split: str, data_di
     output_dir.mkdir(parents=True, exist_ok=True)
     if predict_path:
         predictions, notes, pictures = predict(module, Path(predict_path))
-        (output_dir / "predictions.json").write_text(json.dumps({"checkpoint": str(path), "notes": notes,
-                                                                 "predictions": predictions}, indent=2))
-        save_contact_sheet(pictures, [f"{Path(p['file']).name}\nsaid {p['top'][0]['digit']} "
-                                      f"({p['top'][0]['probability']:.0%})" for p in predictions],
-                           output_dir / CONTACT_SHEET)
-        return {"checkpoint": str(path), "predictions": predictions, "notes": notes,
-                "contact_sheet": str(output_dir / CONTACT_SHEET)}
+        (output_dir / "predictions.json").write_text(
+            json.dumps({"checkpoint": str(path), "notes": notes, "predictions": predictions}, indent=2)
+        )
+        save_contact_sheet(
+            pictures,
+            [
+                f"{Path(p['file']).name}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
+                for p in predictions
+            ],
+            output_dir / CONTACT_SHEET,
+        )
+        return {
+            "checkpoint": str(path),
+            "predictions": predictions,
+            "notes": notes,
+            "contact_sheet": str(output_dir / CONTACT_SHEET),
+        }
     data = (module.hparams.run_config or {}).get("data", {})
-    datamodule = MNISTDataModule(data_dir=data_dir, val_size=data.get("val_size", 5000),
-                                 split_seed=data.get("split_seed", 12345), download=False)
+    datamodule = MNISTDataModule(
+        data_dir=data_dir, val_size=data.get("val_size", 5000), split_seed=data.get("split_seed", 12345), download=False
+    )
     datamodule.setup("test" if split == "test" else "fit")
     dataset = datamodule.test_set if split == "test" else datamodule.val_set
     logits = collect_logits(module, dataset.images)

@@ -46,8 +46,15 @@ def export_onnx(net: nn.Module, path: Path) -> None:
     """Write ``net`` as ONNX with a free batch dimension; the weights inside the one file."""
     net = copy.deepcopy(net).to(memory_format=torch.contiguous_format).eval()  # channels-last is a CPU speed trick
     example = torch.zeros(2, 1, 28, 28)  # N=2, not 1: torch.export specialises a dimension of size 1
-    program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    program = torch.onnx.export(
+        net,
+        (example,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+    )
     program.save(str(path), external_data=False)
 
 
@@ -56,8 +63,12 @@ def onnx_logits(path: Path, images: Tensor, batch_size: int) -> Tensor:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.cat([torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + batch_size].numpy()})[0])
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [
+            torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: images[i : i + batch_size].numpy()})[0])
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def compare(reference: Tensor, exported: Tensor, labels: Tensor, tolerance: float) -> dict[str, Any]:
@@ -83,16 +94,23 @@ def io_spec(path: Path) -> dict[str, Any]:
 
     def describe(value) -> dict[str, Any]:
         tensor = value.type.tensor_type
-        return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-                "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim]}
+        return {
+            "name": value.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim],
+        }
 
-    return {"inputs": [describe(v) for v in model.graph.input], "outputs": [describe(v) for v in model.graph.output],
-            "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-            "ir_version": model.ir_version}
+    return {
+        "inputs": [describe(v) for v in model.graph.input],
+        "outputs": [describe(v) for v in model.graph.output],
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        "ir_version": model.ir_version,
+    }
 
 
-def run_export(checkpoint: str | Path, output_dir: Path, data_dir: str | Path, tolerance: float = 1e-3,
-               batch_size: int = 1000) -> dict[str, Any]:
+def run_export(
+    checkpoint: str | Path, output_dir: Path, data_dir: str | Path, tolerance: float = 1e-3, batch_size: int = 1000
+) -> dict[str, Any]:
     """Export, check on the test set, then write ``model.onnx`` and ``model_card.json``; returns the card."""
     import onnx
     import onnxruntime
@@ -117,8 +135,9 @@ def run_export(checkpoint: str | Path, output_dir: Path, data_dir: str | Path, t
         raise ExportError(f"torch.onnx.export failed for {path}: {type(error).__name__}: {error}") from error
     export_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    check = compare(collect_logits(module, images, batch_size), onnx_logits(staged, images, batch_size), labels,
-                    tolerance)
+    check = compare(
+        collect_logits(module, images, batch_size), onnx_logits(staged, images, batch_size), labels, tolerance
+    )
     check["seconds"] = round(time.perf_counter() - started, 2)
     if not check["passed"]:
         staged.unlink()
@@ -131,20 +150,31 @@ def run_export(checkpoint: str | Path, output_dir: Path, data_dir: str | Path, t
     hparams = module.hparams
     card = {
         "model": target.name,
-        "input": {**spec["inputs"][0], "layout": "N x channel x height x width; N is free",
-                  "preprocessing": "grey scale, 28x28, white digit on black (as MNIST); pixel / 255, then "
-                                   "(x - mean) / std"},
-        "output": {**spec["outputs"][0], "meaning": "unnormalised scores for the digits 0-9: the argmax is "
-                                                    "the prediction, their softmax the probabilities"},
+        "input": {
+            **spec["inputs"][0],
+            "layout": "N x channel x height x width; N is free",
+            "preprocessing": "grey scale, 28x28, white digit on black (as MNIST); pixel / 255, then (x - mean) / std",
+        },
+        "output": {
+            **spec["outputs"][0],
+            "meaning": "unnormalised scores for the digits 0-9: the argmax is "
+            "the prediction, their softmax the probabilities",
+        },
         "normalisation": {"mean": MNIST_MEAN, "std": MNIST_STD},
         "source_checkpoint": {"path": str(path), "sha256": sha256(path)},
-        "training_config": hparams.get("run_config") or {key: hparams.get(key) for key in
-                                                         ("model", "loss", "optimizer", "scheduler")},
+        "training_config": hparams.get("run_config")
+        or {key: hparams.get(key) for key in ("model", "loss", "optimizer", "scheduler")},
         "test_accuracy": check["pytorch_accuracy"],
         "check": check,
-        "export": {"exporter": "torch.onnx.export(dynamo=True)", "seconds": round(export_seconds, 2),
-                   "opset": spec["opset"], "ir_version": spec["ir_version"], "torch": torch.__version__,
-                   "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "export": {
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "seconds": round(export_seconds, 2),
+            "opset": spec["opset"],
+            "ir_version": spec["ir_version"],
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
     }
     (output_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     os.replace(staged, target)

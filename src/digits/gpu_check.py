@@ -29,9 +29,13 @@ def machine() -> dict[str, Any]:
     """Versions and the GPU, as this Python sees them."""
     import torch
 
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "torch": torch.__version__, "cuda": torch.version.cuda,
-                            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    }
     for package in ("lightning", "torchmetrics", "torchvision", "hydra-core", "tensorboard"):
         try:
             info[package] = metadata.version(package)
@@ -39,8 +43,11 @@ def machine() -> dict[str, Any]:
             info[package] = None
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
-        info.update(gpu=properties.name, gpu_memory_gib=round(properties.total_memory / 2**30, 1),
-                    gpu_count=torch.cuda.device_count())
+        info.update(
+            gpu=properties.name,
+            gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+            gpu_count=torch.cuda.device_count(),
+        )
     else:
         info["gpu"] = None
     return info
@@ -48,8 +55,15 @@ def machine() -> dict[str, Any]:
 
 def read_steps(out: Path) -> list[dict[str, Any]]:
     with (out / "steps.tsv").open() as file:
-        return [{"step": row["step"], "exit": int(row["exit"]), "seconds": round(float(row["seconds"]), 2),
-                 "command": row["command"]} for row in csv.DictReader(file, delimiter="\t")]
+        return [
+            {
+                "step": row["step"],
+                "exit": int(row["exit"]),
+                "seconds": round(float(row["seconds"]), 2),
+                "command": row["command"],
+            }
+            for row in csv.DictReader(file, delimiter="\t")
+        ]
 
 
 def read_junit(path: Path) -> dict[str, int]:
@@ -68,7 +82,9 @@ def collect(out: Path, device: str) -> dict[str, Any]:
     steps = read_steps(out)
     seconds = {step["step"]: step["seconds"] for step in steps}
     results: dict[str, Any] = {"device": device, "machine": machine(), "steps": steps, "problems": []}
-    results["problems"] += [f"step {s['step']} exited with {s['exit']} (see {s['step']}.log)" for s in steps if s["exit"]]
+    results["problems"] += [
+        f"step {s['step']} exited with {s['exit']} (see {s['step']}.log)" for s in steps if s["exit"]
+    ]
     junit = out / "tests" / "junit.xml"
     if junit.is_file():
         results["tests"] = read_junit(junit)
@@ -79,36 +95,70 @@ def collect(out: Path, device: str) -> dict[str, Any]:
     train = _json(out / "train" / "metrics.json")
     if train is not None:
         accuracy = train.get("test/acc")
-        results["train"] = {"test_acc": accuracy, "reached_99": accuracy is not None and accuracy >= TARGET_ACCURACY,
-                            "fit_seconds": train["fit_seconds"], "startup_seconds": train["startup_seconds"],
-                            "wall_seconds": seconds.get("train"), "epochs": train["epochs"], "steps": train["steps"],
-                            "fit_vs_record": train["fit_seconds"] / RECORD_SECONDS}
+        results["train"] = {
+            "test_acc": accuracy,
+            "reached_99": accuracy is not None and accuracy >= TARGET_ACCURACY,
+            "fit_seconds": train["fit_seconds"],
+            "startup_seconds": train["startup_seconds"],
+            "wall_seconds": seconds.get("train"),
+            "epochs": train["epochs"],
+            "steps": train["steps"],
+            "fit_vs_record": train["fit_seconds"] / RECORD_SECONDS,
+        }
     evaluation = _json(out / "evaluate" / "metrics.json")
     if evaluation is not None:
-        results["evaluate"] = {"accuracy": evaluation["accuracy"], "ece": evaluation["ece"],
-                               "loss": evaluation["loss"]}
+        results["evaluate"] = {"accuracy": evaluation["accuracy"], "ece": evaluation["ece"], "loss": evaluation["loss"]}
     return results
 
 
 def markdown(results: dict[str, Any]) -> str:
     info = results["machine"]
-    lines = [f"# GPU check ({results['device']}): {info.get('gpu') or 'no GPU'}", "",
-             markdown_table([{"what": key, "value": value} for key, value in info.items()]), "",
-             "## Steps", "", markdown_table(results["steps"], ["step", "exit", "seconds", "command"]), ""]
+    lines = [
+        f"# GPU check ({results['device']}): {info.get('gpu') or 'no GPU'}",
+        "",
+        markdown_table([{"what": key, "value": value} for key, value in info.items()]),
+        "",
+        "## Steps",
+        "",
+        markdown_table(results["steps"], ["step", "exit", "seconds", "command"]),
+        "",
+    ]
     lines += ["## Problems", ""] + ([f"* {p}" for p in results["problems"]] or ["none"]) + [""]
     if "tests" in results:
         lines += ["## CUDA test cases (pytest -k cuda)", "", markdown_table([results["tests"]]), ""]
     if "train" in results:
-        lines += [f"## experiment=fast_gpu (target {TARGET_ACCURACY:.1%} test accuracy; the public record trains "
-                  f"for {RECORD_SECONDS} s)", "", markdown_table([results["train"]]), ""]
+        lines += [
+            f"## experiment=fast_gpu (target {TARGET_ACCURACY:.1%} test accuracy; the public record trains "
+            f"for {RECORD_SECONDS} s)",
+            "",
+            markdown_table([results["train"]]),
+            "",
+        ]
     if "evaluate" in results:
         evaluation = results["evaluate"]
-        lines += ["## evaluate.py", "", markdown_table([{"accuracy": evaluation["accuracy"], "ece": evaluation["ece"],
-                                                         **{f"loss {k}": v for k, v in evaluation["loss"].items()}}]), ""]
+        lines += [
+            "## evaluate.py",
+            "",
+            markdown_table(
+                [
+                    {
+                        "accuracy": evaluation["accuracy"],
+                        "ece": evaluation["ece"],
+                        **{f"loss {k}": v for k, v in evaluation["loss"].items()},
+                    }
+                ]
+            ),
+            "",
+        ]
     if results.get("benchmark_losses"):
         lines += ["## benchmark_losses.py", "", markdown_table(results["benchmark_losses"]["rows"]), ""]
     if results.get("compare_losses"):
-        lines += ["## compare_losses.py (single calls)", "", markdown_table(results["compare_losses"]["single_calls"]), ""]
+        lines += [
+            "## compare_losses.py (single calls)",
+            "",
+            markdown_table(results["compare_losses"]["single_calls"]),
+            "",
+        ]
     return "\n".join(lines)
 
 

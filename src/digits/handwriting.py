@@ -8,7 +8,8 @@ resizing the whole page to 28x28 squashes and shrinks the digit, and the network
 
 1. grey: a transparent picture (a drawing program's PNG) is composited on white first;
 2. background: the median pixel is the paper; light paper is inverted so that the ink is bright;
-3. contrast: paper -> 0, the strongest ink -> 1 (a lone bright pixel does not set the scale); too little contrast is a page without ink (``NoInkError``), not a guess;
+3. contrast: paper -> 0, the strongest ink -> 1 (a lone bright pixel does not set the scale); too
+   little contrast is a page without ink (``NoInkError``), not a guess;
 4. ink, not dirt: the pixels above half the contrast form connected components; the largest and
    those of a real size close to it are the digit, the rest (specks, paper texture, a smudge at
    the edge) are erased;
@@ -65,8 +66,9 @@ def load_image(path: str | Path) -> Image.Image:
     except OSError as error:
         raise ImageError(f"{path} cannot be read: {error.strerror or error}") from error
     if size > MAX_FILE_BYTES:
-        raise ImageError(f"{path} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
-                         "crop or shrink the picture first")
+        raise ImageError(
+            f"{path} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: crop or shrink the picture first"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
@@ -74,8 +76,10 @@ def load_image(path: str | Path) -> Image.Image:
         with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} read here: "
-                                 "crop or shrink the picture first")
+                raise ImageError(
+                    f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} read here: "
+                    "crop or shrink the picture first"
+                )
             image.load()
             return ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
@@ -113,7 +117,10 @@ def _shrink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
     scale = WORKING_SIZE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     notes.append(f"shrunk the {width}x{height} page to {size[0]}x{size[1]} before looking for the digit")
-    return np.asarray(Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BOX),
+        dtype=np.float32,
+    )
 
 
 def _peak(ink: np.ndarray) -> float:
@@ -134,8 +141,10 @@ def _ink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
         ink = grey
     peak = _peak(ink)
     if peak - paper < MIN_CONTRAST:
-        raise NoInkError(f"no digit found: the darkest and lightest parts of the picture differ by "
-                         f"{peak - paper:.0%} of the grey scale (a blank page?); at least {MIN_CONTRAST:.0%} is needed")
+        raise NoInkError(
+            f"no digit found: the darkest and lightest parts of the picture differ by "
+            f"{peak - paper:.0%} of the grey scale (a blank page?); at least {MIN_CONTRAST:.0%} is needed"
+        )
     return np.clip((ink - paper) / (peak - paper), 0.0, 1.0)
 
 
@@ -207,11 +216,11 @@ def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, in
         for i in order[1:].tolist():
             if i in kept or mass[i] < KEEP_MASS * mass[order[0]]:
                 continue
-            t, b, l, r = boxes[i]
-            gap = max(t - bottom, top - b, l - right, left - r, 0)
+            t, b, lft, r = boxes[i]
+            gap = max(t - bottom, top - b, lft - right, left - r, 0)
             if gap <= KEEP_GAP * max(bottom - top + 1, right - left + 1):
                 kept.append(i)
-                top, bottom, left, right = min(top, t), max(bottom, b), min(left, l), max(right, r)
+                top, bottom, left, right = min(top, t), max(bottom, b), min(left, lft), max(right, r)
                 changed = True
     if len(kept) < count:
         notes.append(f"left out {count - len(kept)} speck(s) or mark(s) apart from the digit")
@@ -240,8 +249,10 @@ def _thicken(crop: np.ndarray, notes: list[str]) -> np.ndarray:
     if width >= target or longer < FIT * 2:
         return crop
     grow = max(1, round((target - width) / 2))
-    notes.append(f"thickened strokes of about {width:.1f} px to {width + 2 * grow:.1f} px "
-                 f"({target / longer * FIT:.1f} px at MNIST's scale)")
+    notes.append(
+        f"thickened strokes of about {width:.1f} px to {width + 2 * grow:.1f} px "
+        f"({target / longer * FIT:.1f} px at MNIST's scale)"
+    )
     padded = np.pad(crop, grow)
     return F.max_pool2d(torch.from_numpy(padded)[None, None], 2 * grow + 1, stride=1)[0, 0].numpy()
 
@@ -267,8 +278,10 @@ def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     # the digit's own strongest ink is 1 (dirt darker than the ink set the first stretch)
     crop = np.clip(digit[top:bottom, left:right] / max(_peak(digit), 1e-6), 0.0, 1.0)
     if crop.shape != ink.shape:
-        notes.append(f"cropped to the ink: {right - left}x{bottom - top} at ({box_left + left}, {box_top + top}) "
-                     f"of {ink.shape[1]}x{ink.shape[0]}")
+        notes.append(
+            f"cropped to the ink: {right - left}x{bottom - top} at ({box_left + left}, {box_top + top}) "
+            f"of {ink.shape[1]}x{ink.shape[0]}"
+        )
     crop = _thicken(crop, notes)
     height, width = crop.shape
     scale = FIT / max(height, width)

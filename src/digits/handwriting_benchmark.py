@@ -27,9 +27,9 @@ VARIANTS = ("mnist", "page", "photo", "drawing", "chalkboard")
 DESCRIPTIONS = {
     "mnist": "the 28x28 test image itself, as a PNG (control)",
     "page": "dark ink on light paper, 40-200 px digit at a random place on a 1.3-3x larger non-square page, "
-            "digit aspect ratio 0.8-1.25, PNG",
+    "digit aspect ratio 0.8-1.25, PNG",
     "photo": "the page photographed: RGB, blue-black ink, uneven light, sensor noise, 0-3 specks, mild blur "
-             "(half of them), JPEG quality 40-90",
+    "(half of them), JPEG quality 40-90",
     "drawing": "a drawing program's RGBA PNG: coloured ink on a transparent (transparent-black) canvas",
     "chalkboard": "light chalk on a dark board (no inversion needed), noise, JPEG",
 }
@@ -39,8 +39,9 @@ def _page(digit: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tupl
     """The digit's ink (alpha in [0, 1]) placed on a larger, non-square page; returns it and the box."""
     height = int(rng.uniform(40, 200))
     width = max(8, int(height * rng.uniform(0.8, 1.25)))
-    alpha = np.asarray(Image.fromarray(digit).resize((width, height), Image.Resampling.BICUBIC),
-                       dtype=np.float32) / 255.0
+    alpha = (
+        np.asarray(Image.fromarray(digit).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    )
     page_w, page_h = int(width * rng.uniform(1.3, 3.0)), int(height * rng.uniform(1.3, 3.0))
     top, left = int(rng.integers(0, page_h - height + 1)), int(rng.integers(0, page_w - width + 1))
     page = np.zeros((page_h, page_w), dtype=np.float32)
@@ -70,14 +71,20 @@ def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Imag
         rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
         rgba[alpha == 0] = 0  # transparent black, as a browser canvas stores it
         return Image.fromarray(rgba)
-    paper, ink = (rng.uniform(0.7, 0.98), rng.uniform(0.0, 0.35)) if variant != "chalkboard" else \
-        (rng.uniform(0.05, 0.3), rng.uniform(0.75, 1.0))
+    paper, ink = (
+        (rng.uniform(0.7, 0.98), rng.uniform(0.0, 0.35))
+        if variant != "chalkboard"
+        else (rng.uniform(0.05, 0.3), rng.uniform(0.75, 1.0))
+    )
     if variant == "page":
         grey = paper + (ink - paper) * alpha
         return Image.fromarray(np.round(grey * 255).astype(np.uint8))
     rows, cols = np.mgrid[0 : alpha.shape[0], 0 : alpha.shape[1]].astype(np.float32)
-    light = 1.0 + 0.08 * rng.uniform(-1, 1) * (rows / alpha.shape[0] - 0.5) \
+    light = (
+        1.0
+        + 0.08 * rng.uniform(-1, 1) * (rows / alpha.shape[0] - 0.5)
         + 0.08 * rng.uniform(-1, 1) * (cols / alpha.shape[1] - 0.5)
+    )
     grey = (paper + (ink - paper) * alpha) * light
     picture = Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
@@ -89,8 +96,9 @@ def render(digit: np.ndarray, variant: str, seed: int, index: int) -> Image.Imag
     noisy = np.asarray(picture, dtype=np.float32) + rng.normal(0, rng.uniform(1, 8), alpha.shape)
     picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     if variant == "photo":  # blue-black ink on slightly warm paper
-        tint = np.asarray(picture, dtype=np.float32)[..., None] * np.array([1.0, 0.98, 0.92]) + \
-            alpha[..., None] * np.array([0, 10, 40])
+        tint = np.asarray(picture, dtype=np.float32)[..., None] * np.array([1.0, 0.98, 0.92]) + alpha[
+            ..., None
+        ] * np.array([0, 10, 40])
         picture = Image.fromarray(np.clip(tint, 0, 255).astype(np.uint8))
     return _jpeg(picture, int(rng.integers(40, 91)))
 
@@ -107,8 +115,7 @@ def new_preprocessing(image: Image.Image) -> Tensor:
     return to_mnist(image)[0]
 
 
-PREPROCESSINGS: dict[str, Callable[[Image.Image], Tensor]] = {"before": old_preprocessing,
-                                                             "after": new_preprocessing}
+PREPROCESSINGS: dict[str, Callable[[Image.Image], Tensor]] = {"before": old_preprocessing, "after": new_preprocessing}
 
 
 def classify(net: torch.nn.Module, pictures: Tensor) -> Tensor:
@@ -148,35 +155,53 @@ def score(net: torch.nn.Module, prepared: dict[str, Any], seed: int) -> dict[str
     plain = (classify(net, prepared["plain"]) == labels).float().mean().item()
     results: dict[str, Any] = {"digits": len(labels), "seed": seed, "plain_accuracy": plain, "variants": {}}
     for variant, row in prepared["variants"].items():
-        results["variants"][variant] = {"description": DESCRIPTIONS[variant], **{
-            key: (classify(net, value) == labels).float().mean().item() if isinstance(value, Tensor) else value
-            for key, value in row.items()}}
+        results["variants"][variant] = {
+            "description": DESCRIPTIONS[variant],
+            **{
+                key: (classify(net, value) == labels).float().mean().item() if isinstance(value, Tensor) else value
+                for key, value in row.items()
+            },
+        }
     return results
 
 
-def accuracies(net: torch.nn.Module, data_dir: str | Path, count: int, seed: int,
-               variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
+def accuracies(
+    net: torch.nn.Module, data_dir: str | Path, count: int, seed: int, variants: tuple[str, ...] = VARIANTS
+) -> dict[str, Any]:
     return score(net, prepare(data_dir, count, seed, variants), seed)
 
 
 def markdown(results: dict[str, Any], checkpoint: str) -> str:
     from digits.report import markdown_table
 
-    rows = [{"variant": name, "pictures": results["digits"], "before": f"{row['before']:.2%}",
-             "after": f"{row['after']:.2%}", "after - plain": f"{row['after'] - results['plain_accuracy']:+.2%}",
-             "ms/picture after": f"{row['after_ms_per_picture']:.1f}", "what": row["description"]}
-            for name, row in results["variants"].items()]
-    return "\n".join([
-        f"# Own-digit accuracy of `{checkpoint}`", "",
-        f"{results['digits']} MNIST test digits (seed {results['seed']}); plain accuracy on them "
-        f"(the 28x28 test images) **{results['plain_accuracy']:.2%}**. 'before': the whole picture resized to "
-        "28x28 and inverted when light; 'after': `digits.handwriting.to_mnist`.", "",
-        markdown_table(rows),
-    ])
+    rows = [
+        {
+            "variant": name,
+            "pictures": results["digits"],
+            "before": f"{row['before']:.2%}",
+            "after": f"{row['after']:.2%}",
+            "after - plain": f"{row['after'] - results['plain_accuracy']:+.2%}",
+            "ms/picture after": f"{row['after_ms_per_picture']:.1f}",
+            "what": row["description"],
+        }
+        for name, row in results["variants"].items()
+    ]
+    return "\n".join(
+        [
+            f"# Own-digit accuracy of `{checkpoint}`",
+            "",
+            f"{results['digits']} MNIST test digits (seed {results['seed']}); plain accuracy on them "
+            f"(the 28x28 test images) **{results['plain_accuracy']:.2%}**. 'before': the whole picture resized to "
+            "28x28 and inverted when light; 'after': `digits.handwriting.to_mnist`.",
+            "",
+            markdown_table(rows),
+        ]
+    )
 
 
-def run_handwriting_benchmark(checkpoint: str | Path, data_dir: str | Path, output_dir: Path, count: int,
-                              seed: int) -> dict[str, Any]:
+def run_handwriting_benchmark(
+    checkpoint: str | Path, data_dir: str | Path, output_dir: Path, count: int, seed: int
+) -> dict[str, Any]:
     from digits.evaluate import load_module, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)

@@ -100,7 +100,9 @@ def check_arguments(
     target to compute with (class indices as int64, so that uint8 indices never act as a mask)."""
     check_options(reduction, label_smoothing)
     if input.dim() == 0:
-        raise LossInputError("input must have a class dimension: shape (C), (N, C) or (N, C, d1, ..., dk), got a scalar")
+        raise LossInputError(
+            "input must have a class dimension: shape (C), (N, C) or (N, C, d1, ..., dk), got a scalar"
+        )
     if not input.is_floating_point():
         raise UnsupportedInputDtypeError(f"input must be a floating-point tensor of logits, got {input.dtype}")
     n_classes = input.shape[0 if input.dim() == 1 else 1]
@@ -114,29 +116,38 @@ def check_arguments(
             raise LossValueError(f"weight must be finite, got {weight.tolist()}")
     if target.shape == input.shape:
         if not target.is_floating_point():
-            raise LossInputError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
+            raise LossInputError(
+                f"Expected floating point type for target with class probabilities, got {target.dtype}"
+            )
         if ignore_index >= 0:
             raise LossInputError("ignore_index is not supported for floating point target")
         return True, target
     expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
     target_batch = target.shape[0] if target.dim() else 0
     if input.dim() > 1 and target_batch != input.shape[0]:
-        raise LossValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({target_batch}).")
+        raise LossValueError(
+            f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({target_batch})."
+        )
     if target.dtype not in INDEX_DTYPES:
         raise LossInputError(
             f"expected target dtype to be Long or Byte, but got {_name(target.dtype)}: class indices must be int64 or"
             " uint8 (as in PyTorch), class probabilities floating point and of the input's shape"
         )
     if target.shape != expected:
-        raise LossInputError(f"Expected target size {list(expected)}, got {list(target.shape)}"
-                             f" for input of shape {list(input.shape)}")
+        raise LossInputError(
+            f"Expected target size {list(expected)}, got {list(target.shape)} for input of shape {list(input.shape)}"
+        )
     if weight is not None:
         if weight.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
-            raise LossInputError(f"expected scalar type {_name(input.dtype)} but found {_name(weight.dtype)}: the weight"
-                                 " must have the input's dtype (as in F.cross_entropy with class indices)")
+            raise LossInputError(
+                f"expected scalar type {_name(input.dtype)} but found {_name(weight.dtype)}: the weight"
+                " must have the input's dtype (as in F.cross_entropy with class indices)"
+            )
         if weight.requires_grad and torch.is_grad_enabled():
-            raise LossInputError("cross-entropy with class indices is not differentiable with respect to weight"
-                                 " (as in PyTorch): pass weight.detach()")
+            raise LossInputError(
+                "cross-entropy with class indices is not differentiable with respect to weight"
+                " (as in PyTorch): pass weight.detach()"
+            )
     target = target.long()
     valid = target[target != ignore_index]
     if valid.numel() and (valid.min() < 0 or valid.max() >= n_classes):
@@ -289,8 +300,9 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
         m = _row_max(x)
         shifted = x - m
         log_sum = shifted.exp().sum(dim=-1, keepdim=True).log_()
-        loss, denominator = _from_log_probs(shifted.sub_(log_sum), target, probabilities, weight, ignore_index,
-                                            label_smoothing)
+        loss, denominator = _from_log_probs(
+            shifted.sub_(log_sum), target, probabilities, weight, ignore_index, label_smoothing
+        )
         return _reduce(loss, denominator, reduction, shape), m, log_sum, denominator
 
     @staticmethod
@@ -325,8 +337,9 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
                 grad_target = grad_target * weight if weight is not None else grad_target
             if ctx.needs_input_grad[2]:
                 grad_weight = -(_probability_coefficients(target, None, label_smoothing) * scaled_log_probs).sum(0)
-        grad_x = _logits_gradient(log_probs, target, weight, probabilities, ignore_index, label_smoothing, scale,
-                                  in_place=not differentiable)
+        grad_x = _logits_gradient(
+            log_probs, target, weight, probabilities, ignore_index, label_smoothing, scale, in_place=not differentiable
+        )
         return grad_x, grad_target, grad_weight, None, None, None, None, None
 
     @staticmethod
@@ -339,8 +352,9 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
             ones = x.new_ones(x.shape[0])
             if not probabilities:
                 ones = ones.masked_fill(target == ignore_index, 0.0)
-            rows = _logits_gradient(log_probs.clone(), target, weight, probabilities, ignore_index, label_smoothing,
-                                    ones, in_place=True)
+            rows = _logits_gradient(
+                log_probs.clone(), target, weight, probabilities, ignore_index, label_smoothing, ones, in_place=True
+            )
             per_position = per_position + (rows * x_tangent).sum(-1)
         if probabilities and target_tangent is not None:
             tangent = target_tangent * weight if weight is not None else target_tangent
@@ -361,8 +375,16 @@ def _position_scale(grad_output: Tensor, denominator: Tensor, reduction: str, n_
     return torch.where(denominator != 0, grad_output / denominator, torch.nan).expand(n_positions)
 
 
-def _logits_gradient(log_probs: Tensor, target: Tensor, weight: Tensor | None, probabilities: bool,
-                     ignore_index: int, label_smoothing: float, scale: Tensor, in_place: bool) -> Tensor:
+def _logits_gradient(
+    log_probs: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    probabilities: bool,
+    ignore_index: int,
+    label_smoothing: float,
+    scale: Tensor,
+    in_place: bool,
+) -> Tensor:
     """scale_i * (softmax(x_i) * sum_k a_ik - a_i) from (M, C) log-probabilities; ``in_place`` reuses
     their buffer. For class indices ``a`` is never built densely: a = (1 - eps) w_y onehot(y) + eps/C w."""
     n_positions, n_classes = log_probs.shape
@@ -394,11 +416,20 @@ def _logits_gradient(log_probs: Tensor, target: Tensor, weight: Tensor | None, p
     return grad.scatter_add_(1, index, picked) if in_place else grad.scatter_add(1, index, picked)
 
 
-def manual_function(x: Tensor, target: Tensor, weight: Tensor | None, probabilities: bool, ignore_index: int,
-                    reduction: str, label_smoothing: float, shape: torch.Size) -> Tensor:
+def manual_function(
+    x: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    probabilities: bool,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    shape: torch.Size,
+) -> Tensor:
     """``ManualCrossEntropyFunction`` on flat (M, C) inputs: the loss alone (in ``shape`` for "none")."""
-    return ManualCrossEntropyFunction.apply(x, target, weight, probabilities, ignore_index, reduction,
-                                            label_smoothing, shape)[0]
+    return ManualCrossEntropyFunction.apply(
+        x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape
+    )[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -506,8 +537,12 @@ class _CrossEntropyBase(nn.Module):
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
     def _options(self) -> dict:
-        return dict(weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
-                    label_smoothing=self.label_smoothing)
+        return dict(
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 class LogSoftmaxNLLLoss(_CrossEntropyBase):

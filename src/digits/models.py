@@ -40,7 +40,9 @@ class DigitCNN(nn.Module):
             layers += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             in_channels, size = width, size // 2
         if size == 0:
-            raise ValueError(f"model.channels has {len(channels)} blocks: too many 2x poolings for {image_size}px images")
+            raise ValueError(
+                f"model.channels has {len(channels)} blocks: too many 2x poolings for {image_size}px images"
+            )
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
         features = in_channels * size * size
@@ -60,8 +62,16 @@ class ExampleNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(9216, 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
             nn.Linear(128, num_classes),
         )
 

@@ -38,12 +38,17 @@ def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str
     given = {key: tuple(getattr(value, "shape", ())) for key, value in state_dict.items()}
     problems = [f"missing {key}" for key in expected if key not in given]
     problems += [f"unexpected {key}" for key in given if key not in expected]
-    problems += [f"{key} is {list(given[key])}, the network has {list(shape)}"
-                 for key, shape in expected.items() if key in given and given[key] != shape]
+    problems += [
+        f"{key} is {list(given[key])}, the network has {list(shape)}"
+        for key, shape in expected.items()
+        if key in given and given[key] != shape
+    ]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise WeightMismatchError(f"{source}: its weights do not fit the network its config describes "
-                                  f"(a checkpoint of another model?): {shown}")
+        raise WeightMismatchError(
+            f"{source}: its weights do not fit the network its config describes "
+            f"(a checkpoint of another model?): {shown}"
+        )
 
 
 def build_loss(config: dict[str, Any]) -> nn.Module:
@@ -122,8 +127,9 @@ class DigitsModule(L.LightningModule):
         # logits go to the callbacks' on_train_batch_end as `outputs` (digits.monitoring's histograms).
         return {"loss": loss, "logits": logits.detach()}
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy,
-                  stage: str) -> Tensor:
+    def _evaluate(
+        self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, stage: str
+    ) -> Tensor:
         images, labels = batch
         logits = self(images)
         loss_metric(self.loss_fn(logits, labels), weight=labels.numel())

@@ -39,10 +39,16 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
     if not overrides:
         return
     config_dir = Path(config_dir).resolve()
-    groups = {p.relative_to(config_dir).as_posix(): sorted(f.stem for f in p.glob("*.yaml"))
-              for p in config_dir.rglob("*") if p.is_dir()}
-    parsed = [o for o in OverridesParser.create().parse_overrides(overrides)
-              if o.key_or_group.split(".")[0].split("/")[0] != "hydra" and o.package is None]
+    groups = {
+        p.relative_to(config_dir).as_posix(): sorted(f.stem for f in p.glob("*.yaml"))
+        for p in config_dir.rglob("*")
+        if p.is_dir()
+    }
+    parsed = [
+        o
+        for o in OverridesParser.create().parse_overrides(overrides)
+        if o.key_or_group.split(".")[0].split("/")[0] != "hydra" and o.package is None
+    ]
 
     choices, swept_groups = [], set()
     for override in parsed:
@@ -52,8 +58,10 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
             if value is not None and str(value) not in options:
-                raise ConfigError(f"{override.key_or_group}={value} is not a choice of {override.key_or_group!r}"
-                                  f"{_did_you_mean(_closest(str(value), options))} The choices: {', '.join(options)}")
+                raise ConfigError(
+                    f"{override.key_or_group}={value} is not a choice of {override.key_or_group!r}"
+                    f"{_did_you_mean(_closest(str(value), options))} The choices: {', '.join(options)}"
+                )
         if override.is_sweep_override():
             swept_groups.add(override.key_or_group)
         else:
@@ -71,8 +79,10 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
             continue
         top = key.split(".")[0]
         if top not in top_level:
-            raise ConfigError(f"{override.input_line!r}: there is no key or config group {top!r}"
-                              f"{_did_you_mean(_closest(top, top_level))} Known: {', '.join(top_level)}")
+            raise ConfigError(
+                f"{override.input_line!r}: there is no key or config group {top!r}"
+                f"{_did_you_mean(_closest(top, top_level))} Known: {', '.join(top_level)}"
+            )
         if "." not in key or top in swept_groups or override.is_delete():
             continue
         parent_key, leaf = key.rsplit(".", 1)
@@ -83,8 +93,10 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
         match = _closest(leaf, known)
         if (override.is_add() or override.is_force_add()) and match is None:
             continue  # a deliberate new key (e.g. +trainer.<a Lightning argument>): Lightning checks it
-        raise ConfigError(f"{override.input_line!r}: {parent_key!r} has no key {leaf!r}"
-                          f"{_did_you_mean(match and f'{parent_key}.{match}')} Its keys: {', '.join(known)}")
+        raise ConfigError(
+            f"{override.input_line!r}: {parent_key!r} has no key {leaf!r}"
+            f"{_did_you_mean(match and f'{parent_key}.{match}')} Its keys: {', '.join(known)}"
+        )
 
 
 def check_command_line(config_dir: str | Path, config_name: str, argv: list[str] | None = None) -> None:

@@ -50,8 +50,13 @@ from digits.losses import (
 INTERNAL_NAMES = {
     "torch.testing._internal.common_methods_invocations": ["op_db"],
     "torch.testing._internal.common_modules": ["module_db", "ModuleErrorEnum"],
-    "torch.testing._internal.common_nn": ["criterion_tests", "cross_entropy_loss_reference", "nllloss_reference",
-                                          "nlllossNd_reference", "loss_reference_fns"],
+    "torch.testing._internal.common_nn": [
+        "criterion_tests",
+        "cross_entropy_loss_reference",
+        "nllloss_reference",
+        "nlllossNd_reference",
+        "loss_reference_fns",
+    ],
 }
 OPS = ("nn.functional.cross_entropy", "nn.functional.nll_loss")
 MODULES = ("CrossEntropyLoss", "NLLLoss")
@@ -84,7 +89,8 @@ def internals() -> dict[str, Any]:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
             raise PyTorchSuiteMissingError(
-                f"cannot import {module_name} ({error}): install the test extra, pip install -e '.[test]'") from error
+                f"cannot import {module_name} ({error}): install the test extra, pip install -e '.[test]'"
+            ) from error
         finally:
             # common_utils freezes torch.backends' flags on import (torch.backends.disable_global_flags()), for
             # PyTorch's own test runs; Lightning's Trainer sets cudnn flags later in the same process and would
@@ -94,7 +100,8 @@ def internals() -> dict[str, Any]:
         for name in names:
             if not hasattr(module, name):
                 raise PyTorchSuiteMissingError(
-                    f"torch {torch.__version__}: {module_name}.{name} is gone; update digits/pytorch_suite.py")
+                    f"torch {torch.__version__}: {module_name}.{name} is gone; update digits/pytorch_suite.py"
+                )
             found[name] = getattr(module, name)
     return found
 
@@ -102,7 +109,9 @@ def internals() -> dict[str, Any]:
 def _find(items, key: Callable[[Any], str], wanted: str, where: str):
     matches = [item for item in items if key(item) == wanted]
     if not matches:
-        raise PyTorchSuiteMissingError(f"torch {torch.__version__}: no {wanted!r} in {where}; update digits/pytorch_suite.py")
+        raise PyTorchSuiteMissingError(
+            f"torch {torch.__version__}: no {wanted!r} in {where}; update digits/pytorch_suite.py"
+        )
     return matches[0]
 
 
@@ -140,8 +149,12 @@ def _class_dim(x: Tensor) -> int:
 
 def _module_options(module: torch.nn.Module) -> dict[str, Any]:
     """nn.CrossEntropyLoss / nn.NLLLoss's settings as the forms' keyword arguments."""
-    return dict(weight=module.weight, ignore_index=module.ignore_index, reduction=module.reduction,
-                label_smoothing=getattr(module, "label_smoothing", 0.0))
+    return dict(
+        weight=module.weight,
+        ignore_index=module.ignore_index,
+        reduction=module.reduction,
+        label_smoothing=getattr(module, "label_smoothing", 0.0),
+    )
 
 
 def opinfo_cases(op_name: str, device: str, dtype: torch.dtype) -> list[Case]:
@@ -154,8 +167,16 @@ def opinfo_cases(op_name: str, device: str, dtype: torch.dtype) -> list[Case]:
         x, (target,), options = sample.input, sample.args, dict(sample.kwargs)
         if op_name.endswith("nll_loss"):
             x = F.log_softmax(x, _class_dim(x))
-        cases.append(Case(f"OpInfo {op_name}", f"{i}: {tuple(x.shape)} {_describe(options)}", x, target, options,
-                          partial(op.op, **options)))
+        cases.append(
+            Case(
+                f"OpInfo {op_name}",
+                f"{i}: {tuple(x.shape)} {_describe(options)}",
+                x,
+                target,
+                options,
+                partial(op.op, **options),
+            )
+        )
     return cases
 
 
@@ -168,20 +189,39 @@ def module_cases(module_name: str, device: str, dtype: torch.dtype) -> list[Case
     for sample in info.module_inputs_func(info, device=device, dtype=dtype, requires_grad=False, training=True):
         pytorch_module = info.module_cls(*sample.constructor_input.args, **sample.constructor_input.kwargs)
         x, target = sample.forward_input.args
-        cases.append(Case(f"ModuleInfo nn.{module_name}", sample.desc or "default", x, target,
-                          _module_options(pytorch_module), pytorch_module, sample.reference_fn))
+        cases.append(
+            Case(
+                f"ModuleInfo nn.{module_name}",
+                sample.desc or "default",
+                x,
+                target,
+                _module_options(pytorch_module),
+                pytorch_module,
+                sample.reference_fn,
+            )
+        )
     return cases
 
 
 def module_error_cases(module_name: str, device: str, dtype: torch.dtype) -> list[ErrorCase]:
     info = _find(internals()["module_db"], lambda m: m.module_cls.__name__, module_name, "common_modules.module_db")
     cases = []
-    for i, error in enumerate(info.module_error_inputs_func(info, device=device, dtype=dtype, requires_grad=False,
-                                                            training=True)):
+    for i, error in enumerate(
+        info.module_error_inputs_func(info, device=device, dtype=dtype, requires_grad=False, training=True)
+    ):
         sample = error.module_error_input
         x, target = sample.forward_input.args
-        cases.append(ErrorCase(f"ModuleInfo nn.{module_name} errors", f"{i}: {error.error_regex}",
-                               dict(sample.constructor_input.kwargs), x, target, error.error_type, error.error_regex))
+        cases.append(
+            ErrorCase(
+                f"ModuleInfo nn.{module_name} errors",
+                f"{i}: {error.error_regex}",
+                dict(sample.constructor_input.kwargs),
+                x,
+                target,
+                error.error_type,
+                error.error_regex,
+            )
+        )
     return cases
 
 
@@ -195,8 +235,17 @@ def criterion_cases() -> list[Case]:
         pytorch_module = test["constructor"]()
         x, target = test["input_fn"](), test["target_fn"]()
         reference = test.get("reference_fn")
-        cases.append(Case("common_nn criterion_tests", name, x, target, _module_options(pytorch_module),
-                          pytorch_module, None if reference is None else (lambda m, i, t, r=reference: r(i, t, m))))
+        cases.append(
+            Case(
+                "common_nn criterion_tests",
+                name,
+                x,
+                target,
+                _module_options(pytorch_module),
+                pytorch_module,
+                None if reference is None else (lambda m, i, t, r=reference: r(i, t, m)),
+            )
+        )
     return cases
 
 
@@ -249,8 +298,9 @@ def check_forward(case: Case, form: Callable[..., Tensor]) -> Outcome:
     expected = case.expected(case.input, case.target)
     value = form(case.input, case.target)
     if value.dtype != expected.dtype or value.shape != expected.shape:
-        return Outcome(float("inf"), False, detail=f"{value.dtype}{tuple(value.shape)} vs "
-                                                   f"{expected.dtype}{tuple(expected.shape)}")
+        return Outcome(
+            float("inf"), False, detail=f"{value.dtype}{tuple(value.shape)} vs {expected.dtype}{tuple(expected.shape)}"
+        )
     difference = _relative(value, expected)
     tolerance = _tolerance(case.input.dtype, expected.dtype)
     if difference <= tolerance:
@@ -280,6 +330,7 @@ def _gradient_inputs(case: Case) -> tuple[Tensor, Tensor]:
 
 def check_backward(case: Case, form: Callable[..., Tensor]) -> Outcome:
     """The input gradient (and the probability target's) against F.cross_entropy's, for a fixed upstream."""
+
     def gradients(fn):
         x, target = _gradient_inputs(case)
         loss = fn(x, target)
@@ -369,9 +420,16 @@ class Summary:
             self.failures.append(f"{name}: {outcome.difference:.3g} {outcome.detail}")
 
     def row(self) -> dict[str, Any]:
-        return {"source": self.source, "form": self.form, "check": self.check, "dtype": self.dtype,
-                "cases": self.cases, "max_rel_diff": self.max_difference,
-                "closer_than_pytorch": self.closer_than_pytorch, "failures": len(self.failures)}
+        return {
+            "source": self.source,
+            "form": self.form,
+            "check": self.check,
+            "dtype": self.dtype,
+            "cases": self.cases,
+            "max_rel_diff": self.max_difference,
+            "closer_than_pytorch": self.closer_than_pytorch,
+            "failures": len(self.failures),
+        }
 
 
 def all_cases(device: str, dtype: torch.dtype) -> Iterator[tuple[Case, bool]]:
@@ -399,9 +457,11 @@ CHECK_DTYPES = {
 }
 
 
-def run_suite(device: str = "cpu", dtypes: tuple[torch.dtype, ...] = CHECK_DTYPES["forward"],
-              checks: tuple[str, ...] = ("forward", "reference", "backward", "jvp", "double_backward", "errors"),
-              ) -> list[Summary]:
+def run_suite(
+    device: str = "cpu",
+    dtypes: tuple[torch.dtype, ...] = CHECK_DTYPES["forward"],
+    checks: tuple[str, ...] = ("forward", "reference", "backward", "jvp", "double_backward", "errors"),
+) -> list[Summary]:
     """Every form on every case: one Summary per (source, form, check, dtype). Runs on one CPU thread:
     the material is hundreds of tiny tensors, where OpenMP's start-up per op costs more than the op (on a
     busy 2-core machine F.cross_entropy of a (2, 3, 5, 5, 2, 2) input took 23 ms with 2 threads, 0.12 ms with 1)."""
@@ -437,8 +497,12 @@ def _run_suite(device: str, dtypes: tuple[torch.dtype, ...], checks: tuple[str, 
                             continue
                         outcome = check_reference(case, module)
                     else:
-                        outcome = {"forward": check_forward, "backward": check_backward, "jvp": check_jvp,
-                                   "double_backward": check_double_backward}[check](case, form)
+                        outcome = {
+                            "forward": check_forward,
+                            "backward": check_backward,
+                            "jvp": check_jvp,
+                            "double_backward": check_double_backward,
+                        }[check](case, form)
                     summary(case.source, form_name, check, dtype).add(case.name, outcome)
         if "errors" in checks:
             for module_name in MODULES:
@@ -455,9 +519,18 @@ def summary_by_form(summaries: list[Summary]) -> list[dict[str, Any]]:
     """One row per (check, dtype, form), over all sources: cases, largest difference, failures."""
     rows: dict[tuple, dict[str, Any]] = {}
     for s in summaries:
-        row = rows.setdefault((s.check, s.dtype, s.form), {"check": s.check, "dtype": s.dtype, "form": s.form,
-                                                          "cases": 0, "max_rel_diff": 0.0,
-                                                          "closer_than_pytorch": 0, "failures": 0})
+        row = rows.setdefault(
+            (s.check, s.dtype, s.form),
+            {
+                "check": s.check,
+                "dtype": s.dtype,
+                "form": s.form,
+                "cases": 0,
+                "max_rel_diff": 0.0,
+                "closer_than_pytorch": 0,
+                "failures": 0,
+            },
+        )
         row["cases"] += s.cases
         row["max_rel_diff"] = max(row["max_rel_diff"], s.max_difference)
         row["closer_than_pytorch"] += s.closer_than_pytorch
@@ -469,9 +542,17 @@ def table_by_check(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``summary_by_form`` rows pivoted for the README: one row per (check, dtype), the forms side by side."""
     table: dict[tuple, dict[str, Any]] = {}
     for row in rows:
-        entry = table.setdefault((row.get("device", "cpu"), row["check"], row["dtype"]), {
-            "device": row.get("device", "cpu"), "check": row["check"], "dtype": row["dtype"],
-            "cases per form": row["cases"], "closer_than_pytorch": 0, "failures": 0})
+        entry = table.setdefault(
+            (row.get("device", "cpu"), row["check"], row["dtype"]),
+            {
+                "device": row.get("device", "cpu"),
+                "check": row["check"],
+                "dtype": row["dtype"],
+                "cases per form": row["cases"],
+                "closer_than_pytorch": 0,
+                "failures": 0,
+            },
+        )
         entry[row["form"]] = row["max_rel_diff"]
         entry["closer_than_pytorch"] += row["closer_than_pytorch"]
         entry["failures"] += row["failures"]

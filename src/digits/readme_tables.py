@@ -35,6 +35,7 @@ def newest_table(outputs: Path, key: str) -> Path | None:
 
 def refresh(readme: str, tables: dict[str, str]) -> str:
     """The README with each block whose key is in ``tables`` replaced by that table."""
+
     def replace(match: re.Match) -> str:
         body = tables.get(match["key"], match["body"])
         return match.group(1) + body.rstrip("\n") + "\n" + match.group(4)

@@ -31,14 +31,25 @@ def trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
         config = yaml.safe_load((folder / "config.yaml").read_text())
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()))
         objective = config.get("objective") or {}
-        found.append((folder.name, overrides, {
-            "val_acc": metrics["val/acc_best"], "fit_cpu_s": metrics["fit_cpu_seconds"], "fit_wall_s": metrics["fit_seconds"],
-            "steps": metrics["steps"],
-            "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0))}))
+        found.append(
+            (
+                folder.name,
+                overrides,
+                {
+                    "val_acc": metrics["val/acc_best"],
+                    "fit_cpu_s": metrics["fit_cpu_seconds"],
+                    "fit_wall_s": metrics["fit_seconds"],
+                    "steps": metrics["steps"],
+                    "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
+                },
+            )
+        )
     keys = sorted({key for _, overrides, _ in found for key in overrides})
     varying = [key for key in keys if len({overrides.get(key) for _, overrides, _ in found}) > 1]
-    rows = [{"trial": name, **{key: _short(overrides.get(key)) for key in varying}, **numbers}
-            for name, overrides, numbers in found]
+    rows = [
+        {"trial": name, **{key: _short(overrides.get(key)) for key in varying}, **numbers}
+        for name, overrides, numbers in found
+    ]
     return sorted(rows, key=lambda row: -row["score"])
 
 

@@ -67,8 +67,10 @@ def write_text(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}. Choose a writable folder with "
-                          "free space: paths.log_dir=<dir> (runs go to <dir>/train/<time>).") from error
+        raise ConfigError(
+            f"cannot write {path}: {error.strerror or error}. Choose a writable folder with "
+            "free space: paths.log_dir=<dir> (runs go to <dir>/train/<time>)."
+        ) from error
 
 
 def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -80,8 +82,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     validate_train_config(cfg)
     wants_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or str(cfg.data.get("device", "cpu")).startswith("cuda")
     if wants_cuda and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator!r}, data.device={cfg.data.get('device')!r} "
-                          "but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu")
+        raise ConfigError(
+            f"trainer.accelerator={cfg.trainer.accelerator!r}, data.device={cfg.data.get('device')!r} "
+            "but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu"
+        )
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
     if cfg.get("ckpt_path") is not None:
@@ -113,9 +117,12 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
     plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, clock, stopper,
-                                                             LogHyperparameters(hyperparameters(cfg))],
-                                     logger=loggers or False, plugins=plugins)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*callbacks, clock, stopper, LogHyperparameters(hyperparameters(cfg))],
+        logger=loggers or False,
+        plugins=plugins,
+    )
 
     fit_start, fit_cpu_start = time.perf_counter(), time.process_time()
     try:
@@ -157,11 +164,15 @@ def summary(metrics: dict[str, Any]) -> str:
     """A few lines for the end of a run."""
     if "stopped_early" in metrics:
         stop = metrics["stopped_early"]
-        return (f"stopped on request at step {stop['step']}; checkpoint {stop['checkpoint']}\n"
-                f"resume with: python scripts/train.py resume={metrics['output_dir']}")
+        return (
+            f"stopped on request at step {stop['step']}; checkpoint {stop['checkpoint']}\n"
+            f"resume with: python scripts/train.py resume={metrics['output_dir']}"
+        )
     lines = [
         f"best val/acc   {metrics['val/acc_best']:.4f}",
-        f"test/acc       {metrics['test/acc']:.4f}" if "test/acc" in metrics else "test/acc       (not run: test=false)",
+        f"test/acc       {metrics['test/acc']:.4f}"
+        if "test/acc" in metrics
+        else "test/acc       (not run: test=false)",
         f"epochs         {metrics['epochs']} ({metrics['steps']} steps, {metrics['fit_seconds']:.1f} s fitting, "
         f"{metrics['total_seconds']:.1f} s in all, {metrics['startup_seconds']} s to the first step)",
         f"outputs        {metrics['output_dir']}",
