@@ -54,16 +54,17 @@ def test_cpu_mode_runs_every_step_and_writes_one_report(tmp_path, data_dir):
     assert [s["step"] for s in report["steps"]] == ["tests", "compare_losses", "benchmark_losses", "train", "evaluate"]
     assert all(s["exit"] == 0 and s["seconds"] > 0 for s in report["steps"]) and report["problems"] == []
     assert report["machine"]["torch"] and report["machine"]["gpu"] is None
-    # on the CPU every CUDA case is collected and skipped
-    assert report["tests"]["tests"] >= 48 and report["tests"]["skipped"] == report["tests"]["tests"]
+    # on the CPU the CUDA parametrisations are not collected (tests/conftest.py); what -k cuda still
+    # collects runs without failing
+    assert report["tests"]["tests"] >= 1 and report["tests"]["failures"] == report["tests"]["errors"] == 0
     assert report["train"]["steps"] == 20 and 0 < report["train"]["test_acc"] <= 1
     assert report["train"]["wall_seconds"] > report["train"]["fit_seconds"] > 0
     assert 0 < report["evaluate"]["accuracy"] <= 1
     assert {row["device"] for row in report["benchmark_losses"]["rows"]} == {"cpu"}
     markdown = (out / "gpu_check.md").read_text()
     assert "## experiment=fast_gpu" in markdown and "## benchmark_losses.py" in markdown
-    # The same outputs judged as a GPU run: skipped CUDA cases are a problem, exit code 1.
+    # The same outputs judged as a GPU run: CUDA cases missing (or skipped) are a problem, exit code 1.
     judged = subprocess.run(
         [sys.executable, "-m", "digits.gpu_check", str(out), "--device", "cuda"], capture_output=True, text=True
     )
-    assert judged.returncode == 1 and "CUDA test cases skipped on a CUDA machine" in judged.stderr
+    assert judged.returncode == 1 and "CUDA test cases ran, fewer than 1000" in judged.stderr

@@ -26,7 +26,7 @@ CONFIG_NAMES = {
     "benchmark_losses": "benchmark_losses",
 }
 # The README's placeholders, filled as a user would.
-PLACEHOLDERS = {"<run>": "2026-01-01_00-00-00-000000", "<partition>": "gpu"}
+PLACEHOLDERS = {"<run>": "2026-01-01_00-00-00-000000", "<partition>": "gpu", "<old-checkout>": "/tmp/old-checkout"}
 
 
 def readme_commands() -> list[str]:
@@ -140,6 +140,9 @@ def test_walk_the_readme_after_the_quick_start(tmp_path, data_dir):
 
 def test_make_train_ends_by_printing_the_line_that_enters_the_environment():
     """The README's line after the quick start is what `make train` prints last (dry run: nothing runs)."""
-    recipe = subprocess.run(["make", "-n", "train"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # --no-print-directory: under another make (CI's `make test`) make would add "Leaving directory" lines
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "train"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert recipe.strip().splitlines()[-1] == 'echo "    source .venv/bin/activate"'
     assert "\n```bash\nsource .venv/bin/activate\n```" in README

@@ -363,7 +363,7 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
     "model, flops",
     [
         # 2 FLOPs per multiply-add of each conv (3x3, padding 1, at 28, 14 and 7 px) and of the linear head
-        ("cnn", 2 * 9 * (1 * 16 * 28 * 28 + 16 * 32 * 14 * 14 + 32 * 64 * 7 * 7) + 2 * 64 * 3 * 3 * 10),
+        ("cnn", 2 * 9 * (1 * 16 * 28 * 28 + 16 * 32 * 14 * 14 + 32 * 48 * 7 * 7) + 2 * 48 * 3 * 3 * 10),
         # pytorch/examples: two unpadded 3x3 convs (26, 24 px), then 9216-128-10
         ("example", 2 * 9 * (1 * 32 * 26 * 26 + 32 * 64 * 24 * 24) + 2 * (9216 * 128 + 128 * 10)),
     ],
@@ -374,7 +374,8 @@ def test_model_summary_counts_the_forward_flops(model, flops, tmp_path, data_dir
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
     cfg = compose_train([f"model={model}"], tmp_path, data_dir)
+    assert model != "cnn" or list(cfg.model.channels) == [16, 32, 48]  # the formula's widths
     module = DigitsModule(model=plain(cfg.model), loss=plain(cfg.loss), optimizer=plain(cfg.optimizer))
     summary = ModelSummary(module, max_depth=2)
-    assert summary.total_flops == flops  # 3,849,984 and 23,984,896
+    assert summary.total_flops == flops  # 3,395,520 (channels [16, 32, 48]) and 23,984,896
     assert re.search(rf"\b{flops / 1e6:.1f} M +Total Flops", str(summary))

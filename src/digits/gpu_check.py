@@ -77,6 +77,11 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# The CUDA cases a GPU machine must run (1,566 counted here, listed without CUDA by tests/conftest.py):
+# far fewer means pytest did not see the GPU.
+MIN_CUDA_CASES = 1000
+
+
 def collect(out: Path, device: str) -> dict[str, Any]:
     """Everything the steps left in ``out``, and what counts as a problem."""
     steps = read_steps(out)
@@ -90,6 +95,12 @@ def collect(out: Path, device: str) -> dict[str, Any]:
         results["tests"] = read_junit(junit)
         if device == "cuda" and results["tests"]["skipped"]:
             results["problems"].append(f"{results['tests']['skipped']} CUDA test cases skipped on a CUDA machine")
+        if device == "cuda" and results["tests"]["tests"] < MIN_CUDA_CASES:
+            # without CUDA the parametrisations are not even collected (tests/conftest.py)
+            results["problems"].append(
+                f"only {results['tests']['tests']} CUDA test cases ran, fewer than {MIN_CUDA_CASES}: "
+                "torch.cuda.is_available() was false for pytest"
+            )
     results["compare_losses"] = _json(out / "compare_losses" / "report.json")
     results["benchmark_losses"] = _json(out / "benchmark_losses" / "benchmark_losses.json")
     train = _json(out / "train" / "metrics.json")
