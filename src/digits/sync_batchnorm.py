@@ -40,10 +40,10 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims, shape = (0, 2, 3), (1, -1, 1, 1)
-        count = torch.tensor([x.numel() // x.size(1)], dtype=torch.float64, device=x.device)
-        dist.all_reduce(count)
-        total = count.item()
-        mean = _SumOverProcesses.apply(x.sum(dims)) / total
+        # the per-channel sums and this process's pixel count per channel, summed in one collective
+        sums = _SumOverProcesses.apply(torch.cat([x.sum(dims), x.new_tensor([x.numel() // x.size(1)])]))
+        total = sums[-1]
+        mean = sums[:-1] / total
         centred = x - mean.view(shape)
         var = _SumOverProcesses.apply((centred * centred).sum(dims)) / total
         if self.track_running_stats:
