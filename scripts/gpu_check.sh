@@ -1,34 +1,39 @@
 #!/usr/bin/env bash
 # Everything this project claims about CUDA, in one command, on a GPU machine without internet.
 #
-#   scripts/gpu_check.sh [--wheels DIR] [--out DIR] [--cpu] [--dry-run] [--no-install]
+#   scripts/gpu_check.sh [--wheels DIR] [--out DIR] [--only STEP,...] [--step-timeout S] [--cpu] [--dry-run]
+#                        [--no-install]
 #   scripts/gpu_check.sh --download-wheels DIR     # on a machine with internet: fill DIR first
 #
 # The GPU machine needs CUDA PyTorch, Lightning, torchmetrics and TensorBoard installed, MNIST's four
 # IDX files under $DIGITS_DATA_DIR/MNIST/raw, and this checkout. The script installs the project
-# without dependencies plus whatever else is missing from --wheels DIR (pip --no-index), then runs:
-#   1. every CUDA test case (pytest -k cuda; a CUDA case skipped on a GPU machine counts as a failure)
-#   2. compare_losses.py and 3. benchmark_losses.py with devices=[cpu,cuda]
-#   4. train.py experiment=fast_gpu, timed command to exit, with its test accuracy against 99.0 %
-#   5. evaluate.py device=cuda on that run's best checkpoint
+# without dependencies plus whatever else is missing from --wheels DIR (pip --no-index), then runs, quickest
+# first (a lent GPU is held for minutes; a late step that runs out of time should cost the least):
+#   1. train.py experiment=fast_gpu (train), timed command to exit, its test accuracy against 99.0 %
+#   2. evaluate.py device=cuda on that run's best checkpoint (evaluate)
+#   3. benchmark_losses.py and 4. compare_losses.py with devices=[cpu,cuda]
+#   5. every CUDA test case (tests: pytest -k cuda; a CUDA case skipped on a GPU machine is a failure)
 # and writes one report, gpu_check.md + gpu_check.json, into --out (default outputs/gpu_check/<time>).
 # A failing step does not stop the others; the exit code is 1 when any step failed.
 # --cpu runs the same steps on the CPU with the smallest settings (to test this script without a GPU);
+# --only runs the named steps alone; --step-timeout stops a step after S seconds (exit 124 in the report).
 # --dry-run prints the steps' commands and runs nothing.
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
-WHEELS="" OUT="" CPU=0 DRY=0 INSTALL=1 DOWNLOAD=""
+WHEELS="" OUT="" CPU=0 DRY=0 INSTALL=1 DOWNLOAD="" ONLY="" STEP_TIMEOUT=0
 # What the project imports beyond the GPU machine's CUDA stack: distribution name per module.
 NEEDED="hydra:hydra-core omegaconf:omegaconf yaml:pyyaml rich:rich matplotlib:matplotlib PIL:pillow
 torchvision:torchvision pytest:pytest hypothesis:hypothesis lightning:lightning torchmetrics:torchmetrics
-tensorboard:tensorboard"
+tensorboard:tensorboard expecttest:expecttest"
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheels) WHEELS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --only) ONLY=",$2,"; shift 2 ;;
+    --step-timeout) STEP_TIMEOUT="$2"; shift 2 ;;
     --cpu) CPU=1; shift ;;
     --dry-run) DRY=1; shift ;;
     --no-install) INSTALL=0; shift ;;
@@ -42,7 +47,8 @@ cd "$ROOT"
 if [ -n "$DOWNLOAD" ]; then
   # pip wheel, not pip download: antlr4-python3-runtime (hydra's parser) is published as an sdist only.
   # torchvision is left out: it must match the GPU machine's torch and CUDA build; add that wheel by hand.
-  "$PYTHON" -m pip wheel -w "$DOWNLOAD" "hydra-core>=1.3,<1.4" pyyaml rich matplotlib pillow pytest hypothesis
+  "$PYTHON" -m pip wheel -w "$DOWNLOAD" "hydra-core>=1.3,<1.4" pyyaml rich matplotlib pillow pytest hypothesis \
+    expecttest
   exit $?
 fi
 
@@ -57,11 +63,16 @@ else
 fi
 
 # name|command: one line per step, run in this order.
-STEPS="tests|$PYTHON -m pytest tests -q -k cuda -rs -p no:randomly -p no:cacheprovider --junitxml=$OUT/tests/junit.xml
-compare_losses|$PYTHON scripts/compare_losses.py devices=$DEVICES hydra.run.dir=$OUT/compare_losses $COMPARE_EXTRA
+STEPS="train|$PYTHON scripts/train.py experiment=fast_gpu trainer.enable_progress_bar=false hydra.run.dir=$OUT/train $TRAIN_EXTRA
+evaluate|$PYTHON scripts/evaluate.py ckpt_path=$OUT/train device=$DEVICE hydra.run.dir=$OUT/evaluate
 benchmark_losses|$PYTHON scripts/benchmark_losses.py devices=$DEVICES hydra.run.dir=$OUT/benchmark_losses $BENCH_EXTRA
-train|$PYTHON scripts/train.py experiment=fast_gpu trainer.enable_progress_bar=false hydra.run.dir=$OUT/train $TRAIN_EXTRA
-evaluate|$PYTHON scripts/evaluate.py ckpt_path=$OUT/train device=$DEVICE hydra.run.dir=$OUT/evaluate"
+compare_losses|$PYTHON scripts/compare_losses.py devices=$DEVICES hydra.run.dir=$OUT/compare_losses $COMPARE_EXTRA
+tests|$PYTHON -m pytest tests -q -k cuda -rs -p no:randomly -p no:cacheprovider --junitxml=$OUT/tests/junit.xml"
+if [ -n "$ONLY" ]; then
+  STEPS="$(while IFS="|" read -r name command; do
+    case "$ONLY" in *",$name,"*) echo "$name|$command" ;; esac
+  done <<< "$STEPS")"
+fi
 
 if [ "$DRY" = 1 ]; then
   echo "$STEPS"
@@ -97,7 +108,8 @@ failed=0
 while IFS="|" read -r name command; do
   echo "== $name: $command"
   start=$(date +%s.%N)
-  $command > "$OUT/$name.log" 2>&1
+  if [ "$STEP_TIMEOUT" != 0 ]; then timeout "$STEP_TIMEOUT" $command > "$OUT/$name.log" 2>&1
+  else $command > "$OUT/$name.log" 2>&1; fi
   code=$?
   seconds=$(awk "BEGIN {print $(date +%s.%N) - $start}")
   printf "%s\t%s\t%s\t%s\n" "$name" "$code" "$seconds" "$command" >> "$OUT/steps.tsv"

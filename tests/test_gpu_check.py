@@ -25,8 +25,10 @@ def test_the_gpu_plan_names_every_step_and_each_command_composes(tmp_path):
     result = gpu_check(["--dry-run", "--out", str(tmp_path)])
     assert result.returncode == 0, result.stderr
     steps = dict(line.split("|", 1) for line in result.stdout.splitlines())
-    assert list(steps) == ["tests", "compare_losses", "benchmark_losses", "train", "evaluate"]
+    assert list(steps) == ["train", "evaluate", "benchmark_losses", "compare_losses", "tests"]
     assert "-k cuda" in steps["tests"]
+    only = gpu_check(["--dry-run", "--only", "tests,train", "--out", str(tmp_path)])
+    assert [line.split("|")[0] for line in only.stdout.splitlines()] == ["train", "tests"]
     expected = {  # what each command must ask for on the GPU, read back from Hydra's composed config
         "compare_losses": lambda c: c["devices"] == ["cpu", "cuda"],
         "benchmark_losses": lambda c: c["devices"] == ["cpu", "cuda"],
@@ -51,14 +53,14 @@ def test_cpu_mode_runs_every_step_and_writes_one_report(tmp_path, data_dir):
     result = gpu_check(["--cpu", "--no-install", "--out", str(out)], data_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
-    assert [s["step"] for s in report["steps"]] == ["tests", "compare_losses", "benchmark_losses", "train", "evaluate"]
+    assert [s["step"] for s in report["steps"]] == ["train", "evaluate", "benchmark_losses", "compare_losses", "tests"]
     assert all(s["exit"] == 0 and s["seconds"] > 0 for s in report["steps"]) and report["problems"] == []
     assert report["machine"]["torch"] and report["machine"]["gpu"] is None
     # on the CPU the CUDA parametrisations are not collected (tests/conftest.py); what -k cuda still
     # collects runs without failing
     assert report["tests"]["tests"] >= 1 and report["tests"]["failures"] == report["tests"]["errors"] == 0
     assert report["train"]["steps"] == 20 and 0 < report["train"]["test_acc"] <= 1
-    assert report["train"]["wall_seconds"] > report["train"]["fit_seconds"] > 0
+    assert report["train"]["wall_seconds"] > report["train"]["fit_seconds"] > report["train"]["train_seconds"] > 0
     assert 0 < report["evaluate"]["accuracy"] <= 1
     assert {row["device"] for row in report["benchmark_losses"]["rows"]} == {"cpu"}
     markdown = (out / "gpu_check.md").read_text()

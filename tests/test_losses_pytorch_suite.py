@@ -69,6 +69,8 @@ def test_every_form_ran_at_least_the_known_number_of_cases(summaries):
     for source, minimum in MIN_CASES.items():
         if source == "common_nn criterion_tests" and device != "cpu":
             continue
+        if "errors" in source and not pytorch_suite.has_module_error_inputs(source.split("nn.")[1].split()[0]):
+            continue  # an older torch (2.11 on the lent GPU machine) has no error inputs for this module
         checks = (
             ("errors",)
             if source.startswith("ModuleInfo") and "errors" in source

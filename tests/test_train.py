@@ -111,6 +111,7 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
         ("loss.label_smoothing=2", r"loss.label_smoothing=2 is not allowed: a number in \[0, 1\]"),
         ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is not allowed: one of"),
         ("threads=0", "threads=0 is not allowed"),
+        ("matmul_precision=low", "matmul_precision='low' is not allowed"),
     ],
 )
 def test_bad_values_are_refused_before_any_data_is_loaded(override, message, tmp_path):

@@ -57,6 +57,10 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
     threads = cfg.get("threads")
     _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads, "null or an integer >= 1")
+    precision = cfg.get("matmul_precision")
+    _check(
+        precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"
+    )
 
     data = cfg.data
     for key in ("batch_size", "eval_batch_size"):

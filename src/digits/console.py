@@ -34,6 +34,13 @@ SILENCED_WARNINGS = (
         "torch.jit.script (torch/_decomp/decompositions_for_jvp.py); nothing here calls it",
     ),
     (
+        r"The '\w+_dataloader' does not have many workers",
+        Warning,
+        r"lightning\.",
+        "the batches are slices of tensors already in memory (on the GPU with data.device=cuda), cut by the "
+        "datamodule's sampler: worker processes would only copy them (on the CPU) or cannot hold them (CUDA)",
+    ),
+    (
         r"You're resuming from a checkpoint that ended before the epoch ended",
         Warning,
         r"lightning\.",

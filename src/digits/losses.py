@@ -166,6 +166,20 @@ def _autocast_dtype(input: Tensor, dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if torch.is_autocast_enabled(input.device.type) else dtype
 
 
+def autocast_log_probs_dtype(input: Tensor) -> torch.dtype | None:
+    """The dtype that F.cross_entropy rounds the log-probabilities to under autocast, or None.
+
+    On the CPU, cross_entropy is on autocast's float32 list: the logits are upcast first. On CUDA it is not:
+    aten's cross_entropy calls log_softmax with the input's own dtype (an explicit dtype, which autocast
+    leaves alone), and only nll_loss and the sums upcast. So float16/bfloat16 logits give log-probabilities
+    rounded to their dtype. Measured on an H100 (torch 2.11): with this rounding F.cross_entropy is
+    reproduced exactly; computed in float32 throughout, it differs by up to 3.8e-4 (float16) and 3.0e-3
+    (bfloat16)."""
+    if input.device.type == "cuda" and input.dtype in LOW_PRECISION and torch.is_autocast_enabled("cuda"):
+        return input.dtype
+    return None
+
+
 def result_dtype(input: Tensor, target: Tensor, weight: Tensor | None, probabilities: bool) -> torch.dtype:
     """The dtype of F.cross_entropy's result: the input's, promoted with the target's and the weight's for
     class probabilities (PyTorch multiplies them: float32 logits with float64 probabilities give float64)."""
@@ -296,24 +310,25 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape):
+    def forward(x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape, round_to):
         m = _row_max(x)
         shifted = x - m
         log_sum = shifted.exp().sum(dim=-1, keepdim=True).log_()
-        loss, denominator = _from_log_probs(
-            shifted.sub_(log_sum), target, probabilities, weight, ignore_index, label_smoothing
-        )
+        log_probs = shifted.sub_(log_sum)
+        if round_to is not None:  # CUDA autocast's rounding (autocast_log_probs_dtype); the backward is unchanged
+            log_probs = log_probs.to(round_to).to(x.dtype)
+        loss, denominator = _from_log_probs(log_probs, target, probabilities, weight, ignore_index, label_smoothing)
         return _reduce(loss, denominator, reduction, shape), m, log_sum, denominator
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, target, weight, probabilities, ignore_index, reduction, label_smoothing, _ = inputs
+        x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape, _ = inputs
         _, m, log_sum, denominator = output
         ctx.mark_non_differentiable(m, log_sum, denominator)
         ctx.save_for_backward(x, target, weight, m, log_sum, denominator)
         ctx.save_for_forward(x, target, weight, m, log_sum, denominator)
         ctx.options = (probabilities, ignore_index, reduction, label_smoothing)
-        ctx.shape = inputs[-1]
+        ctx.shape = shape
 
     @staticmethod
     def backward(ctx, grad_output, *_):
@@ -340,7 +355,7 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
         grad_x = _logits_gradient(
             log_probs, target, weight, probabilities, ignore_index, label_smoothing, scale, in_place=not differentiable
         )
-        return grad_x, grad_target, grad_weight, None, None, None, None, None
+        return grad_x, grad_target, grad_weight, None, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, x_tangent, target_tangent, weight_tangent, *_):
@@ -425,15 +440,39 @@ def manual_function(
     reduction: str,
     label_smoothing: float,
     shape: torch.Size,
+    round_to: torch.dtype | None = None,
 ) -> Tensor:
     """``ManualCrossEntropyFunction`` on flat (M, C) inputs: the loss alone (in ``shape`` for "none")."""
     return ManualCrossEntropyFunction.apply(
-        x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape
+        x, target, weight, probabilities, ignore_index, reduction, label_smoothing, shape, round_to
     )[0]
 
 
 # --------------------------------------------------------------------------------------------------
 # Functional forms.
+
+
+def _probability_loss_like_aten(
+    log_probs: Tensor, target: Tensor, weight: Tensor | None, reduction: str, label_smoothing: float, class_dim: int
+) -> Tensor:
+    """Class probabilities, in aten's order of operations (cross_entropy_loss_prob_target): one product
+    log_probs * q * w, summed at once. In bfloat16 on CUDA the order shows: a per-position sum first gave
+    5.8e-2 relative from F.cross_entropy on PyTorch's own OpInfo sample (H100, torch 2.11)."""
+    n_classes = log_probs.shape[class_dim]
+    if label_smoothing > 0:
+        target = target * (1.0 - label_smoothing) + label_smoothing / n_classes
+    products = log_probs * target
+    if weight is not None:
+        shape = [1] * log_probs.dim()
+        shape[class_dim] = -1
+        products = products * weight.view(shape)
+    if reduction == "none":
+        return -products.sum(class_dim)
+    total = -products.sum()
+    if reduction == "sum":
+        return total
+    n_positions = log_probs.numel() // n_classes if n_classes else 0
+    return total / n_positions if n_positions else total * torch.nan  # an empty mean is NaN, as in PyTorch
 
 
 def nll_cross_entropy(
@@ -446,17 +485,21 @@ def nll_cross_entropy(
 ) -> Tensor:
     """``F.log_softmax`` then ``F.nll_loss``, plus smoothing/probability terms from the log-probabilities."""
     probabilities, target = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
-    if torch.is_autocast_enabled(input.device.type):
-        # cross_entropy is on autocast's float32 list (log_softmax is not, on the CPU): all arguments in float32
-        input = input.float()
+    class_dim = 0 if input.dim() == 1 else 1
+    round_to = autocast_log_probs_dtype(input)
+    if round_to is not None:
+        # as aten's cross_entropy on CUDA: log_softmax in the input's dtype, the rest in float32
+        log_probs = F.log_softmax(input, dim=class_dim, dtype=round_to).float()
+    elif torch.is_autocast_enabled(input.device.type):
+        # on the CPU cross_entropy is on autocast's float32 list (log_softmax is not): the input in float32
+        log_probs = F.log_softmax(input.float(), dim=class_dim)
+    else:
+        log_probs = F.log_softmax(input, dim=class_dim)
+    if torch.is_autocast_enabled(input.device.type):  # the other arguments in float32
         target = target.float() if probabilities else target
         weight = None if weight is None else weight.float()
-    class_dim = 0 if input.dim() == 1 else 1
-    log_probs = F.log_softmax(input, dim=class_dim)
     if probabilities:
-        x, t = _flatten(log_probs, target, probabilities=True)
-        loss, denominator = _from_log_probs(x, t, True, weight, ignore_index, label_smoothing)
-        return _reduce(loss, denominator, reduction, _index_shape(input))
+        return _probability_loss_like_aten(log_probs, target, weight, reduction, label_smoothing, class_dim)
     nll = F.nll_loss(log_probs, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     if label_smoothing == 0:
         return nll
@@ -495,6 +538,7 @@ def manual_cross_entropy(
     dtype = result_dtype(input, target, weight, probabilities)
     # The naive form gets no float32 safety net either: it shows what the input's own dtype does.
     compute_dtype = dtype if naive else _compute_dtype(dtype)
+    round_to = None if naive else autocast_log_probs_dtype(input)
     x, t = _flatten(input, target, probabilities)
     with torch.autocast(input.device.type, enabled=False):
         x = x.to(compute_dtype)
@@ -502,9 +546,11 @@ def manual_cross_entropy(
         w = weight.to(compute_dtype) if weight is not None else None
         shape = _index_shape(input)
         if backward == "manual" and not naive:
-            out = manual_function(x, t, w, probabilities, ignore_index, reduction, label_smoothing, shape)
+            out = manual_function(x, t, w, probabilities, ignore_index, reduction, label_smoothing, shape, round_to)
         else:
             log_probs = naive_log_softmax(x) if naive else stable_log_softmax(x)
+            if round_to is not None:  # CUDA autocast's rounding (autocast_log_probs_dtype)
+                log_probs = log_probs.to(round_to).to(compute_dtype)
             loss, denominator = _from_log_probs(log_probs, t, probabilities, w, ignore_index, label_smoothing)
             out = _reduce(loss, denominator, reduction, shape)
     return out.to(dtype)

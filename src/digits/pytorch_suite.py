@@ -203,8 +203,16 @@ def module_cases(module_name: str, device: str, dtype: torch.dtype) -> list[Case
     return cases
 
 
+def has_module_error_inputs(module_name: str) -> bool:
+    """Whether this torch's ModuleInfo lists error inputs for the module (2.14.1's does; 2.11's does not)."""
+    info = _find(internals()["module_db"], lambda m: m.module_cls.__name__, module_name, "common_modules.module_db")
+    return info.module_error_inputs_func is not None
+
+
 def module_error_cases(module_name: str, device: str, dtype: torch.dtype) -> list[ErrorCase]:
     info = _find(internals()["module_db"], lambda m: m.module_cls.__name__, module_name, "common_modules.module_db")
+    if info.module_error_inputs_func is None:
+        return []
     cases = []
     for i, error in enumerate(
         info.module_error_inputs_func(info, device=device, dtype=dtype, requires_grad=False, training=True)
