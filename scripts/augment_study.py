@@ -1,5 +1,5 @@
 """Train twice with the same seed, data.augment off and on, and compare test accuracy, own-digit
-accuracy (digits.handwriting_benchmark) and time.
+accuracy (digits.studies.handwriting_benchmark) and time.
 
     python scripts/augment_study.py
     python scripts/augment_study.py "overrides=['trainer.max_epochs=1']" digits=500
@@ -13,9 +13,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -24,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     from digits.console import quiet_console
 
     quiet_console()
-    from digits.augment_study import markdown, run_augment_study
+    from digits.studies.augment_study import markdown, run_augment_study
 
     results = run_augment_study(
         Path(cfg.paths.output_dir), cfg.data_dir, list(cfg.overrides), cfg.digits, cfg.seed, tuple(cfg.variants)

@@ -12,20 +12,63 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark")
 def main(cfg: DictConfig) -> None:
-    from digits.benchmark import run_benchmark
+    import torch
+    from omegaconf import OmegaConf
+
     from digits.console import quiet_console
+    from digits.report import write_json
+    from digits.studies import benchmark
 
     quiet_console()
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
 
-    report = run_benchmark(cfg)
+    # Each section measures, then returns its results and its part of benchmark.md.
+    default_model = OmegaConf.to_container(cfg.default_run.model, resolve=True)
+    rows = benchmark.measure_throughput(
+        benchmark.throughput_paths(cfg), cfg.rounds, cfg.warmup, cfg.window, cfg.windows
+    )
+    models = {"example": benchmark.EXAMPLE_NET, "default": default_model}
+    results, lines = benchmark.throughput_section(rows, models, torch.get_num_threads())
+    if cfg.baseline.time_to_accuracy:
+        results["baseline_time_to_accuracy"], part = benchmark.baseline_section(
+            cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed
+        )
+        lines += part
+    if cfg.runs:
+        baseline_seconds = results.get("baseline_time_to_accuracy", {}).get("seconds")
+        results["runs"], part = benchmark.runs_section(list(cfg.runs), cfg.data_dir, output_dir, baseline_seconds)
+        lines += part
+    if cfg.startup.rounds:
+        results["startup"], part = benchmark.startup_section(
+            cfg.data_dir, output_dir, cfg.startup.rounds, cfg.startup.baseline_tree
+        )
+        lines += part
+    if cfg.compile.rounds:
+        results["compile"], part = benchmark.compile_section(
+            default_model, cfg.data_dir, cfg.default_run.batch_size, cfg.compile.steps, cfg.compile.rounds
+        )
+        lines += part
+    if cfg.threads_under_load.rounds:
+        results["threads_under_load"], part = benchmark.threads_section(
+            cfg.data_dir, output_dir, cfg.threads_under_load.rounds, cfg.threads_under_load.steps
+        )
+        lines += part
+
+    report = "\n".join(lines) + "\n"
+    (output_dir / "benchmark.md").write_text(report)
+    write_json(output_dir / "benchmark.json", results)
     log.info("\n%s", report)
 
 

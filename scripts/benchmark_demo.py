@@ -12,9 +12,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -25,8 +26,8 @@ def main(cfg: DictConfig) -> None:
     quiet_console()
     import os
 
-    from digits.benchmark_demo import benchmark
     from digits.report import markdown_table, write_json
+    from digits.studies.benchmark_demo import benchmark
 
     output_dir = Path(cfg.paths.output_dir)
     results = benchmark(cfg.ckpt_path, cfg.data_dir, output_dir, cfg.drawings, cfg.startups, cfg.strokes)

@@ -13,9 +13,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -23,11 +24,11 @@ log = logging.getLogger("digits")
 def main(cfg: DictConfig) -> None:
     import torch
 
-    from digits.benchmark_losses import benchmark
-    from digits.compare import DTYPES
     from digits.console import quiet_console
-    from digits.readme_tables import write_table
     from digits.report import markdown_table, write_json
+    from digits.studies.benchmark_losses import benchmark
+    from digits.studies.compare import DTYPES
+    from digits.studies.readme_tables import write_table
 
     quiet_console()
 

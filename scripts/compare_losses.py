@@ -14,9 +14,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -51,7 +52,10 @@ def main(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
     from torch.utils.tensorboard import SummaryWriter
 
-    from digits.compare import (
+    from digits.console import quiet_console
+    from digits.errors import DigitsError
+    from digits.report import markdown_table, write_json
+    from digits.studies.compare import (
         compare_single_calls,
         curve_differences,
         deliberate_differences,
@@ -61,10 +65,7 @@ def main(cfg: DictConfig) -> None:
         naive_failures,
         training_curves,
     )
-    from digits.console import quiet_console
-    from digits.errors import DigitsError
-    from digits.readme_tables import write_table
-    from digits.report import markdown_table, write_json
+    from digits.studies.readme_tables import write_table
 
     quiet_console()
 
@@ -75,7 +76,7 @@ def main(cfg: DictConfig) -> None:
     suite = []
     if cfg.pytorch_suite:  # first: a missing test extra stops the run before it writes anything
         try:
-            from digits.pytorch_suite import run_suite, summary_by_form, table_by_check
+            from digits.studies.pytorch_suite import run_suite, summary_by_form, table_by_check
 
             suite = [dict(row, device=device) for device in devices for row in summary_by_form(run_suite(device))]
         except DigitsError as error:

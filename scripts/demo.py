@@ -15,9 +15,10 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-import digits.config  # noqa: E402, F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line  # noqa: E402
+from digits.resolvers import register_resolvers  # noqa: E402
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -29,9 +30,9 @@ def main(cfg: DictConfig) -> None:
     # Imported here, after Hydra has parsed the command line: `--help` needs no torch.
     import torch
 
-    from digits.demo import Demo, open_socket, serve, url_of, validate_demo_config
+    from digits.demo.app import Demo, open_socket, serve, url_of, validate_demo_config
     from digits.errors import DigitsError
-    from digits.evaluate import choose_device, load_module, resolve_checkpoint
+    from digits.evaluation.loading import choose_device, load_module, resolve_checkpoint
 
     try:
         validate_demo_config(cfg)

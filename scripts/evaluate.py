@@ -12,9 +12,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -22,7 +23,7 @@ log = logging.getLogger("digits")
 def main(cfg: DictConfig) -> None:
     from digits.console import quiet_console
     from digits.errors import DigitsError
-    from digits.evaluate import run_evaluation
+    from digits.evaluation.run import run_evaluation
 
     quiet_console()
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 

@@ -116,6 +116,6 @@ while IFS="|" read -r name command; do
   [ "$code" = 0 ] || { failed=1; echo "   failed ($code), see $OUT/$name.log"; }
 done <<< "$STEPS"
 
-"$PYTHON" -m digits.gpu_check "$OUT" --device "$DEVICE" || failed=1
+"$PYTHON" -m digits.studies.gpu_check "$OUT" --device "$DEVICE" || failed=1
 echo "report: $OUT/gpu_check.md"
 exit $failed

@@ -14,9 +14,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import digits.config  # noqa: F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line
+from digits.resolvers import register_resolvers
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
 
     quiet_console()
     from digits.errors import DigitsError
-    from digits.handwriting_benchmark import markdown, run_handwriting_benchmark
+    from digits.studies.handwriting_benchmark import markdown, run_handwriting_benchmark
 
     try:
         results = run_handwriting_benchmark(

@@ -20,9 +20,10 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-import digits.config  # noqa: E402, F401  (registers the resolvers the run folder uses)
 from digits.overrides import check_command_line  # noqa: E402
+from digits.resolvers import register_resolvers  # noqa: E402
 
+register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
@@ -34,7 +35,7 @@ def main(cfg: DictConfig) -> float:
     from digits.config import ConfigError, resume_config
     from digits.console import quiet_console
     from digits.errors import DigitsError
-    from digits.objective import score
+    from digits.studies.objective import score
     from digits.train import summary, train
 
     quiet_console()

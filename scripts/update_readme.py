@@ -4,14 +4,14 @@
     python scripts/update_readme.py --check          # exit 1 if the README differs from those runs
 
 A block ``<!-- begin: compare_losses/whole_trainings -->`` ... ``<!-- end -->`` takes
-``outputs/compare_losses/<newest run>/tables/whole_trainings.md`` (digits.readme_tables).
+``outputs/compare_losses/<newest run>/tables/whole_trainings.md`` (digits.studies.readme_tables).
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from digits.readme_tables import newest_table, readme_blocks, refresh
+from digits.studies.readme_tables import newest_table, readme_blocks, refresh
 
 ROOT = Path(__file__).resolve().parents[1]
 

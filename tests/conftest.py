@@ -15,9 +15,11 @@ from omegaconf import DictConfig
 
 from digits.console import quiet_console
 from digits.data import RAW_FILES
+from digits.resolvers import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
+register_resolvers()  # as every script does before composing a config
 # GPU cases carry the `gpu` marker; without CUDA they are not collected at all (one summary line
 # instead of ~1,500 `s`), with CUDA they run as any other test.
 CUDA = pytest.mark.gpu

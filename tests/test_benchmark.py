@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import run_script
 
-from digits.benchmark import import_seconds_by_package
+from digits.studies.benchmark import import_seconds_by_package
 
 
 def test_benchmark_script_writes_its_report(tmp_path, data_dir):

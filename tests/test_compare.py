@@ -10,15 +10,15 @@ import pytest
 from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from digits.compare import curve_differences, training_curves
 from digits.data import MNISTDataModule
+from digits.studies.compare import curve_differences, training_curves
 
 LOSSES = {
     "cross_entropy": {"_target_": "digits.losses.CrossEntropyLoss"},
     "nll": {"_target_": "digits.losses.LogSoftmaxNLLLoss"},
     "manual": {"_target_": "digits.losses.ManualCrossEntropyLoss"},
     "manual_backward": {"_target_": "digits.losses.ManualCrossEntropyLoss", "backward": "manual"},
-    "float64_control": {"_target_": "digits.compare.Float64CrossEntropyLoss"},
+    "float64_control": {"_target_": "digits.studies.compare.Float64CrossEntropyLoss"},
 }
 
 

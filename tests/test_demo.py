@@ -28,9 +28,9 @@ from conftest import start_script
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw
 
-from digits.browser import INSTALL, draw_vertical_stroke, start_chromium
-from digits.browser import installed as browser_installed
 from digits.data import load_mnist, normalize, standardize
+from digits.demo.browser import INSTALL, draw_vertical_stroke, start_chromium
+from digits.demo.browser import installed as browser_installed
 from digits.handwriting import load_image, to_mnist
 
 UPLOAD_LIMIT = 300_000  # the server under test refuses larger bodies (config max_upload_bytes)

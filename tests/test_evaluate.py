@@ -13,7 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from digits.data import load_mnist, normalize
 from digits.errors import DigitsError
-from digits.evaluate import EvaluationError, run_evaluation, save_figures
+from digits.evaluation.figures import save_figures
+from digits.evaluation.loading import EvaluationError
+from digits.evaluation.run import run_evaluation
 from digits.handwriting import ImageError, NoInkError
 from digits.module import DigitsModule, WeightMismatchError
 

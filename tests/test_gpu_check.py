@@ -67,6 +67,6 @@ def test_cpu_mode_runs_every_step_and_writes_one_report(tmp_path, data_dir):
     assert "## experiment=fast_gpu" in markdown and "## benchmark_losses.py" in markdown
     # The same outputs judged as a GPU run: CUDA cases missing (or skipped) are a problem, exit code 1.
     judged = subprocess.run(
-        [sys.executable, "-m", "digits.gpu_check", str(out), "--device", "cuda"], capture_output=True, text=True
+        [sys.executable, "-m", "digits.studies.gpu_check", str(out), "--device", "cuda"], capture_output=True, text=True
     )
     assert judged.returncode == 1 and "CUDA test cases ran, fewer than 1000" in judged.stderr

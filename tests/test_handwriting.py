@@ -14,9 +14,9 @@ from conftest import run_script
 from PIL import Image, ImageDraw
 
 from digits.data import load_mnist
-from digits.evaluate import load_module, resolve_checkpoint
+from digits.evaluation.loading import load_module, resolve_checkpoint
 from digits.handwriting import ImageError, NoInkError, centre_of_mass, load_image, to_mnist
-from digits.handwriting_benchmark import VARIANTS, accuracies, render
+from digits.studies.handwriting_benchmark import VARIANTS, accuracies, render
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The demo's numbers (digits.lesson.explain) against PyTorch's own functions, on logits the
+"""The demo's numbers (digits.demo.lesson.explain) against PyTorch's own functions, on logits the
 project did not choose: PyTorch's F.cross_entropy, softmax, and the analytic gradient."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from digits.lesson import LessonError, explain
+from digits.demo.lesson import LessonError, explain
 
 
 @pytest.fixture

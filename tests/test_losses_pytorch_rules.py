@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from test_losses import IMPLEMENTATIONS, REDUCTIONS, TARGETS, TOLERANCE, make_case
 from torch import nn
 
-from digits.compare import large_logit_errors
 from digits.losses import LogSoftmaxNLLLoss, LossInputError, ManualCrossEntropyLoss
 from digits.module import build_loss
+from digits.studies.compare import large_logit_errors
 
 MODULES = {
     "nll": LogSoftmaxNLLLoss,

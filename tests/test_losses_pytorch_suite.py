@@ -1,6 +1,6 @@
 """PyTorch's own test material for cross-entropy (OpInfo samples, ModuleInfo inputs and error inputs, the
 criterion tests and reference functions of common_nn), through every form: forward, reverse-mode and
-forward-mode gradients, double backward, errors. The adapter is ``digits.pytorch_suite``; its docstring
+forward-mode gradients, double backward, errors. The adapter is ``digits.studies.pytorch_suite``; its docstring
 says how the nll_loss material maps onto cross-entropy.
 
 A torch upgrade that moves a pinned internal name fails ``test_pinned_internals_are_importable``; one that
@@ -13,8 +13,14 @@ import pytest
 import torch
 from conftest import CUDA
 
-from digits import pytorch_suite
-from digits.pytorch_suite import CHECK_DTYPES, FUNCTIONAL_FORMS, PyTorchSuiteMissingError, run_suite, summary_by_form
+from digits.studies import pytorch_suite
+from digits.studies.pytorch_suite import (
+    CHECK_DTYPES,
+    FUNCTIONAL_FORMS,
+    PyTorchSuiteMissingError,
+    run_suite,
+    summary_by_form,
+)
 
 # Cases per (source, dtype) that torch 2.14.1's material yields (the same for every form and check).
 # Fewer means PyTorch's material changed shape: look, then lower these on purpose.

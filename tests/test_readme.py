@@ -15,7 +15,7 @@ import pytest
 from conftest import CONFIG_DIR, ROOT, run_script
 
 from digits.overrides import check_overrides
-from digits.readme_tables import readme_blocks
+from digits.studies.readme_tables import readme_blocks
 
 README = (ROOT / "README.md").read_text()
 CONFIG_NAMES = {

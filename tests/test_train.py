@@ -108,7 +108,7 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
         ("data.batch_size=0", "data.batch_size=0 is not allowed: an integer >= 1"),
         ("optimizer.lr=0", "optimizer.lr=0 is not allowed: a number > 0"),
         ("model.dropout=1.5", r"model.dropout=1.5 is not allowed: a number in \[0, 1\)"),
-        ("loss.label_smoothing=2", r"loss.label_smoothing=2 is not allowed: a number in \[0, 1\]"),
+        ("loss.label_smoothing=2", r"loss: label_smoothing must be between 0.0 and 1.0. Got: 2"),
         ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is not allowed: one of"),
         ("threads=0", "threads=0 is not allowed"),
         ("matmul_precision=low", "matmul_precision='low' is not allowed"),
@@ -118,6 +118,21 @@ def test_bad_values_are_refused_before_any_data_is_loaded(override, message, tmp
     # the data directory does not exist: the config check must fire first
     cfg = compose_train([override], tmp_path, tmp_path / "no-data")
     with pytest.raises(ConfigError, match=message):
+        train(cfg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is what a machine without CUDA gets")
+def test_a_gpu_recipe_without_a_gpu_is_refused_before_any_data_is_loaded(tmp_path):
+    cfg = compose_train(["experiment=fast_gpu"], tmp_path, tmp_path / "no-data")
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible: use trainer=cpu"):
+        train(cfg)
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_the_loss_options_are_checked_early_by_the_losses_own_rule(tmp_path):
+    """config.py asks losses.check_options, the same rule the loss modules apply: one place."""
+    cfg = compose_train(["loss=manual", "loss.backward=sideways"], tmp_path, tmp_path / "no-data")
+    with pytest.raises(ConfigError, match="loss: backward must be 'autograd' or 'manual', got 'sideways'"):
         train(cfg)
 
 

@@ -8,31 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from digits import run_names  # noqa: F401  (registers ${run_name:...}, which the run folders use)
 from digits.allowlist import check_run_config
 from digits.errors import DigitsError
 
-# ${if_set:value,then,otherwise}: the run folder and Hydra's snapshot folder depend on `resume`.
-if not OmegaConf.has_resolver("if_set"):
-    OmegaConf.register_new_resolver("if_set", lambda value, then, otherwise: otherwise if value is None else then)
-
-
-def _choice(group: str) -> str | None:
-    """``${choice:loss}``: the file a config group was composed from (``loss=nll`` -> ``nll``), as the
-    running Hydra app recorded it; None for a config composed without one (``compose`` in tests)."""
-    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
-
-
-if not OmegaConf.has_resolver("choice"):
-    OmegaConf.register_new_resolver("choice", _choice)
-
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
-REDUCTIONS = ("none", "mean", "sum")
 
 
 class ConfigError(DigitsError, ValueError):
@@ -111,8 +94,12 @@ def validate_train_config(cfg: DictConfig) -> None:
         loss.get("reduction"),
         "'mean' for training (none/sum are for the loss functions themselves)",
     )
-    smoothing = loss.get("label_smoothing", 0.0)
-    _check(_is_number(smoothing) and 0 <= smoothing <= 1, "loss.label_smoothing", smoothing, "a number in [0, 1]")
+    from digits.losses import LossArgumentError, check_options  # the loss's own rules, kept in losses.py
+
+    try:
+        check_options("mean", loss.get("label_smoothing", 0.0), loss.get("backward", "autograd"))
+    except LossArgumentError as error:
+        raise ConfigError(f"loss: {error}") from error
     weight = loss.get("weight")
     if weight is not None:
         _check(
@@ -121,8 +108,6 @@ def validate_train_config(cfg: DictConfig) -> None:
             list(weight),
             "null or one non-negative number per class",
         )
-    if "backward" in loss:
-        _check(loss.backward in ("autograd", "manual"), "loss.backward", loss.backward, "autograd or manual")
 
     lr = cfg.optimizer.get("lr")
     _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
@@ -137,6 +122,16 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(trainer.accelerator in ACCELERATORS, "trainer.accelerator", trainer.accelerator, f"one of {ACCELERATORS}")
     _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
     _check(isinstance(trainer.deterministic, bool), "trainer.deterministic", trainer.deterministic, "true or false")
+
+    wants_cuda = trainer.accelerator in ("gpu", "cuda") or device.startswith("cuda")
+    if wants_cuda:
+        import torch  # here, not at the top: the command-line checks run before torch is imported
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={trainer.accelerator!r}, data.device={device!r} "
+                "but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu"
+            )
 
     objective = cfg.get("objective") or {}
     budget = objective.get("budget_seconds")

@@ -75,7 +75,8 @@ def verify_raw_file(path: Path, checksum: bool = True) -> None:
 
 
 def default_data_dir() -> str:
-    """``$DIGITS_DATA_DIR`` when set, else ``data/`` under the working directory."""
+    """``$DIGITS_DATA_DIR`` when set, else ``data/`` under the working directory: the default of the Python
+    API, the same rule as the scripts' ``paths.data_dir`` (configs/paths/default.yaml)."""
     return os.environ.get("DIGITS_DATA_DIR") or "data"
 
 
@@ -83,6 +84,11 @@ def standardize(pixels: Tensor) -> Tensor:
     """Pixels in [0, 1] (e.g. ``digits.handwriting.to_mnist``'s) -> standardised with MNIST's
     training statistics, as the network was trained."""
     return (pixels - MNIST_MEAN) / MNIST_STD
+
+
+def to_pixels(images: Tensor) -> Tensor:
+    """Standardised images back to pixels in [0, 1]: ``standardize`` undone, for pictures of them."""
+    return images * MNIST_STD + MNIST_MEAN
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:

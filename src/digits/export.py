@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from digits.config import ConfigError
 from digits.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize
 from digits.errors import DigitsError
-from digits.evaluate import collect_logits, load_module, resolve_checkpoint
+from digits.evaluation.loading import collect_logits, load_module, resolve_checkpoint
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 

@@ -78,14 +78,21 @@ class TargetOutOfBoundsError(LossArgumentError, IndexError):
 INDEX_DTYPES = (torch.int64, torch.uint8)
 
 
-def check_options(reduction: str, label_smoothing: float) -> None:
-    """The options a module takes at construction; checked there once and again per functional call.
+BACKWARDS = ("autograd", "manual")
+
+
+def check_options(reduction: str, label_smoothing: float, backward: str = "autograd") -> None:
+    """The options a module takes at construction; checked there once and again per functional call,
+    and by the training config's early check (digits.config): the one place these rules live.
     Stricter than PyTorch on purpose (README, "Deliberate differences"): 'elementwise_mean' (a deprecated
     alias) and a negative smoothing (silently treated as 0 by PyTorch) are refused."""
     if reduction not in REDUCTIONS:
         raise LossValueError(f"{reduction} is not a valid value for reduction: use one of {REDUCTIONS}")
-    if not 0.0 <= label_smoothing <= 1.0:
+    is_number = isinstance(label_smoothing, (int, float)) and not isinstance(label_smoothing, bool)
+    if not (is_number and 0.0 <= label_smoothing <= 1.0):
         raise LossInputError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    if backward not in BACKWARDS:
+        raise LossValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
 
 
 def check_arguments(
@@ -532,8 +539,7 @@ def manual_cross_entropy(
     naive: bool = False,
 ) -> Tensor:
     """Cross-entropy from tensor primitives; ``backward="manual"`` uses the hand-written derivatives."""
-    if backward not in ("autograd", "manual"):
-        raise LossValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
+    check_options(reduction, label_smoothing, backward)
     probabilities, target = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
     dtype = result_dtype(input, target, weight, probabilities)
     # The naive form gets no float32 safety net either: it shows what the input's own dtype does.
@@ -603,8 +609,7 @@ class ManualCrossEntropyLoss(_CrossEntropyBase):
 
     def __init__(self, *args, backward: str = "autograd", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if backward not in ("autograd", "manual"):
-            raise LossValueError(f"backward must be 'autograd' or 'manual', got {backward!r}")
+        check_options(self.reduction, self.label_smoothing, backward)
         self.backward = backward
 
     def extra_repr(self) -> str:

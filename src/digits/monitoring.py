@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from digits.data import MNIST_MEAN, MNIST_STD
+from digits.data import to_pixels
 
 
 def _tensorboard(trainer):
@@ -80,7 +80,7 @@ class ValidationImages(Callback):
         if self._wrong:
             from torchvision.utils import make_grid
 
-            digits = torch.stack([image for image, *_ in self._wrong]) * MNIST_STD + MNIST_MEAN
+            digits = to_pixels(torch.stack([image for image, *_ in self._wrong]))
             writer.add_image("val/misclassified", make_grid(digits.clamp(0, 1), nrow=5, pad_value=0.5), step)
             labels_text = ", ".join(f"{true}->{guess} ({confidence:.0%})" for _, true, guess, confidence in self._wrong)
             writer.add_text("val/misclassified", f"row by row, true->predicted (confidence): {labels_text}", step)

@@ -1,15 +1,13 @@
 """Run folder names a user can tell apart: ``outputs/<script>/<time>_<the overrides that differ>``,
 such as ``outputs/train/2026-11-22_21-00-45-060287_loss-nll_seed-7``.
 
-Registers the ``${run_name:prefix,overrides}`` resolver the Hydra run and sweep folders use
-(``configs/hydra/default.yaml``); importing this module is enough.
+``run_name`` is the ``${run_name:prefix,overrides}`` resolver the Hydra run and sweep folders use
+(``configs/hydra/default.yaml``), registered by ``digits.resolvers.register_resolvers``.
 """
 
 from __future__ import annotations
 
 import re
-
-from omegaconf import OmegaConf
 
 # Longest override part of a folder name: names stay well inside any file system's 255-byte limit
 # and readable in a listing; the time in front keeps a cut name unique.
@@ -27,7 +25,3 @@ def run_name(prefix: object, overrides: object = "") -> str:
     overrides = _BRACKETS.sub("", str(overrides or "")).replace(",", "_")
     overrides = _UNSAFE.sub("-", overrides).strip("-_")[:MAX_OVERRIDES_LENGTH]
     return f"{prefix}_{overrides}" if overrides else str(prefix)
-
-
-if not OmegaConf.has_resolver("run_name"):
-    OmegaConf.register_new_resolver("run_name", run_name)

@@ -1,7 +1,7 @@
 """The report of ``scripts/gpu_check.sh``: one ``gpu_check.md`` and ``gpu_check.json`` from its steps'
 outputs (``steps.tsv``, pytest's JUnit XML, the scripts' own JSON files), with the machine and versions.
 
-    python -m digits.gpu_check <out folder> [--device cuda|cpu]
+    python -m digits.studies.gpu_check <out folder> [--device cuda|cpu]
 
 Exit code 1 when a step failed, or when CUDA test cases were skipped on a CUDA device (on a GPU
 machine a skip means the GPU was not used, which is what the check is there to catch).

@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 
 from digits.data import load_mnist, normalize
-from digits.evaluate import load_module, resolve_checkpoint
+from digits.evaluation.loading import load_module, resolve_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "demo.py"
 
 
 def as_drawing(image: torch.Tensor) -> bytes:
@@ -85,7 +85,7 @@ def stroke_to_numbers(url: str, strokes: int, profile: Path) -> list[float]:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from digits.browser import draw_vertical_stroke, start_chromium
+    from digits.demo.browser import draw_vertical_stroke, start_chromium
 
     driver = start_chromium(profile)
     try:

@@ -14,7 +14,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -212,7 +214,7 @@ def conv_peak_gflops(repeats: int = 10) -> float:
 
 def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, output_dir: Path) -> dict:
     """``scripts/train.py`` with ``overrides`` in a fresh process, timed start to exit."""
-    script = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+    script = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
     run_dir = output_dir / f"run_{name}"
     env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
     start = time.perf_counter()
@@ -272,7 +274,7 @@ def startup(data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: 
     """Start-up, command to the first training step, side by side in ``rounds`` rounds: this tree's
     ``scripts/train.py`` (and ``baseline_tree``'s, an older checkout, when given) on a 2-step run, and
     the floor, a bare ``python -c "import lightning, hydra"``. Plus one ``-X importtime`` breakdown."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     trees = {"this tree": here} | ({"baseline tree": Path(baseline_tree).resolve()} if baseline_tree else {})
     seconds: dict[str, list[float]] = {name: [] for name in [*trees, "floor: import lightning, hydra"]}
     for round_number in range(rounds):
@@ -329,7 +331,7 @@ def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, step
     """The default recipe's fit time with ``threads=1`` and ``threads=2``, with no extra process and while
     another process keeps one core busy (a Python busy loop), in ``rounds`` interleaved rounds: the
     default ``threads`` must not collapse when the machine is shared."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     seconds: dict[tuple[str, int], list[float]] = {}
     for round_number in range(rounds):
         for situation in ("no extra process", "one core busy"):
@@ -417,115 +419,140 @@ def compile_tradeoff(model_cfg: dict, data_dir: str | Path, batch_size: int, ste
     }
 
 
-def run_benchmark(cfg) -> str:
-    """All measurements of scripts/benchmark.py; writes benchmark.json and benchmark.md."""
-    import platform
+EXAMPLE_NET = {"_target_": "digits.models.ExampleNet"}
+ADADELTA = {"_target_": "torch.optim.Adadelta", "lr": 1.0}  # the baseline recipe's optimizer
 
+
+@dataclass(frozen=True)
+class ThroughputPath:
+    """One way of training, timed into a ``ThroughputMeter`` by ``measure``."""
+
+    name: str
+    network: str  # "example" or "default": whose FLOPs per image apply
+    batch: int
+    measure: Callable[[ThroughputMeter], None]
+
+
+def plain_throughput(
+    model: dict, optimizer: dict, loader: Iterable, meter: ThroughputMeter, channels_last: bool = False
+) -> None:
+    """A fresh network and optimizer from their configs, trained by the plain loop."""
     from hydra.utils import instantiate
+
+    network = instantiate(model)
+    network = network.to(memory_format=torch.channels_last) if channels_last else network
+    plain_loop_throughput(network, instantiate(optimizer, params=network.parameters()), loader, meter, channels_last)
+
+
+def throughput_paths(cfg) -> list[ThroughputPath]:
+    """The six paths of the throughput table, from the baseline recipe's data pipeline to the project's
+    default run, each a ``functools.partial`` of the measuring functions above."""
     from omegaconf import OmegaConf
-
-    from digits.report import markdown_table, write_json
-
-    output_dir = Path(cfg.paths.output_dir)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    threads = torch.get_num_threads()
-
-    def adadelta(model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adadelta(model.parameters(), lr=1.0)
 
     batch, default_batch = cfg.baseline.batch_size, cfg.default_run.batch_size
     default_model = OmegaConf.to_container(cfg.default_run.model, resolve=True)
-    example = {"_target_": "digits.models.ExampleNet"}
-    torch.manual_seed(cfg.seed)
     baseline_loader, _ = torchvision_loaders(cfg.data_dir, batch)
-    datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=batch, download=False)
-    datamodule.setup("fit")
-    default_datamodule = MNISTDataModule(str(cfg.data_dir), batch_size=default_batch, download=False)
-    default_datamodule.setup("fit")
-
-    def baseline(meter):
-        model = ExampleNet()
-        plain_loop_throughput(model, adadelta(model), baseline_loader, meter)
-
-    def preloaded(meter):
-        model = ExampleNet()
-        plain_loop_throughput(model, adadelta(model), datamodule.train_dataloader(), meter)
-
-    def project(channels_last):
-        return lambda meter: lightning_throughput(
-            example, {"_target_": "torch.optim.Adadelta", "lr": 1.0}, cfg.data_dir, batch, meter, channels_last
-        )
-
-    def default_plain(meter):
-        model = instantiate(default_model).to(memory_format=torch.channels_last)
-        plain_loop_throughput(
-            model,
-            torch.optim.AdamW(model.parameters()),
-            default_datamodule.train_dataloader(),
-            meter,
-            channels_last=True,
-        )
-
-    def default_lightning(meter):
-        lightning_throughput(
-            default_model,
-            {"_target_": "torch.optim.AdamW", "lr": 0.01},
-            cfg.data_dir,
+    preloaded = MNISTDataModule(str(cfg.data_dir), batch_size=batch, download=False)
+    preloaded.setup("fit")
+    default_preloaded = MNISTDataModule(str(cfg.data_dir), batch_size=default_batch, download=False)
+    default_preloaded.setup("fit")
+    adamw = {"_target_": "torch.optim.AdamW"}
+    return [
+        ThroughputPath(
+            "baseline: torchvision Dataset + DataLoader, plain loop",
+            "example",
+            batch,
+            partial(plain_throughput, EXAMPLE_NET, ADADELTA, baseline_loader),
+        ),
+        ThroughputPath(
+            "preloaded tensors, plain loop",
+            "example",
+            batch,
+            partial(plain_throughput, EXAMPLE_NET, ADADELTA, preloaded.train_dataloader()),
+        ),
+        ThroughputPath(
+            "project: Lightning",
+            "example",
+            batch,
+            partial(lightning_throughput, EXAMPLE_NET, ADADELTA, cfg.data_dir, batch, channels_last=False),
+        ),
+        ThroughputPath(
+            "project: Lightning, channels_last",
+            "example",
+            batch,
+            partial(lightning_throughput, EXAMPLE_NET, ADADELTA, cfg.data_dir, batch, channels_last=True),
+        ),
+        ThroughputPath(
+            "default model, preloaded tensors, plain loop",
+            "default",
             default_batch,
-            meter,
-            cfg.default_run.channels_last,
-            cfg.default_run.precision,
-        )
-
-    paths = [
-        ("baseline: torchvision Dataset + DataLoader, plain loop", "example", batch, baseline),
-        ("preloaded tensors, plain loop", "example", batch, preloaded),
-        ("project: Lightning", "example", batch, project(False)),
-        ("project: Lightning, channels_last", "example", batch, project(True)),
-        ("default model, preloaded tensors, plain loop", "default", default_batch, default_plain),
-        ("project default: Lightning", "default", default_batch, default_lightning),
+            partial(plain_throughput, default_model, adamw, default_preloaded.train_dataloader(), channels_last=True),
+        ),
+        ThroughputPath(
+            "project default: Lightning",
+            "default",
+            default_batch,
+            partial(
+                lightning_throughput,
+                default_model,
+                {**adamw, "lr": 0.01},
+                cfg.data_dir,
+                default_batch,
+                channels_last=cfg.default_run.channels_last,
+                precision=cfg.default_run.precision,
+            ),
+        ),
     ]
-    # Rounds that visit every path in turn: the machine's speed drifts over minutes, and
-    # interleaving spreads the drift over all paths instead of favouring the ones measured first.
-    rates: dict[str, list[float]] = {name: [] for name, *_ in paths}
-    for round_number in range(cfg.rounds):
-        for name, _, _, measure in paths:
-            meter = ThroughputMeter(cfg.warmup, cfg.window, cfg.windows)
-            measure(meter)
-            rates[name] += meter.rates
-            log(f"round {round_number + 1}/{cfg.rounds}, {name}: {statistics.median(meter.rates):.0f} images/s")
+
+
+def measure_throughput(paths: list[ThroughputPath], rounds: int, warmup: int, window: int, windows: int) -> list[dict]:
+    """Rounds that visit every path in turn: the machine's speed drifts over minutes, and interleaving
+    spreads the drift over all paths instead of favouring the ones measured first. One row per path,
+    against the first (the baseline)."""
+    rates: dict[str, list[float]] = {path.name: [] for path in paths}
+    for round_number in range(rounds):
+        for path in paths:
+            meter = ThroughputMeter(warmup, window, windows)
+            path.measure(meter)
+            rates[path.name] += meter.rates
+            log(f"round {round_number + 1}/{rounds}, {path.name}: {statistics.median(meter.rates):.0f} images/s")
     rows = []
-    for name, network, batch_size, _ in paths:
-        median = statistics.median(rates[name])
+    for path in paths:
+        median = statistics.median(rates[path.name])
         rows.append(
             {
-                "path": name,
-                "network": network,
-                "batch": batch_size,
+                "path": path.name,
+                "network": path.network,
+                "batch": path.batch,
                 "images_per_s": median,
-                "windows": len(rates[name]),
-                "spread": (max(rates[name]) - min(rates[name])) / median,
+                "windows": len(rates[path.name]),
+                "spread": (max(rates[path.name]) - min(rates[path.name])) / median,
             }
         )
-
     base = rows[0]["images_per_s"]
     for row in rows:
         row["vs_baseline"] = row["images_per_s"] / base
         row["ms_per_step"] = 1000 * row["batch"] / row["images_per_s"]
         row["epoch_s (55k images)"] = 55_000 / row["images_per_s"]
-    plain, lightning = rows[-2]["ms_per_step"], rows[-1]["ms_per_step"]
+    return rows
+
+
+def throughput_section(rows: list[dict], models: dict[str, dict], threads: int) -> tuple[dict, list[str]]:
+    """The throughput rows against the machine's float32 peak, and Lightning's overhead per step
+    (the last two rows: the default model in the plain loop and through Lightning)."""
+    import platform
+
+    from hydra.utils import instantiate
+
+    from digits.report import markdown_table
 
     matmul_peak, conv_peak = matmul_peak_gflops(), conv_peak_gflops()
     peak = max(matmul_peak, conv_peak)
-    flops = {
-        name: training_flops_per_image(instantiate(model_cfg))
-        for name, model_cfg in (("example", example), ("default", default_model))
-    }
+    flops = {name: training_flops_per_image(instantiate(model)) for name, model in models.items()}
     for row in rows:
         row["GFLOP/s"] = flops[row["network"]] * row["images_per_s"] / 1e9
         row["of_peak"] = row["GFLOP/s"] / peak
-
+    plain, lightning = rows[-2]["ms_per_step"], rows[-1]["ms_per_step"]
     results = {
         "machine": f"{platform.machine()}, {threads} threads, torch {torch.__version__}",
         "throughput": rows,
@@ -547,77 +574,90 @@ def run_benchmark(cfg) -> str:
         "training FLOPs per image: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in flops.items()),
         "",
     ]
-    if cfg.baseline.time_to_accuracy:
-        log("training the baseline recipe to the target accuracy (minutes)")
-        results["baseline_time_to_accuracy"] = baseline_time_to_accuracy(
-            cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed
-        )
-        history = results["baseline_time_to_accuracy"]["history"]
-        lines += [f"Baseline recipe to {cfg.baseline.target:.1%} test accuracy:", "", markdown_table(history), ""]
-    if cfg.runs:
-        runs = []
-        for number, overrides in enumerate(cfg.runs):
-            log(f"timing scripts/train.py {overrides}")
-            runs.append(timed_train_run(str(number), overrides.split(), cfg.data_dir, output_dir))
-        baseline_seconds = results.get("baseline_time_to_accuracy", {}).get("seconds")
-        for run in runs:
-            run["vs_baseline_time_to_target"] = run["wall_seconds"] / baseline_seconds if baseline_seconds else None
-        results["runs"] = runs
-        lines += [
-            "`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
-            "over the baseline's time to the target accuracy):",
-            "",
-            markdown_table(runs),
-            "",
-        ]
-    if cfg.startup.rounds:
-        log("timing start-up (command to first step) and the import floor")
-        results["startup"] = startup(cfg.data_dir, output_dir, cfg.startup.rounds, cfg.startup.baseline_tree)
-        top = [{"package": k, "seconds": v} for k, v in list(results["startup"]["imports_by_package"].items())[:12]]
-        lines += [
-            f"Start-up, command to the first training step ({cfg.startup.rounds} rounds side by side):",
-            "",
-            markdown_table(results["startup"]["rows"]),
-            "",
-            f"Imports of one run, by package (`python -X importtime`, self times; "
-            f"{results['startup']['import_seconds']:.2f} s in all):",
-            "",
-            markdown_table(top),
-            "",
-            f"Of these, modules that `import lightning, hydra` does not import: "
-            f"{results['startup']['import_seconds_beyond_floor']:.2f} s ("
-            + ", ".join(f"{k} {v:.3f} s" for k, v in list(results["startup"]["imports_beyond_floor"].items())[:8])
-            + ").",
-            "",
-        ]
-    if cfg.compile.rounds:
-        log("timing torch.compile against eager for the default model's step")
-        results["compile"] = compile_tradeoff(
-            default_model, cfg.data_dir, default_batch, cfg.compile.steps, cfg.compile.rounds
-        )
-        lines += [
-            "torch.compile against eager, the default model's training step (plain loop, AdamW; compile time "
-            "= first compiled step less an eager step):",
-            "",
-            markdown_table([results["compile"]]),
-            "",
-        ]
-    if cfg.threads_under_load.rounds:
-        log("timing threads=1 and threads=2, with and without one core busy")
-        results["threads_under_load"] = threads_under_load(
-            cfg.data_dir, output_dir, cfg.threads_under_load.rounds, cfg.threads_under_load.steps
-        )
-        lines += [
-            f"The default recipe's fit, {cfg.threads_under_load.steps} steps, threads=1 and 2, with and without "
-            "one core kept busy by another process (rounds side by side):",
-            "",
-            markdown_table(results["threads_under_load"]),
-            "",
-        ]
-    report = "\n".join(lines) + "\n"
-    (output_dir / "benchmark.md").write_text(report)
-    write_json(output_dir / "benchmark.json", results)
-    return report
+    return results, lines
+
+
+def baseline_section(data_dir: str | Path, target: float, max_epochs: int, seed: int) -> tuple[dict, list[str]]:
+    from digits.report import markdown_table
+
+    log("training the baseline recipe to the target accuracy (minutes)")
+    result = baseline_time_to_accuracy(data_dir, target, max_epochs, seed)
+    return result, [f"Baseline recipe to {target:.1%} test accuracy:", "", markdown_table(result["history"]), ""]
+
+
+def runs_section(
+    runs: list[str], data_dir: str | Path, output_dir: Path, baseline_seconds: float | None
+) -> tuple[list[dict], list[str]]:
+    from digits.report import markdown_table
+
+    timed = []
+    for number, overrides in enumerate(runs):
+        log(f"timing scripts/train.py {overrides}")
+        timed.append(timed_train_run(str(number), overrides.split(), data_dir, output_dir))
+    for run in timed:
+        run["vs_baseline_time_to_target"] = run["wall_seconds"] / baseline_seconds if baseline_seconds else None
+    return timed, [
+        "`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
+        "over the baseline's time to the target accuracy):",
+        "",
+        markdown_table(timed),
+        "",
+    ]
+
+
+def startup_section(
+    data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: str | None
+) -> tuple[dict, list[str]]:
+    from digits.report import markdown_table
+
+    log("timing start-up (command to first step) and the import floor")
+    result = startup(data_dir, output_dir, rounds, baseline_tree)
+    top = [{"package": k, "seconds": v} for k, v in list(result["imports_by_package"].items())[:12]]
+    beyond = ", ".join(f"{k} {v:.3f} s" for k, v in list(result["imports_beyond_floor"].items())[:8])
+    return result, [
+        f"Start-up, command to the first training step ({rounds} rounds side by side):",
+        "",
+        markdown_table(result["rows"]),
+        "",
+        "Imports of one run, by package (`python -X importtime`, self times; "
+        f"{result['import_seconds']:.2f} s in all):",
+        "",
+        markdown_table(top),
+        "",
+        f"Of these, modules that `import lightning, hydra` does not import: "
+        f"{result['import_seconds_beyond_floor']:.2f} s ({beyond}).",
+        "",
+    ]
+
+
+def compile_section(
+    model: dict, data_dir: str | Path, batch_size: int, steps: int, rounds: int
+) -> tuple[dict, list[str]]:
+    from digits.report import markdown_table
+
+    log("timing torch.compile against eager for the default model's step")
+    result = compile_tradeoff(model, data_dir, batch_size, steps, rounds)
+    return result, [
+        "torch.compile against eager, the default model's training step (plain loop, AdamW; compile time "
+        "= first compiled step less an eager step):",
+        "",
+        markdown_table([result]),
+        "",
+    ]
+
+
+def threads_section(data_dir: str | Path, output_dir: Path, rounds: int, steps: int) -> tuple[list[dict], list[str]]:
+    from digits.report import markdown_table
+
+    log("timing threads=1 and threads=2, with and without one core busy")
+    result = threads_under_load(data_dir, output_dir, rounds, steps)
+    return result, [
+        f"The default recipe's fit, {steps} steps, threads=1 and 2, with and without one core kept busy by "
+        "another process (rounds side by side):",
+        "",
+        markdown_table(result),
+        "",
+    ]
 
 
 def log(message: str) -> None:

@@ -2,7 +2,7 @@
 
 The browser sends the picture (the drawing as a PNG, or the user's uploaded file) and the lesson's
 settings; the server preprocesses it exactly like ``evaluate.py predict=`` (``digits.handwriting``),
-runs the network and returns every number the page shows (``digits.lesson.explain``). The page's
+runs the network and returns every number the page shows (``digits.demo.lesson.explain``). The page's
 JavaScript only draws and displays.
 """
 
@@ -26,13 +26,13 @@ from starlette.staticfiles import StaticFiles
 
 from digits.config import ConfigError
 from digits.data import standardize
+from digits.demo.lesson import LessonError, explain
 from digits.errors import DigitsError
 from digits.handwriting import ImageError, load_image, to_mnist
-from digits.lesson import LessonError, explain
 from digits.module import DigitsModule
 
 log = logging.getLogger("digits")
-STATIC = Path(__file__).with_name("demo_static")
+STATIC = Path(__file__).with_name("static")
 
 
 class DemoError(DigitsError, OSError):

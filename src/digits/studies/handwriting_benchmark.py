@@ -120,7 +120,7 @@ PREPROCESSINGS: dict[str, Callable[[Image.Image], Tensor]] = {"before": old_prep
 
 def classify(net: torch.nn.Module, pictures: Tensor) -> Tensor:
     """Predicted classes of raw (N, 1, 28, 28) pictures in [0, 1]."""
-    from digits.evaluate import collect_logits
+    from digits.evaluation.loading import collect_logits
 
     return collect_logits(net.eval(), standardize(pictures)).argmax(1)
 
@@ -202,7 +202,7 @@ def markdown(results: dict[str, Any], checkpoint: str) -> str:
 def run_handwriting_benchmark(
     checkpoint: str | Path, data_dir: str | Path, output_dir: Path, count: int, seed: int
 ) -> dict[str, Any]:
-    from digits.evaluate import load_module, resolve_checkpoint
+    from digits.evaluation.loading import load_module, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     module = load_module(path, torch.device("cpu"))

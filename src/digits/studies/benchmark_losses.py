@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from digits.compare import IMPLEMENTATIONS as COMPARED
+from digits.studies.compare import IMPLEMENTATIONS as COMPARED
 
 # nn.CrossEntropyLoss first (the baseline of each row group), then compare.py's forms but the naive one.
 IMPLEMENTATIONS: dict[str, Callable[..., Tensor]] = {

@@ -1,7 +1,7 @@
 """Does mild augmentation (``data.augment``) make the model read users' pictures better, and at what
 cost? Two trainings with the same seed and config, augmentation off and on, run one after the other
 in the same process tree, then both models scored on the same test digits and re-rendered pictures
-(``digits.handwriting_benchmark``). Beside the whole-run times (noisy on a shared machine) the
+(``digits.studies.handwriting_benchmark``). Beside the whole-run times (noisy on a shared machine) the
 augmentation's own cost is timed per batch, interleaved with the un-augmented batch fetch."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import torch
 
 from digits.augment import Augmentation, augment, batch_generator
 from digits.data import load_mnist, normalize
-from digits.evaluate import load_module
-from digits.handwriting_benchmark import prepare, score
+from digits.evaluation.loading import load_module
 from digits.report import markdown_table
+from digits.studies.handwriting_benchmark import prepare, score
 
 ARMS = {"off": "data.augment.enabled=false", "on": "data.augment.enabled=true"}
-TRAIN = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+TRAIN = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
 
 
 def train_arm(folder: Path, overrides: list[str]) -> dict[str, Any]:

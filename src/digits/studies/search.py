@@ -1,0 +1,93 @@
+"""The table of a recipe search: each trial's sampled values, validation accuracy, CPU seconds and
+score, best first, as ``trials.md`` and ``trials.json`` in the sweep folder.
+
+Written by a Hydra callback at the end of ``python scripts/train.py -m hparams_search=...``, or for
+any sweep folder (also one whose search was stopped early) with ``python -m digits.studies.search <folder>``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from digits.report import markdown_table, write_json
+from digits.studies.objective import score
+
+
+def trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per finished trial (a subfolder with ``metrics.json``), best score first. Only the
+    overrides that differ between trials are shown: the sampled values."""
+    found = []
+    for folder in Path(sweep_dir).iterdir():
+        if not (folder / "metrics.json").is_file():
+            continue
+        metrics = json.loads((folder / "metrics.json").read_text())
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()))
+        objective = config.get("objective") or {}
+        found.append(
+            (
+                folder.name,
+                overrides,
+                {
+                    "val_acc": metrics["val/acc_best"],
+                    "fit_cpu_s": metrics["fit_cpu_seconds"],
+                    "fit_wall_s": metrics["fit_seconds"],
+                    "steps": metrics["steps"],
+                    "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
+                },
+            )
+        )
+    keys = sorted({key for _, overrides, _ in found for key in overrides})
+    varying = [key for key in keys if len({overrides.get(key) for _, overrides, _ in found}) > 1]
+    rows = [
+        {"trial": name, **{key: _short(overrides.get(key)) for key in varying}, **numbers}
+        for name, overrides, numbers in found
+    ]
+    return sorted(rows, key=lambda row: -row["score"])
+
+
+def _short(value: str | None) -> Any:
+    """Sampled floats with 4 significant digits, for a readable table."""
+    try:
+        return float(f"{float(value):.4g}") if value is not None and "." in value else value
+    except ValueError:
+        return value
+
+
+def write(sweep_dir: str | Path) -> str:
+    rows = trials(sweep_dir)
+    table = markdown_table(rows)
+    (Path(sweep_dir) / "trials.md").write_text(f"# {len(rows)} trials, best score first\n\n{table}")
+    write_json(Path(sweep_dir) / "trials.json", rows)
+    return table
+
+
+class TrialsTable(Callback):
+    """Hydra callback: the search's table once every trial has run."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write(config.hydra.sweep.dir)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m digits.studies.search <sweep folder>``: print the table (exit 0), or say why not (exit 2)."""
+    if len(argv) != 1 or not Path(argv[0]).is_dir():
+        given = f"{argv[0]} is not a folder" if argv else "no folder given"
+        print(
+            f"{given}: give a sweep folder, e.g. python -m digits.studies.search outputs/multirun/<time>",
+            file=sys.stderr,
+        )
+        return 2
+    print(write(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
