@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET, start_script
+from conftest import CUDA, QUIET, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end; with data.augment on,
@@ -93,6 +93,41 @@ def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, d
     assert len(list((killed / ".hydra").glob("resumed-*/overrides.yaml"))) == 1
     steps = scalar_steps(killed, "train/loss")
     assert steps[0] < killed_at and steps[-1] >= 100
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_run_resumed_after_an_epoch_matches_the_uninterrupted_run(device, tmp_path, data_dir, monkeypatch):
+    """A resume from the end of an epoch (the mid-epoch case is the SIGKILL test above). Dropout draws
+    from the global random stream (on the GPU, CUDA's), which the resume restores; the data loaders
+    must not draw from it (digits.data: their own generator), or the resumed epoch is one draw off.
+    No schedule (its length would change with max_epochs), deterministic kernels."""
+    run = [
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+        f"data.device={device}",
+        "trainer.deterministic=true",
+        "scheduler=none",
+        "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=2",
+        "seed=5",
+        *QUIET,
+    ]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    for folder, epochs in ((whole, 2), (part, 1)):
+        arguments = [*run, f"trainer.max_epochs={epochs}", f"hydra.run.dir={folder}"]
+        process = start_script("train.py", arguments, data_dir, tmp_path)
+        output = finish(process)
+        assert process.returncode == 0, output[-3000:]
+    resumed = start_script("train.py", [f"resume={part}", "trainer.max_epochs=2"], data_dir, tmp_path)
+    output = finish(resumed)
+    assert resumed.returncode == 0, output[-3000:]
+    expected, metrics = (json.loads((run_dir / "metrics.json").read_text()) for run_dir in (whole, part))
+    assert metrics["steps"] == expected["steps"] == 60
+    assert metrics["test/loss"] == expected["test/loss"]
+    final, reference = (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run_dir in (part, whole)
+    )
+    assert all(torch.equal(final[key], reference[key]) for key in reference)
 
 
 # --- atomic checkpoint writes -------------------------------------------------------------------

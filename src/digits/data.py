@@ -326,7 +326,11 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorBatches, sampler: Sampler) -> DataLoader:
         # batch_size=None: the sampler yields whole batches of indices, the dataset slices them.
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
+        # generator: each new iterator draws a base seed (for workers, of which there are none) from it
+        # instead of the global stream, which dropout uses. Otherwise a run resumed from an epoch's end
+        # would lose one draw: Lightning creates the resumed epoch's iterator before the module restores
+        # the random streams (on_train_start), an uninterrupted run after them.
+        return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
 
     def _eval_loader(self, dataset: TensorBatches) -> DataLoader:
         rank, world_size = self._rank()
