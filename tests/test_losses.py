@@ -34,6 +34,7 @@ from digits.losses import (
     nll_cross_entropy,
     softmax_floor,
 )
+from digits.studies.compare import make_inputs
 
 IMPLEMENTATIONS = {
     "nll": nll_cross_entropy,
@@ -54,20 +55,10 @@ SMOOTHING = [0.0, 0.25, 1.0]
 
 
 def make_case(shape, target_kind, weighted, dtype, device, seed=0, scale=3.0, ignore_index=-100):
-    generator = torch.Generator().manual_seed(seed)
-    n_classes = shape[0] if len(shape) == 1 else shape[1]
-    logits = torch.randn(shape, generator=generator, dtype=torch.float64) * scale
-    index_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
-    if target_kind == "probabilities":
-        target = torch.rand(shape, generator=generator, dtype=torch.float64).softmax(0 if len(shape) == 1 else 1)
-        target = target.to(dtype)
-    else:
-        target = torch.randint(0, n_classes, index_shape, generator=generator)
-        if target_kind == "ignore":
-            mask = torch.rand(index_shape, generator=generator) < 0.3
-            target = torch.where(mask, torch.full_like(target, ignore_index), target)
-    weight = (torch.rand(n_classes, generator=generator, dtype=torch.float64) + 0.2).to(dtype) if weighted else None
-    return logits.to(dtype).to(device), target.to(device), None if weight is None else weight.to(device)
+    """digits.studies.compare.make_inputs (the report's inputs), cast to ``dtype`` and moved to ``device``."""
+    logits, target, weight = make_inputs(target_kind, shape, weighted, seed, scale, ignore_index)
+    target = target.to(dtype) if target_kind == "probabilities" else target
+    return logits.to(dtype).to(device), target.to(device), None if weight is None else weight.to(dtype).to(device)
 
 
 def forward_backward(fn, logits, target, **options):

@@ -41,19 +41,28 @@ OPTION_SETS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def make_inputs(
-    kind: str, batch: int, n_classes: int, extra_dims: tuple[int, ...], weighted: bool, seed: int, scale: float = 3.0
+    kind: str,
+    shape: tuple[int, ...],
+    weighted: bool,
+    seed: int,
+    scale: float = 3.0,
+    ignore_index: int = -100,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """float64 logits, targets and weight on the CPU (cast and moved by the caller)."""
+    """float64 logits of ``shape`` ((C), (N, C) or (N, C, d1, ...)), targets of ``kind`` ("index";
+    "ignore": 30 % of them ``ignore_index``; "probabilities") and a weight, on the CPU, from one seeded
+    generator. The report and the tests (tests/test_losses.py) draw their inputs here; callers cast
+    and move them."""
     generator = torch.Generator().manual_seed(seed)
-    shape = (batch, n_classes, *extra_dims)
+    class_dim = 0 if len(shape) == 1 else 1
+    index_shape = tuple(shape[:1]) + tuple(shape[2:]) if len(shape) > 1 else ()
     logits = torch.randn(shape, generator=generator, dtype=torch.float64) * scale
     if kind == "probabilities":
-        target = torch.rand(shape, generator=generator, dtype=torch.float64).softmax(1)
+        target = torch.rand(shape, generator=generator, dtype=torch.float64).softmax(class_dim)
     else:
-        target = torch.randint(0, n_classes, (batch, *extra_dims), generator=generator)
+        target = torch.randint(0, shape[class_dim], index_shape, generator=generator)
         if kind == "ignore":
-            target[torch.rand(target.shape, generator=generator) < 0.3] = -100
-    weight = torch.rand(n_classes, generator=generator, dtype=torch.float64) + 0.2 if weighted else None
+            target[torch.rand(index_shape, generator=generator) < 0.3] = ignore_index
+    weight = torch.rand(shape[class_dim], generator=generator, dtype=torch.float64) + 0.2 if weighted else None
     return logits, target, weight
 
 
@@ -86,7 +95,7 @@ def compare_single_calls(
                 options = dict(options)
                 extra_dims = options.pop("extra_dims", ())
                 logits, target, weight = make_inputs(
-                    kind, batch, n_classes, extra_dims, options.pop("weight", False), seed
+                    kind, (batch, n_classes, *extra_dims), options.pop("weight", False), seed
                 )
                 logits = logits.to(dtype).to(device)
                 target = (target.to(dtype) if kind == "probabilities" else target).to(device)
@@ -122,7 +131,7 @@ def naive_failures(devices: list[str], dtypes: list[str], scales: list[float], s
     for device in devices:
         for dtype_name in dtypes:
             for scale in scales:
-                logits, target, _ = make_inputs("index", 256, 10, (), False, seed, scale=scale)
+                logits, target, _ = make_inputs("index", (256, 10), False, seed, scale=scale)
                 exact = F.cross_entropy(logits.to(DTYPES[dtype_name]).double(), target).item()
                 x, y = logits.to(DTYPES[dtype_name]).to(device), target.to(device)
                 row = {"device": device, "dtype": dtype_name, "logit_std": scale, "exact": exact}
@@ -138,7 +147,7 @@ def naive_failures(devices: list[str], dtypes: list[str], scales: list[float], s
 
 def float16_long_mean(device: str, size: int = 40_000, seed: int = 0) -> dict[str, float]:
     """The mean over many float16 targets: PyTorch's CPU kernel sums in float16 and overflows."""
-    logits, target, _ = make_inputs("index", size, 10, (), False, seed, scale=1.0)
+    logits, target, _ = make_inputs("index", (size, 10), False, seed, scale=1.0)
     x = logits.half().to(device)
     return {
         "device": device,
@@ -179,7 +188,7 @@ def large_logit_errors(
         **{name: fn for name, fn in IMPLEMENTATIONS.items() if name != "manual_naive"},
     }
     for shift in shifts:
-        logits, target, _ = make_inputs("index", batch, n_classes, (), False, seed)
+        logits, target, _ = make_inputs("index", (batch, n_classes), False, seed)
         logits = (logits + shift).to(DTYPES[dtype_name])
         exact_loss, exact_grad = exact_cross_entropy(logits, target)
         for name, fn in forms.items():
@@ -225,7 +234,7 @@ def deliberate_differences() -> list[dict[str, str]]:
     target = torch.tensor([0, 2, 2, 5, 3, 0])  # class 1 unused
     weight = torch.rand(6, generator=generator, dtype=torch.float64) + 0.2
     nan_weight = torch.tensor([1.0, float("nan"), 1, 1, 1, 1], dtype=torch.float64)
-    long_mean = make_inputs("index", 40_000, 10, (), False, 0, scale=1.0)
+    long_mean = make_inputs("index", (40_000, 10), False, 0, scale=1.0)
     cases = [
         (
             "negative label_smoothing",
