@@ -55,7 +55,7 @@ fi
 OUT="${OUT:-outputs/gpu_check/$(date +%Y-%m-%d_%H-%M-%S)}"
 if [ "$CPU" = 1 ]; then
   DEVICES="[cpu]" DEVICE=cpu
-  COMPARE_EXTRA="dtypes=[float32] training.steps=5 naive_logit_std=[1]"
+  COMPARE_EXTRA="dtypes=[float32] training.steps=5 naive_logit_std=[1] pytorch_suite=false"
   BENCH_EXTRA="repeats=3 warmup=1 sizes=[[256,10]]"
   TRAIN_EXTRA="trainer.accelerator=cpu data.device=cpu trainer.precision=32-true debug=limit logger=none"
 else

@@ -8,7 +8,22 @@ from conftest import run_script
 from digits.studies.benchmark import import_seconds_by_package
 
 
-def test_benchmark_script_writes_its_report(tmp_path, data_dir):
+def test_import_breakdown_sums_self_times_by_package():
+    # the format of CPython's -X importtime (microseconds: self | cumulative | indented name)
+    log = """import time: self [us] | cumulative | imported package
+import time:       100 |        100 |     torch._C
+import time:      2000 |       2100 |   torch
+import time:        50 |         50 |   digits.data
+import time:        30 |       2180 | digits"""
+    assert import_seconds_by_package(log) == pytest.approx({"torch": 0.0021, "digits": 0.00008})
+    assert list(import_seconds_by_package(log)) == ["torch", "digits"]
+    floor = "import time:       999 |        999 |   torch"
+    assert import_seconds_by_package(log, leave_out=floor) == pytest.approx({"torch": 0.0001, "digits": 0.00008})
+
+
+@pytest.mark.slow
+def test_benchmark_script_writes_every_section(tmp_path, data_dir):
+    """One run of scripts/benchmark.py with every section on, each as small as it goes."""
     result = run_script(
         "benchmark.py",
         [
@@ -19,9 +34,11 @@ def test_benchmark_script_writes_its_report(tmp_path, data_dir):
             "windows=2",
             "baseline.time_to_accuracy=false",
             "runs=['debug=limit']",
-            "startup.rounds=0",
-            "threads_under_load.rounds=0",
-            "compile.rounds=0",
+            "startup.rounds=1",
+            "threads_under_load.rounds=1",
+            "threads_under_load.steps=3",
+            "compile.rounds=1",
+            "compile.steps=2",
         ],
         data_dir,
     )
@@ -37,43 +54,6 @@ def test_benchmark_script_writes_its_report(tmp_path, data_dir):
     (run,) = report["runs"]
     assert run["run"] == "debug=limit" and run["epochs"] == 1 and run["startup_seconds"] > 0
     assert "| baseline: torchvision Dataset" in (tmp_path / "benchmark.md").read_text()
-
-
-def test_import_breakdown_sums_self_times_by_package():
-    # the format of CPython's -X importtime (microseconds: self | cumulative | indented name)
-    log = """import time: self [us] | cumulative | imported package
-import time:       100 |        100 |     torch._C
-import time:      2000 |       2100 |   torch
-import time:        50 |         50 |   digits.data
-import time:        30 |       2180 | digits"""
-    assert import_seconds_by_package(log) == pytest.approx({"torch": 0.0021, "digits": 0.00008})
-    assert list(import_seconds_by_package(log)) == ["torch", "digits"]
-    floor = "import time:       999 |        999 |   torch"
-    assert import_seconds_by_package(log, leave_out=floor) == pytest.approx({"torch": 0.0001, "digits": 0.00008})
-
-
-@pytest.mark.slow
-def test_startup_threads_under_load_and_compile_sections(tmp_path, data_dir):
-    result = run_script(
-        "benchmark.py",
-        [
-            f"hydra.run.dir={tmp_path}",
-            "rounds=1",
-            "warmup=2",
-            "window=3",
-            "windows=1",
-            "baseline.time_to_accuracy=false",
-            "runs=[]",
-            "startup.rounds=1",
-            "threads_under_load.rounds=1",
-            "threads_under_load.steps=3",
-            "compile.rounds=1",
-            "compile.steps=2",
-        ],
-        data_dir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["threads_under_load"]
     assert [(r["situation"], r["threads"]) for r in rows] == [
         ("no extra process", 1),

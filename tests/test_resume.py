@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CUDA, QUIET, start_script
+from conftest import CUDA, QUIET, compose_train, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end; with data.augment on,
@@ -73,6 +74,7 @@ def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, d
     assert resumed.returncode == 0, output[-3000:]
     assert f"resuming {killed}" in output
     assert "not resumable" not in output  # Lightning's false alarm: the resume is exact (digits.console)
+    assert "exists and is not empty" not in output  # the run's own checkpoint folder (digits.console)
 
     expected = json.loads((whole / "metrics.json").read_text())
     metrics = json.loads((killed / "metrics.json").read_text())
@@ -106,26 +108,26 @@ def test_run_resumed_after_an_epoch_matches_the_uninterrupted_run(device, tmp_pa
         f"data.device={device}",
         "trainer.deterministic=true",
         "scheduler=none",
-        "trainer.limit_train_batches=30",
+        "trainer.limit_train_batches=20",
         "trainer.limit_val_batches=2",
+        "test=false",
+        "logger=none",
         "seed=5",
         *QUIET,
     ]
-    whole, part = tmp_path / "whole", tmp_path / "part"
+    from digits.config import resume_config
+    from digits.train import train
+
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    for folder, epochs in ((whole, 2), (part, 1)):
-        arguments = [*run, f"trainer.max_epochs={epochs}", f"hydra.run.dir={folder}"]
-        process = start_script("train.py", arguments, data_dir, tmp_path)
-        output = finish(process)
-        assert process.returncode == 0, output[-3000:]
-    resumed = start_script("train.py", [f"resume={part}", "trainer.max_epochs=2"], data_dir, tmp_path)
-    output = finish(resumed)
-    assert resumed.returncode == 0, output[-3000:]
-    expected, metrics = (json.loads((run_dir / "metrics.json").read_text()) for run_dir in (whole, part))
-    assert metrics["steps"] == expected["steps"] == 60
-    assert metrics["test/loss"] == expected["test/loss"]
+    # In this process, as scripts/train.py runs them: the uninterrupted run, one epoch, its resume.
+    expected, _ = train(compose_train([*run, "trainer.max_epochs=2"], tmp_path / "whole", data_dir))
+    train(compose_train([*run, "trainer.max_epochs=1"], tmp_path / "part", data_dir))
+    metrics, _ = train(resume_config(tmp_path / "part", ["trainer.max_epochs=2"]))
+    assert metrics["steps"] == expected["steps"] == 40
+    assert metrics["val/acc_best"] == expected["val/acc_best"]
     final, reference = (
-        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run_dir in (part, whole)
+        torch.load(tmp_path / run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for run_dir in ("part", "whole")
     )
     assert all(torch.equal(final[key], reference[key]) for key in reference)
 
@@ -238,12 +240,9 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
         resume_config(tmp_path, [])
 
 
-def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_dir):
+def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_dir, trained_run):
     run_dir = tmp_path / "run"
-    process = start_script(
-        "train.py", ["debug=limit", "logger=none", f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path
-    )
-    assert process.wait(timeout=600) == 0, finish(process)[-3000:]
+    shutil.copytree(trained_run, run_dir)  # a real run folder (the session's short training)
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # what a crash mid-write would leave without the atomic writer
     resumed = start_script("train.py", [f"resume={run_dir}"], data_dir, tmp_path)

@@ -41,6 +41,13 @@ SILENCED_WARNINGS = (
         "datamodule's sampler: worker processes would only copy them (on the CPU) or cannot hold them (CUDA)",
     ),
     (
+        r"Checkpoint directory .* exists and is not empty",
+        Warning,
+        r"lightning\.",
+        "a new run never reaches a folder with checkpoints (config.check_run_folder refuses it), so this "
+        "appears only on resume=, whose checkpoint folder is the run's own",
+    ),
+    (
         r"You're resuming from a checkpoint that ended before the epoch ended",
         Warning,
         r"lightning\.",
