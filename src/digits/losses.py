@@ -102,10 +102,12 @@ def check_arguments(
     ignore_index: int,
     reduction: str,
     label_smoothing: float,
+    backward: str = "autograd",
 ) -> tuple[bool, Tensor]:
-    """Validate like ``F.cross_entropy``; return whether ``target`` holds class probabilities, and the
-    target to compute with (class indices as int64, so that uint8 indices never act as a mask)."""
-    check_options(reduction, label_smoothing)
+    """Validate like ``F.cross_entropy`` (and the manual form's ``backward``); return whether ``target``
+    holds class probabilities, and the target to compute with (class indices as int64, so that uint8
+    indices never act as a mask)."""
+    check_options(reduction, label_smoothing, backward)
     if input.dim() == 0:
         raise LossInputError(
             "input must have a class dimension: shape (C), (N, C) or (N, C, d1, ..., dk), got a scalar"
@@ -466,7 +468,7 @@ def _probability_loss_like_aten(
     log_probs * q * w, summed at once. In bfloat16 on CUDA the order shows: a per-position sum first gave
     5.8e-2 relative from F.cross_entropy on PyTorch's own OpInfo sample (H100, torch 2.11)."""
     n_classes = log_probs.shape[class_dim]
-    if label_smoothing > 0:
+    if label_smoothing > 0:  # not _probability_coefficients: that takes (M, C), this the input's own shape
         target = target * (1.0 - label_smoothing) + label_smoothing / n_classes
     products = log_probs * target
     if weight is not None:
@@ -539,8 +541,7 @@ def manual_cross_entropy(
     naive: bool = False,
 ) -> Tensor:
     """Cross-entropy from tensor primitives; ``backward="manual"`` uses the hand-written derivatives."""
-    check_options(reduction, label_smoothing, backward)
-    probabilities, target = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing)
+    probabilities, target = check_arguments(input, target, weight, ignore_index, reduction, label_smoothing, backward)
     dtype = result_dtype(input, target, weight, probabilities)
     # The naive form gets no float32 safety net either: it shows what the input's own dtype does.
     compute_dtype = dtype if naive else _compute_dtype(dtype)
