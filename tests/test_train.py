@@ -395,3 +395,28 @@ def test_model_summary_counts_the_forward_flops(model, flops, tmp_path, data_dir
     summary = ModelSummary(module, max_depth=2)
     assert summary.total_flops == flops  # 3,395,520 (channels [16, 32, 48]) and 23,984,896
     assert re.search(rf"\b{flops / 1e6:.1f} M +Total Flops", str(summary))
+
+
+def test_lightnings_num_workers_warning_is_silenced_for_the_preloaded_batches(monkeypatch, data_dir):
+    """On the 16-core GPU machine Lightning suggested DataLoader workers for every loader; the batches
+    are slices of tensors in memory, and digits.console silences the line (README, the console list).
+    Lightning's own check, on the project's loader, as a machine with 16 cores runs it."""
+    import warnings
+
+    import lightning as L
+    from lightning.pytorch.trainer.connectors import data_connector
+
+    from digits.console import quiet_console
+
+    monkeypatch.setattr(data_connector, "suggested_max_num_workers", lambda devices: 15)
+    datamodule = MNISTDataModule(str(data_dir), download=False)
+    datamodule.setup("fit")
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")  # the control: without the project's filters Lightning says it
+        data_connector._worker_check(trainer, datamodule.train_dataloader(), "train_dataloader")
+    assert any("does not have many workers" in str(w.message) for w in shown)
+    with warnings.catch_warnings(record=True) as shown:
+        quiet_console()
+        data_connector._worker_check(trainer, datamodule.train_dataloader(), "train_dataloader")
+    assert not [w for w in shown if "does not have many workers" in str(w.message)]
