@@ -4,7 +4,9 @@ unchanged, and real MNIST test digits re-rendered as users' pictures read by a r
 from __future__ import annotations
 
 import json
+import os
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -202,3 +204,54 @@ def test_benchmark_script_writes_its_report_and_refuses_a_missing_checkpoint(tra
         timeout=300,
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr + missing.stdout
+
+
+def test_a_fifo_or_folder_is_refused_at_once_not_waited_on(tmp_path):
+    """``predict=`` on a FIFO once waited forever for a writer; now it is refused without reading."""
+    from digits.evaluation.user_images import load_images
+
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            load_images(fifo)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # it is blocked in open(): a writer lets it go, then fail
+        with open(fifo, "wb"):
+            pass
+        reader.join(timeout=10)
+        pytest.fail("reading a FIFO blocked")
+    assert isinstance(outcome[0], ImageError) and "is not a regular file" in str(outcome[0]), outcome
+    with pytest.raises(ImageError, match="is not a regular file"):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize("size", [(4500, 3000), (3000, 4500)], ids=["wide", "tall"])
+def test_a_large_page_is_read_in_bands_exactly_as_whole_and_a_jpeg_is_decoded_small(tmp_path, size):
+    """A page above WORKING_SIZE is turned to grey and shrunk a band at a time: the 28x28 result is
+    the one of the whole page's grey levels shrunk at once; a large JPEG is decoded at a fraction of
+    its size, and the pixel limit is checked before decoding."""
+    page = Image.new("RGBA", size, (255, 255, 255, 0))  # a transparent drawing
+    width, height = size
+    ImageDraw.Draw(page).line(
+        [(width // 2, height // 6), (width // 2 - 80, height * 5 // 6)], fill=(0, 0, 0, 255), width=200
+    )
+    rgba = np.asarray(page, dtype=np.float32) / 255
+    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32) * rgba[..., 3] + (1 - rgba[..., 3])
+    shrunk = (round(width * 2048 / max(size)), round(height * 2048 / max(size)))
+    whole = Image.fromarray(grey.astype(np.float32)).resize(shrunk, Image.Resampling.BOX)
+    banded, notes = to_mnist(page)
+    assert f"shrunk the {width}x{height} page to {shrunk[0]}x{shrunk[1]} before looking for the digit" in notes
+    assert torch.allclose(banded, to_mnist(whole)[0], atol=1e-3)
+    page.convert("RGB").save(tmp_path / "photo.jpg")
+    assert load_image(tmp_path / "photo.jpg").size == (width // 2, height // 2)  # the smallest still >= 2048
+    with pytest.raises(ImageError, match=f"is {width // 2}x{height // 2} pixels, more than the 1,000,000 read here"):
+        load_image(tmp_path / "photo.jpg", max_pixels=1_000_000)

@@ -24,6 +24,9 @@ images (``digits.data.standardize``) before the network sees it.
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -40,6 +43,7 @@ MAX_PIXELS = 100_000_000
 # Pages larger than this are shrunk first (anti-aliased): the work stays bounded, and a digit that
 # is 1/100 of such a page is still 40 pixels, twice what MNIST keeps of it.
 WORKING_SIZE = 2048
+BAND_PIXELS = 2**20  # to_mnist turns a large page to grey this many pixels at a time (4 MB of floats)
 FIT = 20  # MNIST's box for the digit's longer side
 FRAME = 28
 CENTRE = 14  # pixel index of the centre of mass in MNIST's frame
@@ -58,38 +62,54 @@ class NoInkError(DigitsError, ValueError):
     """A picture with no digit on it (a blank or uniform page): refused rather than guessed."""
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Read an image file (PNG, JPEG, BMP, ...) fully, upright as the camera meant it (EXIF rotation)."""
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read an image file (PNG, JPEG, BMP, ...) fully, upright as the camera meant it (EXIF rotation).
+
+    Only regular files are read: a FIFO or a device would block or never end. A picture of more than
+    ``max_pixels`` is refused from its header, before it is decoded; a JPEG is decoded at the smallest
+    of 1/1, 1/2, 1/4, 1/8 of its size that still covers ``WORKING_SIZE``. So the decoded picture holds
+    at most ``4 * max_pixels`` bytes, and ``to_mnist`` adds only bands and a page of ``WORKING_SIZE``."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
+    try:  # non-blocking: opening a FIFO for reading would otherwise wait for a writer
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise ImageError(f"{path} cannot be read: {error.strerror or error}") from error
-    if size > MAX_FILE_BYTES:
-        raise ImageError(
-            f"{path} has {size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: crop or shrink the picture first"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
-            image = Image.open(path)
-        with image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} read here: "
-                    "crop or shrink the picture first"
-                )
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
-        if isinstance(error, ImageError):
-            raise
-        raise ImageError(f"{path} is not an image that can be read: {error}") from error
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise ImageError(f"{path} is not a regular file (a folder, FIFO or device): give a picture file")
+    with os.fdopen(descriptor, "rb") as file:
+        if status.st_size > MAX_FILE_BYTES:
+            raise ImageError(
+                f"{path} has {status.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
+                "crop or shrink the picture first"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+                image = Image.open(file)
+            with image:
+                scale = WORKING_SIZE / max(image.size)
+                if scale < 1:  # JPEG only (others: no-op): a size whose longer side is still >= WORKING_SIZE
+                    image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"{path} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
+                        "crop or shrink the picture first"
+                    )
+                image.load()
+                ImageOps.exif_transpose(image, in_place=True)  # not a copy of a picture that needs none
+                return image
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
+            if isinstance(error, ImageError):
+                raise
+            raise ImageError(f"{path} is not an image that can be read: {error}") from error
 
 
-def _grey(image: Image.Image, notes: list[str]) -> np.ndarray:
-    """Grey levels in [0, 1] (1 = white), transparency composited on white paper."""
+def _grey_levels(image: Image.Image, peak: float, notes: list[str]) -> np.ndarray:
+    """Grey levels in [0, 1] (1 = white) of a band of the picture, transparency composited on white
+    paper; ``peak`` is the whole picture's largest value (mode F only)."""
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -102,25 +122,44 @@ def _grey(image: Image.Image, notes: list[str]) -> np.ndarray:
         notes.append(f"converted from 16-bit {image.mode} to grey scale")
         return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 1.0)
     if image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        return np.clip(values / max(float(values.max()), 1e-12), 0.0, 1.0)
+        return np.clip(np.asarray(image, dtype=np.float32) / max(peak, 1e-12), 0.0, 1.0)
     if image.mode != "L":
         notes.append(f"converted from {image.mode} to grey scale")
         image = image.convert("L")
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-def _shrink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
-    height, width = grey.shape
-    if max(height, width) <= WORKING_SIZE:
-        return grey
-    scale = WORKING_SIZE / max(height, width)
+def _grey(image: Image.Image, notes: list[str]) -> np.ndarray:
+    """Grey levels in [0, 1] (1 = white), transparency composited on white paper; a page larger than
+    ``WORKING_SIZE`` shrunk to it (anti-aliased).
+
+    A large page is turned to grey and shrunk along its longer side a band at a time, then along the
+    other: the float copies never hold the whole page (a 100-megapixel RGBA picture would need about
+    2 GB of them at once). The two passes are those of one box resize of the whole page."""
+    width, height = image.size
+    peak = float(image.getextrema()[1]) if image.mode == "F" else 1.0
+    longer = max(width, height)
+    if longer <= WORKING_SIZE:
+        return _grey_levels(image, peak, notes)
+    scale = WORKING_SIZE / longer
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    wide = width >= height  # the first pass shrinks the longer side: rows of a wide page, columns of a tall one
+    step = max(1, BAND_PIXELS // longer)
+    seen: list[str] = []
+    half = np.empty((height, size[0]) if wide else (size[1], width), dtype=np.float32)
+    for start in range(0, height if wide else width, step):
+        stop = min(start + step, height if wide else width)
+        box = (0, start, width, stop) if wide else (start, 0, stop, height)
+        band = _grey_levels(image.crop(box), peak, seen)
+        band_size = (size[0], stop - start) if wide else (stop - start, size[1])
+        shrunk = np.asarray(Image.fromarray(band).resize(band_size, Image.Resampling.BOX), dtype=np.float32)
+        if wide:
+            half[start:stop] = shrunk
+        else:
+            half[:, start:stop] = shrunk
+    notes.extend(dict.fromkeys(seen))  # each band's notes, once
     notes.append(f"shrunk the {width}x{height} page to {size[0]}x{size[1]} before looking for the digit")
-    return np.asarray(
-        Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(size, Image.Resampling.BOX),
-        dtype=np.float32,
-    )
+    return np.asarray(Image.fromarray(half).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
 def _peak(ink: np.ndarray) -> float:
@@ -270,7 +309,7 @@ def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     """A picture of one digit -> ((1, 28, 28) float32 in [0, 1], white ink on black, not yet
     normalised; notes saying what was done). Raises NoInkError for a page without a digit."""
     notes: list[str] = []
-    grey = _shrink(_grey(image, notes), notes)
+    grey = _grey(image, notes)
     ink = _ink(grey, notes)
     digit, (box_top, box_left) = _digit(ink, notes)
     rows, cols = np.nonzero(digit > 0.05)
