@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     log.info("checkpoint %s; ready in %.1f s", path, time.perf_counter() - STARTED)
     print(f"demo: open {url_of(sock)} (Ctrl-C stops it)", flush=True)
-    serve(demo, sock)
+    serve(demo, sock, cfg)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,7 +35,8 @@ from digits.demo.browser import INSTALL, draw_vertical_stroke, start_chromium
 from digits.demo.browser import installed as browser_installed
 from digits.handwriting import load_image, to_mnist
 
-UPLOAD_LIMIT = 300_000  # the server under test refuses larger bodies (config max_upload_bytes)
+UPLOAD_LIMIT = 600_000  # the server under test refuses larger bodies (config max_upload_bytes)
+TIMEOUT_S = 2  # ... and cuts off a client that takes longer for a request's headers, or its body
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,17 @@ class Demo:
 def demo(trained_run, data_dir, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("demo")
     process = start_script(
-        "demo.py", [f"ckpt_path={trained_run}", "port=0", f"max_upload_bytes={UPLOAD_LIMIT}"], data_dir, cwd
+        "demo.py",
+        [
+            f"ckpt_path={trained_run}",
+            "port=0",
+            f"max_upload_bytes={UPLOAD_LIMIT}",
+            f"max_pixels={BIG[0] * BIG[1]}",  # above the default: the big picture is decoded, not refused
+            f"header_timeout_s={TIMEOUT_S}",
+            f"body_timeout_s={TIMEOUT_S}",
+        ],
+        data_dir,
+        cwd,
     )
     server = Demo(process, cwd)
     if not server.found.wait(timeout=240):
@@ -115,6 +128,44 @@ def huge_png_header(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
+
+
+BIG = (10_000, 9_999)
+
+
+def sparse_rgba_png(width: int, height: int) -> bytes:
+    """A transparent RGBA PNG of ``width`` x ``height`` with one broad black stroke: 4 bytes a pixel
+    once decoded, about 1/1000 of that as a file. Its rows are compressed once per kind (each
+    block ends in a full flush, so a block can be repeated), not ``width * height * 4`` bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    blank = b"\0" * (4 * width + 1)  # filter byte 0, then transparent pixels
+    left, right = width // 2 - width // 40, width // 2 + width // 40
+    ink = b"\0" * (4 * left + 1) + b"\0\0\0\xff" * (right - left) + b"\0" * (4 * (width - right))
+    top, bottom = height // 10, height - height // 10
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream, adler = [b"\x78\xda"], 1
+    for row, count in ((blank, top), (ink, bottom - top), (blank, height - bottom)):
+        whole, rest = divmod(count, 100)
+        for rows, times in ((row * 100, whole), (row * rest, 1)):
+            stream.append((deflate.compress(rows) + deflate.flush(zlib.Z_FULL_FLUSH)) * times)
+            for _ in range(times):
+                adler = zlib.adler32(rows, adler)
+    stream.append(deflate.flush() + struct.pack(">I", adler))
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(stream)) + chunk(b"IEND", b"")
+
+
+def peak_mb(pid: int) -> float:
+    """The process's peak resident memory since its start or the last ``reset_peak`` (VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # Linux: the peak restarts from the current size
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,6 +246,167 @@ def test_writes_nothing_but_its_run_folder(demo):
     run_folders = {p.parts[:3] for p in written}
     assert len(run_folders) == 1 and next(iter(run_folders))[:2] == ("outputs", "demo"), written
     assert {p.name for p in written} <= {"config.yaml", "hydra.yaml", "overrides.yaml", "demo.log"}, written
+
+
+def test_a_10000_by_9999_picture_costs_bounded_memory_alone_and_ten_at_once(demo):
+    """Decoded, such a picture holds 400 MB; its grey levels as whole-page floats once cost 1.6 GB
+    more. Now the grey page is made in bands, and at most ``max_decodes`` (2) pictures are decoded
+    at once: the others wait their turn, or are told the demo is busy."""
+    picture = sparse_rgba_png(*BIG)
+    assert len(picture) < UPLOAD_LIMIT
+    pid = demo.process.pid
+    decoded_mb = 4 * BIG[0] * BIG[1] / 2**20
+    reset_peak(pid)
+    before = peak_mb(pid)
+    status, result = demo.analyse(picture)
+    alone = peak_mb(pid) - before
+    assert status == 200, result
+    assert "shrunk the 10000x9999 page to 2048x2048 before looking for the digit" in result["notes"]
+
+    reset_peak(pid)
+    before = peak_mb(pid)
+    answers: list[tuple[int, dict]] = []
+    clients = [threading.Thread(target=lambda: answers.append(demo.analyse(picture))) for _ in range(10)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(timeout=300)
+    ten = peak_mb(pid) - before
+    assert len(answers) == 10
+    assert any(status == 200 for status, _ in answers), answers
+    for status, result in answers:
+        assert status == 200 or (result["kind"] == "BusyError" and "max_decodes" in result["error"]), result
+    print(f"peak memory above the idle server: {alone:.0f} MB alone, {ten:.0f} MB with 10 at once")
+    # the decoded picture, plus at most 300 MB of work on it (bands, the 2048-pixel page)
+    assert alone < decoded_mb + 300, alone
+    assert ten < 2 * (decoded_mb + 300), ten
+
+
+def http_request(demo: Demo, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+    import http.client
+
+    host, port = demo.url.removeprefix("http://").strip("/").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request(method, path, body=body or None, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_only_the_names_it_listens_on_and_same_origin_posts_are_answered(demo):
+    """DNS rebinding: a page of evil.example makes its name resolve to 127.0.0.1; the browser then
+    sends ``Host: evil.example`` and, for a POST, ``Origin: http://evil.example``."""
+    port = demo.url.rstrip("/").rsplit(":", 1)[1]
+    for name in ("127.0.0.1", "localhost", "[::1]", "LOCALHOST"):
+        assert http_request(demo, "GET", "/", {"Host": f"{name}:{port}"})[0] == 200, name
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{int(port) + 1}", ""):
+        status, body = http_request(demo, "GET", "/", {"Host": host})
+        assert status == 403 and b"not a name this demo listens on" in body, (host, status, body)
+    drawing, own = stroke_one(), {"Host": f"127.0.0.1:{port}", "Content-Type": "image/png"}
+    status, body = http_request(demo, "POST", "/api/analyse", {**own, "Origin": "http://evil.example"}, drawing)
+    assert status == 403 and b"cross-origin" in body, (status, body)
+    status, body = http_request(demo, "POST", "/api/analyse", {**own, "Origin": "null"}, drawing)
+    assert status == 403, (status, body)
+    assert http_request(demo, "POST", "/api/analyse", {**own, "Origin": f"http://127.0.0.1:{port}"}, drawing)[0] == 200
+    assert http_request(demo, "POST", "/api/analyse", own, drawing)[0] == 200  # no Origin: not a browser page
+
+
+def connect(demo: Demo) -> socket.socket:
+    host, port = demo.url.removeprefix("http://").strip("/").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def seconds_until_closed(sock: socket.socket, trickle: bytes, limit: float = 4 * TIMEOUT_S) -> tuple[float, bytes]:
+    """Send ``trickle`` a byte every 0.2 s until the server closes the connection (or ``limit``
+    passes): the seconds it took, and what the server said."""
+    started, said = time.monotonic(), b""
+    sock.settimeout(0.2)
+    for byte in itertools.cycle(trickle):
+        if time.monotonic() - started > limit:
+            break
+        try:
+            sock.send(bytes([byte]))
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed
+            break
+        if not chunk:
+            break
+        said += chunk
+    sock.close()
+    return time.monotonic() - started, said
+
+
+def test_slow_or_silent_clients_are_cut_off(demo):
+    """Slow loris: a client holds a connection by sending its request a byte at a time."""
+    port = demo.url.rstrip("/").rsplit(":", 1)[1]
+    head = f"POST /api/analyse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n\r\n".encode()
+    silent = connect(demo)
+    started = time.monotonic()
+    silent.settimeout(4 * TIMEOUT_S)
+    try:
+        assert silent.recv(1) == b"", "a silent connection got an answer"
+    except TimeoutError:
+        pytest.fail("a connection that sends nothing was not closed")
+    assert time.monotonic() - started < 3 * TIMEOUT_S
+    silent.close()
+
+    took, said = seconds_until_closed(connect(demo), b"X-Slow: " + b"a" * 1000)  # headers that never end
+    assert TIMEOUT_S - 0.5 < took < 3 * TIMEOUT_S, (took, said)
+
+    slow_body = connect(demo)
+    slow_body.sendall(head)
+    took, said = seconds_until_closed(slow_body, stroke_one())
+    assert TIMEOUT_S - 0.5 < took < 3 * TIMEOUT_S and said.startswith(b"HTTP/1.1 408"), (took, said)
+    assert b"body_timeout_s" in said
+    assert demo.analyse(stroke_one())[0] == 200  # still serving
+
+
+def test_a_client_that_leaves_mid_upload_leaves_one_log_line(demo):
+    (log_file,) = demo.cwd.glob("outputs/demo/*/demo.log")
+    start = log_file.stat().st_size
+    port = demo.url.rstrip("/").rsplit(":", 1)[1]
+    for _ in range(3):
+        sock = connect(demo)
+        sock.sendall(
+            f"POST /api/analyse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n\r\n".encode()
+            + stroke_one()[:500]
+        )
+        time.sleep(0.3)
+        sock.close()
+    deadline = time.monotonic() + 10
+    while log_file.read_text()[start:].count("\n") < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    written = log_file.read_text()[start:]
+    assert written.count("disconnected before its picture arrived") == 3, written
+    assert "Traceback" not in written and written.count("\n") == 3, written
+    assert demo.analyse(stroke_one())[0] == 200
+
+
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("max_pixels", 0, "an integer >= 1"),
+        ("max_decodes", "two", "an integer >= 1"),
+        ("body_timeout_s", -1, "a number of seconds"),
+        ("header_timeout_s", float("nan"), "a number of seconds"),
+        ("allowed_hosts", "mybox", "a list of host names"),
+    ],
+)
+def test_each_limit_is_validated_with_its_key_in_the_message(key, value, says):
+    from omegaconf import OmegaConf
+
+    from digits.config import ConfigError
+    from digits.demo.app import validate_demo_config
+
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    validate_demo_config(cfg)  # the defaults pass
+    cfg[key] = value
+    with pytest.raises(ConfigError, match=f"{key}=.* is not allowed: {says}"):
+        validate_demo_config(cfg)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,27 +8,36 @@ JavaScript only draws and displays.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import math
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import h11
 import torch
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from digits.config import ConfigError
 from digits.data import standardize
 from digits.demo.lesson import LessonError, explain
 from digits.errors import DigitsError
-from digits.handwriting import ImageError, load_image, to_mnist
+from digits.handwriting import MAX_PIXELS, ImageError, load_image, to_mnist
 from digits.module import DigitsModule
 
 log = logging.getLogger("digits")
@@ -41,6 +50,39 @@ class DemoError(DigitsError, OSError):
 
 class UploadTooLargeError(DigitsError, ValueError):
     """A request body larger than ``max_upload_bytes``."""
+
+
+class UploadTimeoutError(DigitsError, TimeoutError):
+    """A request body that did not arrive within ``body_timeout_s``."""
+
+
+class BusyError(DigitsError, RuntimeError):
+    """No turn to decode a picture within ``queue_timeout_s``: ``max_decodes`` pictures are being read."""
+
+
+STATUS = {UploadTooLargeError: 413, UploadTimeoutError: 408, BusyError: 503}  # any other DigitsError: 422
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request, and all of them together, may cost (configs/demo.yaml explains each)."""
+
+    max_upload_bytes: int
+    max_pixels: int
+    max_decodes: int
+    queue_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    keep_alive_s: float
+    max_connections: int
+    allowed_hosts: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Limits:
+        return cls(
+            **{name: cfg[name] for name in cls.__dataclass_fields__ if name != "allowed_hosts"},
+            allowed_hosts=tuple(cfg.allowed_hosts),
+        )
 
 
 class Demo:
@@ -58,7 +100,9 @@ class Demo:
         device = next(self.module.parameters()).device
         return self.module(standardize(picture)[None].to(device))[0].float().cpu()
 
-    def analyse(self, data: bytes, target: int | None, temperature: float) -> dict[str, Any]:
+    def analyse(
+        self, data: bytes, target: int | None, temperature: float, max_pixels: int = MAX_PIXELS
+    ) -> dict[str, Any]:
         """Image bytes -> the picture the network receives -> logits -> the lesson's numbers."""
         started = time.perf_counter()
         # load_image reads files (its size checks need one): a temporary file, deleted at once.
@@ -66,7 +110,7 @@ class Demo:
             file.write(data)
             file.flush()
             try:
-                image = load_image(file.name)
+                image = load_image(file.name, max_pixels)
             except ImageError as error:  # its message names the temporary file: name the upload instead
                 raise ImageError(str(error).replace(file.name, "the picture")) from error
         picture, notes = to_mnist(image)
@@ -105,8 +149,9 @@ def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
     return target, temperature
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes ``limit`` bytes (never held whole)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` bytes (never held whole), or when it
+    has not arrived whole within ``timeout`` seconds (a slow upload would hold its connection forever)."""
     too_large = UploadTooLargeError(
         f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
         "the config value max_upload_bytes): send a smaller PNG or JPEG"
@@ -115,29 +160,92 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise UploadTimeoutError(
+            f"the picture did not arrive within {timeout:g} s (the config value body_timeout_s)"
+        ) from None
     return b"".join(chunks)
 
 
-def build_app(demo: Demo) -> Starlette:
+class LocalOnly:
+    """Answers only requests addressed to this server by a name it listens on, and refuses POSTs
+    from pages of other origins (as Jupyter does). A page on another site can make its own host
+    name resolve to 127.0.0.1 (DNS rebinding) and then talk to this server as if it were its own;
+    its requests still carry its host name in ``Host``, and a cross-origin POST carries ``Origin``."""
+
+    def __init__(self, app: ASGIApp, hosts: set[str]) -> None:
+        self.app, self.hosts = app, {host.lower() for host in hosts}
+        self.origins = {f"http://{host}" for host in self.hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            host, origin = headers.get("host", "").lower(), headers.get("origin")
+            refusal = None
+            if host not in self.hosts:
+                refusal = f"Host {host!r} is not a name this demo listens on (config value allowed_hosts)"
+            elif origin is not None and scope["method"] not in ("GET", "HEAD") and origin.lower() not in self.origins:
+                refusal = f"cross-origin request from {origin!r} refused"
+            if refusal is not None:
+                log.warning("demo: %s", refusal)
+                await PlainTextResponse(refusal, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_names(sock: socket.socket, allowed: tuple[str, ...]) -> set[str]:
+    """``name:port`` for each name the demo answers to: the loopback names, the address it listens
+    on, and ``allowed`` (port 80: the bare names too, as browsers send them)."""
+    address, port = sock.getsockname()[:2]
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{address}]" if ":" in address else address}
+    names |= {f"[{name}]" if ":" in name and not name.startswith("[") else name for name in allowed}
+    return {f"{name}:{port}" for name in names} | (names if port == 80 else set())
+
+
+def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
+    decoding = asyncio.Semaphore(limits.max_decodes)  # pictures decoded at once: each may cost 4 bytes a pixel
+
     async def index(request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     async def info(request: Request) -> JSONResponse:
         return JSONResponse({"checkpoint": demo.checkpoint.name})
 
-    async def analyse(request: Request) -> JSONResponse:
+    async def decode_in_turn(data: bytes, target: int | None, temperature: float) -> dict[str, Any]:
+        try:
+            with anyio.fail_after(limits.queue_timeout_s):
+                await decoding.acquire()
+        except TimeoutError:
+            raise BusyError(
+                f"the demo is reading {limits.max_decodes} other picture(s) (the config value max_decodes) "
+                f"and none finished within {limits.queue_timeout_s:g} s: try again"
+            ) from None
+        try:
+            return await run_in_threadpool(demo.analyse, data, target, temperature, limits.max_pixels)
+        finally:
+            decoding.release()
+
+    async def analyse(request: Request) -> Response:
         try:
             target, temperature = parse_settings(dict(request.query_params))
-            data = await read_body(request, demo.max_upload_bytes)
-            result = await run_in_threadpool(demo.analyse, data, target, temperature)
+            data = await read_body(request, limits.max_upload_bytes, limits.body_timeout_s)
+            result = await decode_in_turn(data, target, temperature)
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer, nothing to debug
+            log.info("demo: a client disconnected before its picture arrived")
+            return Response(status_code=400)
         except DigitsError as error:  # the user's input: say what is wrong with it
-            status = 413 if isinstance(error, UploadTooLargeError) else 422
-            return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=status)
+            return JSONResponse(
+                {"error": str(error), "kind": type(error).__name__},
+                status_code=STATUS.get(type(error), 422),
+                headers={"Connection": "close"} if isinstance(error, UploadTimeoutError) else None,
+            )
         except Exception as error:  # a bug: keep the traceback in the server's log, not on the page
             log.exception("demo: unexpected error on a request")
             return JSONResponse(
@@ -150,7 +258,7 @@ def build_app(demo: Demo) -> Starlette:
             )
         return JSONResponse(result)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/info", info),
@@ -158,6 +266,8 @@ def build_app(demo: Demo) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
+    app.add_middleware(LocalOnly, hosts=hosts)
+    return app
 
 
 def validate_demo_config(cfg: Any) -> None:
@@ -170,10 +280,23 @@ def validate_demo_config(cfg: Any) -> None:
     def is_int(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
+    def is_number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
     check(isinstance(cfg.host, str) and bool(cfg.host), "host", "a host name or address, e.g. 127.0.0.1")
     check(is_int(cfg.port) and 0 <= cfg.port <= 65535, "port", "an integer in [0, 65535] (0 picks a free port)")
     check(is_int(cfg.threads) and cfg.threads >= 1, "threads", "an integer >= 1")
-    check(is_int(cfg.max_upload_bytes) and cfg.max_upload_bytes >= 1, "max_upload_bytes", "an integer >= 1")
+    for key in ("max_upload_bytes", "max_pixels", "max_decodes", "max_connections"):
+        check(is_int(cfg[key]) and cfg[key] >= 1, key, "an integer >= 1")
+    for key in ("queue_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        check(is_number(cfg[key]) and 0 < cfg[key] <= 3600, key, "a number of seconds in (0, 3600]")
+    check(
+        isinstance(cfg.allowed_hosts, Sequence)
+        and not isinstance(cfg.allowed_hosts, str)
+        and all(isinstance(h, str) and h for h in cfg.allowed_hosts),
+        "allowed_hosts",
+        "a list of host names, e.g. [myhost.local]",
+    )
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -197,9 +320,50 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(demo: Demo, sock: socket.socket) -> None:
-    """Serve until interrupted (Ctrl-C)."""
+class HeadDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head. uvicorn closes a keep-alive
+    connection idle after a response, but not one that opens and sends nothing, nor one that sends
+    its headers a byte at a time (each byte restarts nothing: there is no timer to restart)."""
+
+    head_timeout_s = 10.0  # set per server by ``serve``
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._await_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_overdue)
+
+    def _head_overdue(self) -> None:
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no whole head yet
+            self.transport.close()
+
+
+def serve(demo: Demo, sock: socket.socket, cfg: Any) -> None:
+    """Serve until interrupted (Ctrl-C), within the limits of configs/demo.yaml (validated)."""
     import uvicorn
 
-    config = uvicorn.Config(build_app(demo), log_level="warning", access_log=False, lifespan="off")
+    limits = Limits.from_config(cfg)
+    protocol = type("Protocol", (HeadDeadlineProtocol,), {"head_timeout_s": limits.header_timeout_s})
+    config = uvicorn.Config(
+        build_app(demo, limits, host_names(sock, limits.allowed_hosts)),
+        http=protocol,
+        timeout_keep_alive=limits.keep_alive_s,
+        limit_concurrency=limits.max_connections,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
     uvicorn.Server(config).run(sockets=[sock])
