@@ -34,6 +34,7 @@ from digits.data import load_mnist, normalize, standardize
 from digits.demo.browser import INSTALL, draw_vertical_stroke, start_chromium
 from digits.demo.browser import installed as browser_installed
 from digits.handwriting import load_image, to_mnist
+from digits.studies.demo_memory import BIG, peak_mb, reset_peak, sparse_rgba_png
 
 UPLOAD_LIMIT = 600_000  # the server under test refuses larger bodies (config max_upload_bytes)
 TIMEOUT_S = 2  # ... and cuts off a client that takes longer for a request's headers, or its body
@@ -128,44 +129,6 @@ def huge_png_header(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
-
-
-BIG = (10_000, 9_999)
-
-
-def sparse_rgba_png(width: int, height: int) -> bytes:
-    """A transparent RGBA PNG of ``width`` x ``height`` with one broad black stroke: 4 bytes a pixel
-    once decoded, about 1/1000 of that as a file. Its rows are compressed once per kind (each
-    block ends in a full flush, so a block can be repeated), not ``width * height * 4`` bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    blank = b"\0" * (4 * width + 1)  # filter byte 0, then transparent pixels
-    left, right = width // 2 - width // 40, width // 2 + width // 40
-    ink = b"\0" * (4 * left + 1) + b"\0\0\0\xff" * (right - left) + b"\0" * (4 * (width - right))
-    top, bottom = height // 10, height - height // 10
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    stream, adler = [b"\x78\xda"], 1
-    for row, count in ((blank, top), (ink, bottom - top), (blank, height - bottom)):
-        whole, rest = divmod(count, 100)
-        for rows, times in ((row * 100, whole), (row * rest, 1)):
-            stream.append((deflate.compress(rows) + deflate.flush(zlib.Z_FULL_FLUSH)) * times)
-            for _ in range(times):
-                adler = zlib.adler32(rows, adler)
-    stream.append(deflate.flush() + struct.pack(">I", adler))
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(stream)) + chunk(b"IEND", b"")
-
-
-def peak_mb(pid: int) -> float:
-    """The process's peak resident memory since its start or the last ``reset_peak`` (VmHWM)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # Linux: the peak restarts from the current size
 
 
 # --------------------------------------------------------------------------------------------------
