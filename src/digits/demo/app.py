@@ -210,7 +210,7 @@ def host_names(sock: socket.socket, allowed: tuple[str, ...]) -> set[str]:
 
 
 def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
-    decoding = asyncio.Semaphore(limits.max_decodes)  # pictures decoded at once: each may cost 4 bytes a pixel
+    decoding = anyio.Semaphore(limits.max_decodes)  # pictures decoded at once: each may cost 4 bytes a pixel
 
     async def index(request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html")
