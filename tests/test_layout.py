@@ -10,8 +10,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digits"
 TRAINING_PATH = [
-    "data", "augment", "models", "losses", "module", "monitoring", "train", "checkpoints", "sync_batchnorm",
-    "config", "overrides", "run_names", "resolvers", "allowlist", "console", "errors",
+    "data", "augment", "models", "losses", "loss_checks", "loss_weights", "loss_backward", "module", "monitoring",
+    "train", "checkpoints", "sync_batchnorm", "config", "overrides", "run_names", "resolvers", "allowlist", "console",
+    "errors",
 ]  # fmt: skip
 OUTSIDE = ("digits.evaluation", "digits.demo", "digits.studies", "digits.export", "digits.handwriting")
 
