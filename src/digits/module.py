@@ -91,6 +91,7 @@ class DigitsModule(L.LightningModule):
         size = model.get("image_size", 28)
         self.example_input_array = torch.zeros(1, 1, size, size)
         self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
+        self._first_non_finite: tuple[Tensor, Tensor, Tensor] | None = None  # see _remember_non_finite
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -112,20 +113,50 @@ class DigitsModule(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss_fn(logits, labels)
-        if not torch.isfinite(loss):
-            checkpoint = self.trainer.checkpoint_callback
-            kept = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}) "
-                f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
-                f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
-            )
+        self._remember_non_finite(loss)
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self._stop_on_non_finite_loss()
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         # The learning rate is logged by Lightning's LearningRateMonitor (configs/callbacks); the
         # logits go to the callbacks' on_train_batch_end as `outputs` (digits.monitoring's histograms).
         return {"loss": loss, "logits": logits.detach()}
+
+    def _remember_non_finite(self, loss: Tensor) -> None:
+        """Keep the first non-finite loss, its step and epoch, on the loss's device: reading it would make the
+        host wait for the GPU at every step. ``_stop_on_non_finite_loss`` reads it (one wait) every
+        ``trainer.log_every_n_steps`` steps, before validation, at the epoch's end and before any checkpoint
+        is written, so no checkpoint ever holds the weights that followed it."""
+        if self._first_non_finite is None:
+            none_yet = torch.full((), -1, device=loss.device)
+            self._first_non_finite = (none_yet, loss.detach().new_zeros(()), none_yet)
+        step, value, epoch = self._first_non_finite
+        new = ~torch.isfinite(loss.detach()) & (step < 0)
+        step = torch.where(new, self.global_step, step)
+        self._first_non_finite = (
+            step,
+            torch.where(new, loss.detach(), value),
+            torch.where(new, self.current_epoch, epoch),
+        )
+
+    def _stop_on_non_finite_loss(self) -> None:
+        if self._first_non_finite is None or self._first_non_finite[0].item() < 0:
+            return
+        step, value, epoch = (tensor.item() for tensor in self._first_non_finite)
+        checkpoint = self.trainer.checkpoint_callback
+        kept = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
+        raise NonFiniteLossError(
+            f"training loss is {value} at step {step} (epoch {epoch}) "
+            f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
+            f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
+        )
+
+    def on_validation_start(self) -> None:
+        self._stop_on_non_finite_loss()
+
+    def on_train_epoch_end(self) -> None:
+        self._stop_on_non_finite_loss()
 
     def _evaluate(
         self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, stage: str
@@ -147,6 +178,7 @@ class DigitsModule(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._stop_on_non_finite_loss()  # before anything is written
         # What Lightning does not keep but an exact resume needs: the random streams (dropout) and
         # the best validation accuracy so far (torchmetrics states stay out of the state_dict).
         checkpoint["digits"] = {
