@@ -16,6 +16,12 @@ from digits.errors import DigitsError
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
+# The `profiler` key's values (debug=profiler): Lightning's profilers, each writing its report into the run folder.
+PROFILERS = {
+    "simple": "lightning.pytorch.profilers.SimpleProfiler",
+    "advanced": "lightning.pytorch.profilers.AdvancedProfiler",
+    "pytorch": "lightning.pytorch.profilers.PyTorchProfiler",
+}
 
 
 class ConfigError(DigitsError, ValueError):
@@ -44,6 +50,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(
         precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"
     )
+    profiler = cfg.get("profiler")
+    _check(profiler is None or profiler in PROFILERS, "profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
 
     data = cfg.data
     for key in ("batch_size", "eval_batch_size"):

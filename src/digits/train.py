@@ -12,13 +12,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
-from digits.config import ConfigError, check_run_folder, validate_train_config
+from digits.config import PROFILERS, ConfigError, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule
 
@@ -113,11 +113,16 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
     plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
+    # fit-profile.txt and test-profile.txt in the run folder
+    profiler = (
+        get_class(PROFILERS[cfg.profiler])(dirpath=output_dir, filename="profile") if cfg.get("profiler") else None
+    )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[*callbacks, clock, stopper, LogHyperparameters(hyperparameters(cfg))],
         logger=loggers or False,
         plugins=plugins,
+        profiler=profiler,
     )
 
     fit_start, fit_cpu_start = time.perf_counter(), time.process_time()
