@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ import yaml
 from conftest import ROOT, run_in_process, run_script
 
 from digits.allowlist import UnsafeConfigError, offered_targets
-from digits.checkpoints import check_checkpoint
+from digits.checkpoints import CheckpointError, check_checkpoint
 from digits.config import resume_config
+from digits.errors import DigitsError
 from digits.module import DigitsModule
 
 CANARY_TEXT = "the canary is alive\n"
@@ -251,4 +253,119 @@ def test_resume_exits_2_as_a_process(short_run, canary, tmp_path, data_dir):
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-2000:]
     assert "UnsafeConfigError" in output and "model._target_ is 'digits.train.write_text'" in output
+    assert canary.untouched()
+
+
+# --- checkpoints whose values pass the allow-list but that cannot be loaded: one line, exit code 2 --------
+
+
+def _deep(checkpoint):
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    checkpoint["hyper_parameters"]["model"]["channels"] = nested
+
+
+def _nan_weights(checkpoint):
+    checkpoint["state_dict"]["net.classifier.2.weight"][0, 0] = float("nan")
+
+
+# name: (change to the session's checkpoint, part of the one-line message)
+BROKEN = {
+    "negative hidden": (lambda c: c["hyper_parameters"]["model"].update(hidden=-5), "its classes refuse"),
+    "unknown argument": (lambda c: c["hyper_parameters"]["model"].update(colour="red"), "its classes refuse"),
+    "NaN dropout": (lambda c: c["hyper_parameters"]["model"].update(dropout=float("nan")), "its classes refuse"),
+    "string weight": (lambda c: c["hyper_parameters"]["loss"].update(weight="heavy"), "its classes refuse"),
+    "state_dict a list": (lambda c: c.update(state_dict=[1, 2]), "its state_dict is a list, not a dict of tensors"),
+    "5,000-deep nesting": (_deep, "model.channels[0][0]"),
+    "NaN weights": (_nan_weights, "its weights are not finite (NaN or infinite values in net.classifier.2.weight"),
+    "text file": (None, "not a PyTorch checkpoint that loads safely"),
+}
+
+
+# what train.py ckpt_path= reads of a checkpoint: the file, its state_dict, and its nesting
+TRAIN_CASES = ("state_dict a list", "5,000-deep nesting", "NaN weights", "text file")
+
+
+def broken(source: Path, case: str, target: Path) -> Path:
+    change = BROKEN[case][0]
+    if change is None:
+        target.write_text("epoch: 3\nweights: not here\n")
+        return target
+    checkpoint = torch.load(source, weights_only=True)
+    change(checkpoint)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # pickling the 5,000-deep list needs it; loading it does not
+    try:
+        torch.save(checkpoint, target)
+    finally:
+        sys.setrecursionlimit(limit)
+    return target
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_checkpoints_the_classes_reject_are_one_line_errors(case, short_run, tmp_path):
+    path = broken(short_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
+    for load in (DigitsModule.from_checkpoint, DigitsModule.load_from_checkpoint):
+        with pytest.raises(DigitsError) as error:
+            load(path)
+        assert BROKEN[case][1] in str(error.value) and "\n" not in str(error.value), case
+
+
+def test_scripts_exit_2_on_them_with_one_line(short_run, tmp_path, monkeypatch, capsys):
+    """evaluate.py, export.py and train.py ckpt_path= (a new run from those weights): exit code 2, one
+    line naming the problem, no traceback, and no output files."""
+    for case in BROKEN:
+        path = broken(short_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
+        for script, args in (
+            ("evaluate.py", [f"ckpt_path={path}", "device=cpu"]),
+            ("export.py", [f"ckpt_path={path}"]),
+            ("train.py", [f"ckpt_path={path}"]),
+        ):
+            if script == "train.py" and case not in TRAIN_CASES:
+                continue  # a new run builds its network from its own config; these weights fit it
+            out = tmp_path / "out" / script / slug(case)
+            code = run_in_process(script, [*args, f"hydra.run.dir={out}"], monkeypatch)
+            output = capsys.readouterr()
+            assert code == 2, (case, script, output.err[-2000:])
+            assert "Traceback" not in output.out + output.err, (case, script)
+            assert BROKEN[case][1] in output.out + output.err + (out / f"{script[:-3]}.log").read_text()
+            assert not any(p.suffix in (".json", ".onnx", ".ckpt") for p in out.rglob("*")), (case, script)
+            assert not (out / "config.yaml").exists()
+
+
+def test_a_checkpoint_of_another_network_through_train_ckpt_path(short_run, tmp_path, monkeypatch, capsys):
+    """The session's CNN checkpoint as the start of an ExampleNet run: refused by names and shapes,
+    before the new run folder gets a config.yaml or checkpoints."""
+    out = tmp_path / "new"
+    last = short_run / "checkpoints" / "last.ckpt"
+    code = run_in_process("train.py", [f"ckpt_path={last}", "model=example", f"hydra.run.dir={out}"], monkeypatch)
+    output = capsys.readouterr()
+    log = (out / "train.log").read_text()
+    assert code == 2 and "Traceback" not in output.out + output.err + log
+    assert "WeightMismatchError" in log and "do not fit the network its config describes" in log
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+
+
+def test_lightnings_trainer_paths_pass_the_same_gate(short_run, canary, tmp_path, data_dir):
+    """Trainer.fit/test(ckpt_path=...) with a module built from a clean config: the class's
+    on_load_checkpoint refuses a crafted file before any step (not just the scripts' checks)."""
+    import lightning as L
+
+    from digits.data import MNISTDataModule
+
+    hparams = torch.load(short_run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    datamodule = MNISTDataModule(str(data_dir), batch_size=64, download=False)
+    unsafe = crafted(short_run / "checkpoints" / "last.ckpt", "nested builtins.open", canary, tmp_path / "a.ckpt")
+    nan = broken(short_run / "checkpoints" / "last.ckpt", "NaN weights", tmp_path / "nan.ckpt")
+    for path, error in ((unsafe, UnsafeConfigError), (nan, CheckpointError)):
+        for run in ("fit", "test"):
+            trainer = L.Trainer(
+                max_epochs=2, limit_train_batches=1, limit_val_batches=1, limit_test_batches=1, logger=False,
+                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                default_root_dir=tmp_path / "lightning",
+            )  # fmt: skip
+            with pytest.raises(error):
+                getattr(trainer, run)(DigitsModule(**hparams), datamodule=datamodule, ckpt_path=path)
+            assert trainer.global_step == 0
     assert canary.untouched()

@@ -184,8 +184,11 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     checkpoint = read_checkpoint(
         path, advice=" Resume from another one in the same folder (the best-*.ckpt, or an earlier last.ckpt copy)."
     )
-    if not isinstance(checkpoint.get("state_dict"), dict) or "loops" not in checkpoint:
+    if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(f"{path} is not a training checkpoint of this project (no state_dict/loops).")
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise CheckpointError(f"{path}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
     check_hyperparameters(checkpoint.get("hyper_parameters"), path)
     rebase_callback_state(checkpoint, path.resolve().parent, path)
     return checkpoint

@@ -134,6 +134,7 @@ class DigitsModule(L.LightningModule):
         size = model.get("image_size", 28)
         self.example_input_array = torch.zeros(1, 1, size, size)
         self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
+        self._resumed_schedule: tuple[Any, dict[str, Any]] | None = None  # (checkpoint, scheduler state) on fit
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -208,6 +209,8 @@ class DigitsModule(L.LightningModule):
         _check_resume_state(checkpoint.get("digits"), source)
         if trainer is not None and trainer.state.fn == TrainerFn.FITTING and trainer.ckpt_path:
             self._adopt_callback_state(checkpoint, Path(trainer.ckpt_path).resolve().parent, source)
+            schedulers = checkpoint.get("lr_schedulers") or [{}]
+            self._resumed_schedule = (source, schedulers[0] if isinstance(schedulers[0], dict) else {})
         self._resumed_state = checkpoint.get("digits")  # applied in on_train_start, after the sanity check
 
     def _adopt_callback_state(self, checkpoint: dict[str, Any], folder: Path, source: str | Path) -> None:
@@ -239,6 +242,14 @@ class DigitsModule(L.LightningModule):
         for name in ("total_steps", "T_max"):
             if name in parameters and config.get(name) is None:
                 config[name] = int(steps)
+            saved = (self._resumed_schedule or (None, {}))[1].get(name)
+            if name in parameters and saved is not None and saved != config[name]:
+                # the checkpoint's scheduler state would replace this length, and stepping past it fails mid-run
+                raise CheckpointError(
+                    f"{self._resumed_schedule[0]}: its {config['_target_'].rsplit('.', 1)[-1]} schedule spans "
+                    f"{saved} {interval}s and this run {config[name]}: a schedule cannot be continued over another "
+                    "length. Keep the trainer and data settings of the run that wrote it, or use scheduler=none"
+                )
         scheduler = instantiate(config, optimizer=optimizer)
         # name: LearningRateMonitor's TensorBoard tag (else "lr-AdamW", after the optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"}}
