@@ -8,8 +8,11 @@ the harmful ones do write it when the check is skipped.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -369,3 +372,52 @@ def test_lightnings_trainer_paths_pass_the_same_gate(short_run, canary, tmp_path
                 getattr(trainer, run)(DigitsModule(**hparams), datamodule=datamodule, ckpt_path=path)
             assert trainer.global_step == 0
     assert canary.untouched()
+
+
+TINY_NET = '''"""A model added as a user would: this class and configs/model/tiny.yaml, nothing else."""
+
+from torch import Tensor, nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self, hidden: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+'''
+
+
+@pytest.mark.slow
+def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
+    """In a copy of the project: add a model class and its config, train a few steps, evaluate and export
+    the checkpoint. No Python list is edited; the allow-list reads the new YAML file."""
+    project = tmp_path / "project"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for part in ("src", "configs", "scripts"):
+        shutil.copytree(ROOT / part, project / part, ignore=skip)
+    (project / "src" / "digits" / "tiny.py").write_text(TINY_NET)
+    (project / "configs" / "model" / "tiny.yaml").write_text("_target_: digits.tiny.TinyNet\nhidden: 16\n")
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "DIGITS_DATA_DIR": str(data_dir)}
+
+    def run(script: str, *args: str) -> None:
+        result = subprocess.run(
+            [sys.executable, str(project / "scripts" / script), *args],
+            cwd=project, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, (script, (result.stdout + result.stderr)[-3000:])
+
+    run_dir = tmp_path / "run"
+    run(
+        "train.py", "model=tiny", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1", "test=false", "logger=none", "callbacks=minimal",
+        "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar", "~callbacks.model_summary",
+        f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hparams["model"]["_target_"] == "digits.tiny.TinyNet"
+    run("evaluate.py", f"ckpt_path={run_dir}", "device=cpu", f"hydra.run.dir={tmp_path / 'evaluated'}")
+    assert json.loads((tmp_path / "evaluated" / "metrics.json").read_text())["split"] == "test"
+    run("export.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path / 'exported'}")
+    assert (tmp_path / "exported" / "model.onnx").is_file()

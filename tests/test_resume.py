@@ -205,32 +205,26 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 # --- resume=<run folder>: what carries over, what is refused -------------------------------------
 
 
-def fake_run(tmp_path: Path) -> Path:
-    run_dir = tmp_path / "run"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(
-        "seed: 3\nresume: null\nckpt_path: null\npaths:\n  output_dir: /old\n"
-        "trainer:\n  max_epochs: 2\nloss:\n  _target_: digits.losses.CrossEntropyLoss\n"
-    )
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    return run_dir
+def fake_run(tmp_path: Path, source: Path) -> Path:
+    """A copy of a real run folder (resume checks its config.yaml and its last.ckpt)."""
+    return Path(shutil.copytree(source, tmp_path / "run"))
 
 
-def test_resume_config_keeps_the_run_and_applies_plain_overrides(tmp_path):
+def test_resume_config_keeps_the_run_and_applies_plain_overrides(tmp_path, resumable_run):
     from digits.config import resume_config
 
-    run_dir = fake_run(tmp_path)
+    run_dir = fake_run(tmp_path, resumable_run)
     cfg = resume_config(run_dir, [f"resume={run_dir}", "trainer.max_epochs=5"])
-    assert cfg.trainer.max_epochs == 5 and cfg.seed == 3
+    assert cfg.trainer.max_epochs == 5 and cfg.seed == 42
     assert cfg.paths.output_dir == str(run_dir) and cfg.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
 
 
 @pytest.mark.parametrize("override", ["loss=manual", "+extra=1", "trainer.nonsense=1"])
-def test_resume_refuses_a_different_config_group_or_key(tmp_path, override):
+def test_resume_refuses_a_different_config_group_or_key(tmp_path, override, resumable_run):
     from digits.config import ConfigError, resume_config
 
     with pytest.raises(ConfigError, match=re.escape(f"'{override}' cannot be applied to a resumed run")):
-        resume_config(fake_run(tmp_path), [override])
+        resume_config(fake_run(tmp_path, resumable_run), [override])
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
