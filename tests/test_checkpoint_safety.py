@@ -71,6 +71,12 @@ def _unknown_entry(h, canary, scratch):
     h["_recursive_"] = False
 
 
+def _lightning_instantiator(h, canary, scratch):
+    # Lightning's own hook for LightningCLI checkpoints: its load_from_checkpoint would hand the
+    # hyperparameters to this function instead of the class
+    h["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+
+
 # name: (craft, part of the message, does it write the canary or the scratch folder when unchecked)
 CASES = {
     "nested builtins.open": (
@@ -98,6 +104,11 @@ CASES = {
         False,
     ),
     "unknown hyperparameter": (_unknown_entry, "hyper_parameters has an unknown entry '_recursive_'", False),
+    "Lightning's _instantiator": (
+        _lightning_instantiator,
+        "hyper_parameters has an unknown entry '_instantiator'",
+        False,
+    ),
 }
 
 
@@ -161,6 +172,8 @@ def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_ru
         DigitsModule.from_checkpoint(path)
     with pytest.raises(UnsafeConfigError, match=re.escape(CASES[case][1])):  # Lightning's own API: the same gate
         DigitsModule.load_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="hparams_file=, strict=False and weights_only=False are not supported"):
+        DigitsModule.load_from_checkpoint(path, hparams_file=tmp_path / "hparams.yaml")  # would replace them unchecked
     with pytest.raises(UnsafeConfigError):  # what train.py ckpt_path= and resume= load a checkpoint with
         check_checkpoint(path)
     assert canary.untouched()

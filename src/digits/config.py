@@ -298,6 +298,8 @@ class OutputDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = config.hydra.run.dir
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP process Lightning started: rank 0 checked the folder
+            return
         try:
             if config.get("resume") is not None:  # all of resume's checks, before Hydra writes its files there
                 resume_config(config.resume, list(config.hydra.overrides.task))
