@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
 from digits.config import PROFILERS, ConfigError, check_run_folder, validate_train_config
 from digits.models import count_parameters
-from digits.module import DigitsModule
+from digits.module import DigitsModule, check_weights
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -82,11 +82,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
-    if cfg.get("ckpt_path") is not None:
-        check_checkpoint(cfg.ckpt_path)
-    if is_rank_zero:
-        check_run_folder(output_dir, resuming=cfg.get("ckpt_path") is not None)
-        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # the checkpoint's own checks (digits.checkpoints); its weights are checked against the module below
+    start = check_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") is not None else None
+    if is_rank_zero:  # only resume= continues a folder; a ckpt_path= alone is a new run in a new folder
+        check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -104,6 +103,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         channels_last=cfg.channels_last,
         run_config=plain(cfg),
     )
+    if start is not None:  # a checkpoint of another network: refused before anything is written
+        check_weights(module, start["state_dict"], cfg.ckpt_path)
+    if is_rank_zero:
+        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.trainer.get("enable_progress_bar") is False:  # one switch turns the bar off, whichever it is
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
