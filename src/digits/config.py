@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from digits.allowlist import check_run_config
 from digits.errors import DigitsError
+from digits.writing import WriteError
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
@@ -197,7 +198,7 @@ def check_writable(folder: str | Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ConfigError(
+        raise WriteError(
             f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
             "folder with free space: paths.log_dir=<dir>."
         ) from error
@@ -212,16 +213,16 @@ class OutputDirCheck(Callback):
         try:
             check_run_folder(folder, resuming=config.get("resume") is not None or config.get("ckpt_path") is not None)
             check_writable(folder)
-        except ConfigError as error:
+        except DigitsError as error:
             _exit_2(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             check_writable(config.hydra.sweep.dir)
-        except ConfigError as error:
+        except DigitsError as error:
             _exit_2(error)
 
 
-def _exit_2(error: ConfigError) -> None:
-    print(f"ConfigError: {error}", file=sys.stderr)
+def _exit_2(error: DigitsError) -> None:
+    print(f"{type(error).__name__}: {error}", file=sys.stderr)
     sys.exit(2)
