@@ -157,8 +157,8 @@ def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, short_run, tm
     from digits.train import train
     from digits.writing import WriteError
 
-    disk = small_disk(8192)  # two pages: a folder and a small file fit, a figure or a model does not
-    (disk / "filler").write_bytes(b"x" * 4096)
+    disk = small_disk(8192)
+    (disk / "filler").write_bytes(b"x" * 8192)  # full: folders and empty files can still be made, no byte written
     with pytest.raises(WriteError, match=f"cannot write {disk}/train/config.yaml: No space left on device"):
         train(compose_train(["logger=none", *QUIET], disk / "train", data_dir))
     with pytest.raises(WriteError, match=f"cannot write {disk}/evaluate: No space left on device"):
