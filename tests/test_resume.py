@@ -184,7 +184,8 @@ def test_sigkill_while_writing_never_leaves_an_unreadable_checkpoint(tmp_path):
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from digits.checkpoints import AtomicCheckpointIO, CheckpointError
+    from digits.checkpoints import AtomicCheckpointIO
+    from digits.writing import WriteError
 
     target = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"step": 1}, target)
@@ -193,7 +194,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(WriteError) as error:
         AtomicCheckpointIO().save_checkpoint({"step": 2}, target)
     message = str(error.value)
     assert f"could not write the checkpoint {target}: No space left on device" in message
@@ -252,35 +253,12 @@ def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_
 # --- read-only and full disks -------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A tmpfs of a given size (bytes), unmounted afterwards; skipped where mounting is not allowed."""
-    mounts = []
-
-    def mount(size: int, read_only: bool = False) -> Path:
-        point = tmp_path / f"disk{len(mounts)}"
-        point.mkdir()
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
-        )
-        if result.returncode:
-            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}); needs root/CAP_SYS_ADMIN")
-        mounts.append(point)
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
-        return point
-
-    yield mount
-    for point in mounts:
-        subprocess.run(["umount", str(point)], check=False)
-
-
 def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir, small_disk):
     disk = small_disk(1 << 20, read_only=True)
     process = start_script("train.py", [f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)
     output = finish(process)
     assert process.returncode == 2
-    assert f"ConfigError: cannot write the run folder {disk}/outputs/train/" in output
+    assert f"WriteError: cannot write the run folder {disk}/outputs/train/" in output
     assert "Read-only file system. Choose a writable folder with free space: paths.log_dir=<dir>." in output
     assert "Traceback" not in output
 
@@ -300,7 +278,7 @@ def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_pat
     output = finish(process)
     assert process.returncode == 2, output[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
-    assert f"CheckpointError: could not write the checkpoint {last}: No space left on device" in output
+    assert f"WriteError: could not write the checkpoint {last}: No space left on device" in output
     assert "are untouched (last.ckpt)" in output
     assert torch.load(last, weights_only=True)["global_step"] == 5  # the one before the disk filled up
     assert not list(last.parent.glob(".*.tmp"))

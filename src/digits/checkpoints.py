@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import Callback
 
 from digits.allowlist import MAX_DEPTH, check_hyperparameters
 from digits.errors import DigitsError
+from digits.writing import WriteError
 
 
 class CheckpointError(DigitsError, RuntimeError):
@@ -39,7 +40,7 @@ def _fsync_directory(directory: Path) -> None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to ``.<name>.<pid>.tmp`` in the target's folder, fsync, then ``os.replace``:
     a reader (or a resume after SIGKILL or power loss) sees the old file or the new one, never half
-    of one. A failed write (disk full, read-only folder) removes the temporary file and says so."""
+    of one. A failed write (disk full, read-only folder) removes the temporary file and raises WriteError."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
@@ -57,7 +58,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as error:
             temporary.unlink(missing_ok=True)
             kept = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
-            raise CheckpointError(
+            raise WriteError(
                 f"could not write the checkpoint {path}: {error.strerror or error}. "
                 f"Checkpoints already in {path.parent} are untouched ({', '.join(kept) or 'none yet'}). "
                 "Free disk space or make the folder writable (or set paths.log_dir to another disk), "

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from digits.allowlist import check_run_config
 from digits.errors import DigitsError
+from digits.writing import WriteError
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
@@ -294,7 +295,7 @@ def check_writable(folder: str | Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ConfigError(
+        raise WriteError(
             f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
             "folder with free space: paths.log_dir=<dir>."
         ) from error
@@ -319,7 +320,7 @@ class OutputDirCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             check_writable(config.hydra.sweep.dir)
-        except ConfigError as error:
+        except DigitsError as error:
             _exit_2(error)
 
 

@@ -18,9 +18,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
-from digits.config import PROFILERS, ConfigError, check_run_folder, validate_train_config
+from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_weights
+from digits.writing import write_text, writing
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -59,18 +60,6 @@ class LogHyperparameters(Callback):
         for logger in trainer.loggers:
             # The metrics named here fill the hparams view's columns once they are logged.
             logger.log_hyperparams(self.hparams, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a run file, turning a read-only or full disk into an error that says what to change."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as error:
-        raise ConfigError(
-            f"cannot write {path}: {error.strerror or error}. Choose a writable folder with "
-            "free space: paths.log_dir=<dir> (runs go to <dir>/train/<time>)."
-        ) from error
 
 
 def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -129,8 +118,11 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     )
 
     fit_start, fit_cpu_start = time.perf_counter(), time.process_time()
+    # a disk that fills up while TensorBoard or a callback writes: the same WriteError as any other write
+    intact = f"The checkpoints already written are intact: continue with resume={output_dir}."
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with writing(output_dir, intact):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except TrainingStopped:
         pass  # Ctrl-C or SIGTERM: StopOnCtrlC has saved last.ckpt
     fit_end = time.perf_counter()
