@@ -10,7 +10,9 @@ formula), written once for every form:
   of positions. Kept as its two factors, so that a product is taken in aten's order, log_probs * q' * w
   (cross_entropy_loss_prob_target; in bfloat16 the order shows).
 
-Without ``weight``, ``w_c = 1``.
+Without ``weight``, ``w_c = 1``. The nll form sums ``D`` and multiplies class probabilities in aten's order
+(``denominator_as_aten``, ``products``), so that it equals ``F.cross_entropy`` bit for bit; the manual form
+keeps its own order (``denominator``, ``dense``).
 """
 
 from __future__ import annotations
@@ -38,23 +40,31 @@ class TargetWeights:
         self.smoothing = label_smoothing
         self.class_dim = class_dim
         self.n_classes = n_classes = like.shape[class_dim]
-        # D is summed in float32 at least, so that a count of low-precision ones stays exact.
-        accumulate = torch.promote_types(like.dtype, torch.float32)
         if probabilities:
             self.ignored = None
             smoothing = label_smoothing > 0
             self.q = target * (1.0 - label_smoothing) + label_smoothing / n_classes if smoothing else target
-            positions = like.numel() // n_classes if like.numel() else 0  # an empty mean is NaN, as in PyTorch
-            self.denominator = torch.tensor(float(positions), dtype=accumulate, device=like.device)
+            self.positions = like.numel() // n_classes if like.numel() else 0  # an empty mean is NaN, as in PyTorch
+            self.denominator = like.new_tensor(float(self.positions))
             return
         self.ignored = target == ignore_index
-        if n_classes == 0:  # check_arguments lets only ignored positions (or none) get here: D = 0
-            self.denominator = torch.zeros((), dtype=accumulate, device=like.device)
-            return
         self.index = target.masked_fill(self.ignored, 0)
+        if n_classes == 0:  # check_arguments lets only ignored positions (or none) get here: D = 0
+            self.denominator = like.new_zeros(())
+            return
         picked_weight = weight[self.index] if weight is not None else torch.ones_like(target, dtype=like.dtype)
         self.target_weight = picked_weight.masked_fill(self.ignored, 0.0)  # w_{y_i}, 0 where ignored
-        self.denominator = self.target_weight.sum(dtype=accumulate)
+        self.denominator = self.target_weight.sum()
+
+    def denominator_as_aten(self) -> Tensor | int:
+        """D summed the way aten's cross_entropy sums it, for the nll form to equal F.cross_entropy bit for bit:
+        the number of positions as a Python number (probabilities; on CUDA aten multiplies by its reciprocal),
+        the kept targets' weights gathered and summed in the weight's dtype, or their count (class indices).
+        The same value as ``denominator``, rounded differently in float32 and below."""
+        if self.probabilities:
+            return self.positions
+        kept = ~self.ignored
+        return self.weight[self.index[kept]].sum() if self.weight is not None else kept.sum()
 
     # ----------------------------------------------------------------------------------------------
     # The loss: -sum_c a_ic * log_probs_ic.
@@ -63,7 +73,7 @@ class TargetWeights:
         """Each position's loss (the index shape)."""
         dim = self.class_dim
         if self.probabilities:
-            return -self.products(log_probs).sum(dim)
+            return -(self.dense() * log_probs).sum(dim)
         if self.n_classes == 0:
             return -log_probs.sum(dim)  # empty sums: 0, on the autograd graph
         picked = log_probs.gather(dim, self.index.unsqueeze(dim)).squeeze(dim)
@@ -74,8 +84,13 @@ class TargetWeights:
         # the upstream gradient infinite (an all-ignored batch: NaN loss, zero gradient, as in PyTorch).
         return loss.masked_fill(self.ignored, 0.0)
 
+    def dense(self) -> Tensor:
+        """Class probabilities: a = q' * w, as an (M, C) tensor."""
+        return self.q if self.weight is None else self.q * self._along_classes(self.weight, self.q)
+
     def products(self, log_probs: Tensor) -> Tensor:
-        """Class probabilities: a * log_probs, in aten's order (log_probs * q') * w."""
+        """Class probabilities: a * log_probs in aten's order, (log_probs * q') * w (the nll form's order:
+        in bfloat16 it shows)."""
         products = log_probs * self.q
         return products if self.weight is None else products * self._along_classes(self.weight, log_probs)
 
@@ -105,7 +120,7 @@ class TargetWeights:
             return log_probs
         softmax = log_probs.exp_() if in_place else log_probs.exp()
         if self.probabilities:
-            a = self.q if self.weight is None else self.q * self.weight
+            a = self.dense()
             factor = (scale * a.sum(-1)).unsqueeze(1)
             subtrahend = a * scale.unsqueeze(1)
             return softmax.mul_(factor).sub_(subtrahend) if in_place else softmax * factor - subtrahend
@@ -145,8 +160,7 @@ def reduce(per_position: Tensor, denominator: Tensor, reduction: str, shape: tor
 
 def reduce_total(total: Tensor, denominator: Tensor, reduction: str) -> Tensor:
     """The summed loss, over D for "mean". D = 0 (every position ignored or on a zero-weight class, or no
-    position): PyTorch's 0 / 0 = NaN, smoothing term included (total / 0 would give inf there). Divided in
-    D's (at least float32) precision, rounded once to the total's dtype."""
+    position): PyTorch's 0 / 0 = NaN, smoothing term included (total / 0 would give inf there)."""
     if reduction == "sum":
         return total
-    return torch.where(denominator != 0, total / denominator, torch.nan).to(total.dtype)
+    return torch.where(denominator != 0, total / denominator, torch.nan)

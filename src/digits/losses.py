@@ -55,7 +55,7 @@ from digits.loss_checks import (
     check_options,
     result_dtype,
 )
-from digits.loss_weights import TargetWeights, reduce, reduce_total
+from digits.loss_weights import TargetWeights, reduce
 
 __all__ = [
     "CrossEntropyLoss",
@@ -150,18 +150,27 @@ def nll_cross_entropy(
     if torch.is_autocast_enabled(input.device.type):  # the other arguments in float32
         target = target.float() if probabilities else target
         weight = None if weight is None else weight.float()
-    if probabilities:  # a = q' * w; in aten's order, every product summed at once (bfloat16 shows the order)
+    if probabilities:  # a = q' * w, in aten's order: every product summed at once (bfloat16 shows the order)
         weights = TargetWeights(log_probs, target, True, weight, ignore_index, label_smoothing, class_dim)
+        products = weights.products(log_probs)
         if reduction == "none":
-            return weights.loss(log_probs)
-        return reduce_total(-weights.products(log_probs).sum(), weights.denominator, reduction)
+            return -products.sum(class_dim)
+        total = -products.sum()
+        if reduction == "sum":
+            return total
+        positions = weights.denominator_as_aten()
+        return total / positions if positions else total * torch.nan  # an empty mean is NaN, as in PyTorch
     nll = F.nll_loss(log_probs, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     if label_smoothing == 0:
         return nll
     # a = (1 - eps) * w_y [c == y] + eps / C * w: NLLLoss is the first term, the smoothing term the second,
-    # reduced like the first (over the same D).
+    # reduced like the first (over the same D, summed as aten sums it).
     weights = TargetWeights(log_probs, target, False, weight, ignore_index, label_smoothing, class_dim)
-    smooth = reduce(weights.smoothing_loss(log_probs), weights.denominator, reduction, target.shape)
+    smooth = weights.smoothing_loss(log_probs)
+    if reduction == "sum":
+        smooth = smooth.sum()
+    elif reduction == "mean":
+        smooth = smooth.sum() / weights.denominator_as_aten()
     return (1.0 - label_smoothing) * nll + smooth * (label_smoothing / weights.n_classes)
 
 
