@@ -365,8 +365,9 @@ def test_crafted_callback_state_cannot_touch_files_outside_the_run(resumable_run
             state["last_model_path"] = f"{climb}/last.ckpt"
     torch.save(checkpoint, last)
     before, outside = sha256_tree(run), sha256_tree(victim)
-    assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=3"], monkeypatch) == 2
-    assert sha256_tree(victim) == outside and sha256_tree(run) == before
+    code = run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=3"], monkeypatch)
+    assert sha256_tree(victim) == outside  # (3bc2f47 deleted both: the tree and the file)
+    assert code == 2 and sha256_tree(run) == before
 
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -399,6 +400,16 @@ def test_a_symlink_in_the_run_folder_is_refused_not_written_through(resumable_ru
     before = sha256_tree(run)
     assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=2"], monkeypatch) == 2
     assert target.read_text() == "{}\n" and sha256_tree(run) == before
+    # the checkpoints folder itself as a link to another run's: refused, the other run untouched
+    other = tmp_path / "other"
+    shutil.copytree(resumable_run, other)
+    linked = tmp_path / "linked"
+    shutil.copytree(resumable_run, linked)
+    shutil.rmtree(linked / "checkpoints")
+    (linked / "checkpoints").symlink_to(other / "checkpoints")
+    others = sha256_tree(other)
+    assert run_in_process("train.py", [f"resume={linked}", "trainer.max_epochs=2"], monkeypatch) == 2
+    assert sha256_tree(other) == others
     # a new run into a folder with a symlink is refused too
     fresh = tmp_path / "fresh"
     fresh.mkdir()
