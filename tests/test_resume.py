@@ -354,14 +354,17 @@ def test_crafted_callback_state_cannot_touch_files_outside_the_run(resumable_run
     (victim / "last.ckpt").write_text("alive\n")
     run = tmp_path / "run"
     shutil.copytree(resumable_run, run)
+    config = run / "config.yaml"  # a run trained in this folder (not a copy): its paths name it
+    config.write_text(config.read_text().replace(str(resumable_run), str(run)))
     last = run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     for key, state in checkpoint["callbacks"].items():
         if key.startswith("ModelCheckpoint"):
-            state["dirpath"] = str(run / "checkpoints")  # as this copy's own: Lightning reloads the state
-            state["best_model_path"] = state["kth_best_model_path"] = ""
+            state["dirpath"] = str(run / "checkpoints")  # its own: Lightning reloads the state
             climb = f"{run / 'checkpoints'}/../../victim"
             state["best_k_models"] = {f"{climb}/tree": torch.tensor(0.0)}
+            state["best_model_path"] = state["kth_best_model_path"] = f"{climb}/tree"
+            state["best_model_score"] = state["kth_value"] = torch.tensor(0.0)
             state["last_model_path"] = f"{climb}/last.ckpt"
     torch.save(checkpoint, last)
     before, outside = sha256_tree(run), sha256_tree(victim)
@@ -384,7 +387,8 @@ def test_crafted_callback_state_cannot_touch_files_outside_the_run(resumable_run
     module = DigitsModule(**{**checkpoint["hyper_parameters"], "scheduler": None})
     datamodule = MNISTDataModule(str(mnist_dir()), download=False)
     with pytest.raises(
-        CheckpointError, match=r"(best_k_models|last_model_path) is '.*/\.\./\.\./victim/.*', not a file directly in"
+        CheckpointError,
+        match=r"(best_model_path|best_k_models|last_model_path) is '.*/\.\./\.\./victim/.*', not a file directly in",
     ):
         trainer.fit(module, datamodule=datamodule, ckpt_path=last)
     assert sha256_tree(victim) == outside and sha256_tree(run) == before
