@@ -434,3 +434,40 @@ def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
     assert json.loads((tmp_path / "evaluated" / "metrics.json").read_text())["split"] == "test"
     run("export.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path / 'exported'}")
     assert (tmp_path / "exported" / "model.onnx").is_file()
+
+
+def test_paths_in_callback_and_loop_state_must_stay_in_the_run(short_run, tmp_path):
+    """rebase_callback_state, the rule behind resume= and Trainer.fit(ckpt_path=): paths in other callbacks'
+    and the loops' state resolve inside the run folder; a ModelCheckpoint's names are plain files of its
+    folder, not symlinks; a real checkpoint passes with its paths re-derived from where it is read."""
+    from digits.checkpoints import rebase_callback_state
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run, ignore=shutil.ignore_patterns(".hydra"))
+    folder = run / "checkpoints"
+    (tmp_path / "victim.txt").write_text("alive\n")
+    (folder / "evil.ckpt").symlink_to(tmp_path / "victim.txt")
+
+    def model_checkpoint_link(checkpoint):
+        state = next(s for k, s in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint"))
+        state["best_k_models"] = {f"{state['dirpath']}/evil.ckpt": torch.tensor(0.0)}
+
+    changes = {
+        "outside the run folder": [
+            lambda c: c["callbacks"].update({"Throughput": {"log": "/etc/cron.d/job"}}),
+            lambda c: c["loops"]["fit_loop"].update(extra="../../outside"),
+        ],
+        "a symlink or a folder": [model_checkpoint_link],
+    }
+    for message, crafts in changes.items():
+        for craft in crafts:
+            checkpoint = torch.load(folder / "last.ckpt", weights_only=True)
+            craft(checkpoint)
+            with pytest.raises(CheckpointError, match=message):
+                rebase_callback_state(checkpoint, folder, "crafted")
+    clean = torch.load(folder / "last.ckpt", weights_only=True)
+    rebase_callback_state(clean, folder, "clean")
+    states = [s for k, s in clean["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert states and all(s["dirpath"] == str(folder.resolve()) for s in states)
+    assert all(Path(s["last_model_path"]).parent == folder.resolve() for s in states)
+    assert (tmp_path / "victim.txt").read_text() == "alive\n"

@@ -332,19 +332,23 @@ def test_crafted_callback_state_cannot_touch_files_outside_the_run(resumable_run
     (victim / "last.ckpt").write_text("alive\n")
     run = tmp_path / "run"
     shutil.copytree(resumable_run, run)
+    config = run / "config.yaml"  # a run trained in this folder (not a copy): its paths name it
+    config.write_text(config.read_text().replace(str(resumable_run), str(run)))
     last = run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     for key, state in checkpoint["callbacks"].items():
         if key.startswith("ModelCheckpoint"):
-            state["dirpath"] = str(run / "checkpoints")  # as this copy's own: Lightning reloads the state
-            state["best_model_path"] = state["kth_best_model_path"] = ""
+            state["dirpath"] = str(run / "checkpoints")  # its own: Lightning reloads the state
             climb = f"{run / 'checkpoints'}/../../victim"
             state["best_k_models"] = {f"{climb}/tree": torch.tensor(0.0)}
+            state["best_model_path"] = state["kth_best_model_path"] = f"{climb}/tree"
+            state["best_model_score"] = state["kth_value"] = torch.tensor(0.0)
             state["last_model_path"] = f"{climb}/last.ckpt"
     torch.save(checkpoint, last)
     before, outside = sha256_tree(run), sha256_tree(victim)
-    assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=3"], monkeypatch) == 2
-    assert sha256_tree(victim) == outside and sha256_tree(run) == before
+    code = run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=3"], monkeypatch)
+    assert sha256_tree(victim) == outside  # (3bc2f47 deleted both: the tree and the file)
+    assert code == 2 and sha256_tree(run) == before
 
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -361,7 +365,8 @@ def test_crafted_callback_state_cannot_touch_files_outside_the_run(resumable_run
     module = DigitsModule(**{**checkpoint["hyper_parameters"], "scheduler": None})
     datamodule = MNISTDataModule(str(mnist_dir()), download=False)
     with pytest.raises(
-        CheckpointError, match=r"(best_k_models|last_model_path) is '.*/\.\./\.\./victim/.*', not a file directly in"
+        CheckpointError,
+        match=r"(best_model_path|best_k_models|last_model_path) is '.*/\.\./\.\./victim/.*', not a file directly in",
     ):
         trainer.fit(module, datamodule=datamodule, ckpt_path=last)
     assert sha256_tree(victim) == outside and sha256_tree(run) == before
@@ -377,6 +382,16 @@ def test_a_symlink_in_the_run_folder_is_refused_not_written_through(resumable_ru
     before = sha256_tree(run)
     assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=2"], monkeypatch) == 2
     assert target.read_text() == "{}\n" and sha256_tree(run) == before
+    # the checkpoints folder itself as a link to another run's: refused, the other run untouched
+    other = tmp_path / "other"
+    shutil.copytree(resumable_run, other)
+    linked = tmp_path / "linked"
+    shutil.copytree(resumable_run, linked)
+    shutil.rmtree(linked / "checkpoints")
+    (linked / "checkpoints").symlink_to(other / "checkpoints")
+    others = sha256_tree(other)
+    assert run_in_process("train.py", [f"resume={linked}", "trainer.max_epochs=2"], monkeypatch) == 2
+    assert sha256_tree(other) == others
     # a new run into a folder with a symlink is refused too
     fresh = tmp_path / "fresh"
     fresh.mkdir()

@@ -23,6 +23,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
@@ -250,8 +251,6 @@ class DigitsModule(L.LightningModule):
         of a checkpoint from another folder is dropped (a new run from those weights keeps its own list,
         and never deletes or names the other run's files)."""
         rebase_callback_state(checkpoint, folder, source)
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
         own = {callback.state_key: callback for callback in self.trainer.callbacks}
         states = checkpoint.get("callbacks") or {}
         for key in list(states):
