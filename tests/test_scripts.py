@@ -166,3 +166,21 @@ def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, short_run, tm
     with pytest.raises(WriteError, match=f"cannot write {disk}/export/.writing-.*/model.onnx: No space left"):
         run_export(short_run, disk / "export", data_dir)
     assert not list((disk / "evaluate").iterdir()) and not list((disk / "export").iterdir())  # no partial set
+
+
+def test_a_failed_download_removes_every_folder_it_made(tmp_path, monkeypatch):
+    """DIGITS_DATA_DIR=../shared/data in a fresh clone: torchvision makes shared/data/MNIST/raw, the
+    download fails (no network here), and not even shared/ is left."""
+    import torchvision.datasets
+
+    from digits.data import DataNotFoundError, find_mnist
+
+    def offline(root: str, train: bool, download: bool) -> None:
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True)
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    (tmp_path / "clone").mkdir()
+    with pytest.raises(DataNotFoundError, match="the download failed"):
+        find_mnist(tmp_path / "clone" / ".." / "shared" / "data", download=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["clone"]

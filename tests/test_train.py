@@ -371,7 +371,7 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
     (taken / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's")
     refused = run_script("train.py", ["debug=limit", f"hydra.run.dir={taken}"], data_dir, cwd=tmp_path)
     assert refused.returncode == 2
-    assert f"ConfigError: {taken} already holds a run's checkpoints" in refused.stdout + refused.stderr
+    assert f"ConfigError: {taken} already holds a run (checkpoints)" in refused.stdout + refused.stderr
     assert (taken / "checkpoints" / "last.ckpt").read_bytes() == b"an earlier run's"  # untouched
     assert sorted(p.name for p in taken.iterdir()) == ["checkpoints"]  # not even Hydra wrote there
 

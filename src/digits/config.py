@@ -216,8 +216,6 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
 
     The run's paths are re-derived from ``run_dir``: a copied or moved run writes into itself, never
     into the folder it was copied from, and every folder it writes into must resolve inside ``run_dir``."""
-    from digits.checkpoints import check_checkpoint  # torch: after the command line's checks
-
     run_dir = Path(run_dir).resolve()
     saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
@@ -261,6 +259,8 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
                 f"{saved_path}: {key}={str(value)[:200]!r} is outside the run folder {run_dir}; "
                 "a resumed run writes only into its own folder"
             )
+    from digits.checkpoints import check_checkpoint  # torch: after the checks that need none (a typo fails fast)
+
     check_checkpoint(checkpoint)
     cfg.resume = str(run_dir)
     cfg.ckpt_path = str(checkpoint)

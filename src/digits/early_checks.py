@@ -1,6 +1,6 @@
 """Checks of the paths a config names, made before Hydra creates the run folder and before torch is
-imported: a typo in ``resume=``, ``ckpt_path=``, ``predict=`` or the data folder costs a second and
-leaves nothing behind. ``EarlyChecks`` runs them as a Hydra callback (configs/hydra/default.yaml)."""
+imported: a typo in ``ckpt_path=``, ``predict=`` or the data folder costs a second and leaves nothing
+behind. ``EarlyChecks`` runs them as a Hydra callback (configs/hydra/default.yaml)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from digits import entry
-from digits.config import ConfigError, resume_config
+from digits.config import ConfigError
 from digits.errors import DigitsError
 from digits.mnist_files import check_mnist
 
 
 def check_paths(cfg: Any) -> None:
-    """Without torch: the values the config leaves missing (``???``); ``resume`` (a run folder to
-    continue); ``ckpt_path`` and ``predict`` (must exist); the MNIST folder when the run would not
-    download it (``data.download`` false or absent; not needed with ``predict``)."""
+    """Without torch: the values the config leaves missing (``???``); ``ckpt_path`` and ``predict``
+    (must exist); the MNIST folder when the run would not download it (``data.download`` false or
+    absent; not needed with ``predict``). ``resume=`` is checked by ``digits.config.OutputDirCheck``,
+    listed next, also before the folder is written."""
     missing = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
     if "ckpt_path" in missing:
         raise ConfigError(
@@ -30,8 +31,6 @@ def check_paths(cfg: Any) -> None:
         )
     if missing:
         raise ConfigError(f"{missing[0]} is missing (???): give it on the command line, {missing[0]}=<value>")
-    if cfg.get("resume") is not None:
-        resume_config(cfg.resume, list(cfg.hydra.overrides.task))
     for key in ("ckpt_path", "predict"):
         if cfg.get(key) is not None:
             path = Path(str(cfg[key])).expanduser()

@@ -35,9 +35,9 @@ _BEFORE_OUTPUTS = {".hydra", "config.yaml"}
 
 
 def run(task: Callable[[Any, float], Any], config_name: str) -> Any:
-    """Run ``task(cfg, started)`` as a Hydra app on ``configs/<config_name>.yaml``; the configs are
-    the ones beside the script (``<script>/../../configs``). ``started``: ``time.perf_counter()`` at
-    the start of this job (the process start for the first), for start-up times."""
+    """Run ``task(cfg, started)`` as a Hydra app on ``configs/<config_name>.yaml`` of the repository
+    the script is in (``configs/`` beside ``scripts/``). ``started``: ``time.perf_counter()`` at the
+    start of this job (the process start for the first), for start-up times."""
     import hydra
 
     from digits.overrides import check_command_line
@@ -78,7 +78,7 @@ def _remove_if_unused(folder: Path, job_name: str) -> None:
     if folder.resolve() not in new_folders or not folder.is_dir():
         return
     if {p.name for p in folder.iterdir()} <= {*_BEFORE_OUTPUTS, f"{job_name}.log"}:
-        for handler in logging.getLogger().handlers:  # the log file is about to go with its folder
+        for handler in list(logging.getLogger().handlers):  # the log file is about to go with its folder
             if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder.resolve():
                 handler.close()
                 logging.getLogger().removeHandler(handler)
