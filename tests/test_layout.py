@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digits"
 TRAINING_PATH = [
     "data", "augment", "models", "losses", "module", "monitoring", "train", "checkpoints", "sync_batchnorm",
-    "config", "overrides", "run_names", "resolvers", "allowlist", "console", "errors",
+    "config", "overrides", "run_names", "resolvers", "allowlist", "console", "errors", "sigmoid",
 ]  # fmt: skip
 OUTSIDE = ("digits.evaluation", "digits.demo", "digits.studies", "digits.export", "digits.handwriting")
 

@@ -30,6 +30,7 @@ MODULE_TARGETS: dict[str, frozenset[str]] = {
             "digits.losses.ManualCrossEntropyLoss",
             "digits.losses.NaiveCrossEntropyLoss",
             "digits.losses.SoftmaxFirstCrossEntropyLoss",
+            "digits.sigmoid.SigmoidLoss",
         }
     ),
     "optimizer": frozenset({"torch.optim.AdamW", "torch.optim.SGD", "torch.optim.Adadelta"}),
