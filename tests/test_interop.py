@@ -37,7 +37,7 @@ def interop():
 
 @pytest.fixture(scope="module")
 def all_cases(interop):
-    return interop.cases()
+    return interop.cases(interop.TEST_GRID)  # every input form and both dtypes; the report runs them all
 
 
 def test_every_case_of_every_library_matches_pytorch_and_the_three_forms(interop, all_cases):
@@ -133,15 +133,24 @@ def test_the_trained_networks_test_set_logits_in_every_library(interop, trained_
     assert means["loss=softmax_first (the project's mistake)"] > softmax_floor(10)
 
 
-def test_keras_probability_path_by_hand(interop):
-    """Three rows of logits through Keras's from_logits=False path and its reproduction."""
+def test_keras_default_on_logits_as_the_logit_lab_page_shows_it(interop):
+    """Keras's from_logits=False path on three rows of logits, and the page's reproduction of it
+    (digits.demo.lesson.keras_default_loss, shown when softmax-first is switched on)."""
     import tensorflow as tf
 
-    x = np.array([[2.0, -1.0, 0.5], [-3.0, 1.0, 1.0], [0.1, 0.2, 0.3]], dtype=np.float32)
-    labels = np.eye(3, dtype=np.float32)[[0, 1, 2]]
-    keras = tf.keras.losses.CategoricalCrossentropy(reduction=None)(labels, x).numpy()
-    by_hand = interop.keras_probability_path(labels, x, tf.keras.config.epsilon())
-    np.testing.assert_allclose(keras, by_hand, rtol=1e-6)
+    from digits.demo.lesson import explain, keras_default_loss
+
+    x = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, 1.0], [0.1, 0.2, 0.3]])
+    target = torch.tensor([0, 1, 2])
+    keras = tf.keras.losses.CategoricalCrossentropy(reduction=None)(F.one_hot(target, 3).numpy(), x.numpy()).numpy()
+    page = keras_default_loss(x, target)
+    np.testing.assert_allclose(keras, page.numpy(), rtol=1e-6)
     # row 2 sums to -1: its target entry 1 / -1 = -1 is clipped to epsilon, a loss of -log(1e-7)
-    assert by_hand[1] == pytest.approx(-np.log(1e-7), rel=1e-5)
-    assert keras[0] != pytest.approx(F.cross_entropy(torch.from_numpy(x[:1]), torch.tensor([0])).item(), rel=0.1)
+    assert page[1].item() == pytest.approx(-np.log(1e-7), rel=1e-5)
+    assert keras[0] != pytest.approx(F.cross_entropy(x[:1], target[:1]).item(), rel=0.1)
+    logits = torch.tensor([3.0, -2.0, 0.5, 1.0, -1.0, 0.0, 2.0, -0.5, 0.25, 1.5])
+    shown = explain(logits, target=6)["softmax_first"]["keras_default"]
+    onehot = F.one_hot(torch.tensor([6]), 10).numpy()
+    assert shown == pytest.approx(
+        float(tf.keras.losses.CategoricalCrossentropy()(onehot, logits[None].numpy())), rel=1e-6
+    )

@@ -20,6 +20,15 @@ LOSSES: dict[str, nn.Module] = {
     "ManualCrossEntropyLoss": ManualCrossEntropyLoss(),
 }
 TEMPERATURE_RANGE = (0.05, 20.0)
+KERAS_EPSILON = 1e-7  # keras.config.epsilon()'s default
+
+
+def keras_default_loss(logits: Tensor, target: Tensor, epsilon: float = KERAS_EPSILON) -> Tensor:
+    """What Keras's ``CategoricalCrossentropy()`` computes when handed logits: its default is
+    ``from_logits=False``, and its code path (keras/src/backend/tensorflow/nn.py) divides each row by its sum,
+    clips to [epsilon, 1 - epsilon] and takes -log of the target's entry. (N, C) logits, (N) targets -> (N)."""
+    p = (logits / logits.sum(dim=-1, keepdim=True)).clamp(epsilon, 1.0 - epsilon)
+    return -p.gather(-1, target.unsqueeze(-1)).squeeze(-1).log()
 
 
 class LessonError(DigitsError, ValueError):
@@ -79,5 +88,6 @@ def explain(logits: Tensor, target: int | None = None, temperature: float = 1.0)
             "log_softmax": torch.log(twice).tolist(),
             "loss": mistaken.item(),
             "floor": softmax_floor(n_classes),
+            "keras_default": keras_default_loss(scaled.unsqueeze(0), target_tensor).item(),
         },
     }

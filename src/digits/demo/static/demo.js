@@ -249,6 +249,7 @@ function render(r) {
     ["log", fixed(m.log_softmax[y], 4)],
     ["loss (SoftmaxFirstCrossEntropyLoss)", loss6(m.loss)],
     ["its floor: log(1 + 9/e), even at p_y = 1", loss6(m.floor)],
+    ["Keras's CategoricalCrossentropy() handed the logits (from_logits=False): x / Σx, clipped, −log", loss6(m.keras_default)],
   ]);
 }
 
