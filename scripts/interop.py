@@ -8,23 +8,10 @@ Needs the interop extra: pip install -e '.[interop]'.
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def metadata() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "python": platform.python_version(),
-        "commit": commit.stdout.strip() or "unknown",
-    }
 
 
 def main() -> int:
@@ -36,7 +23,7 @@ def main() -> int:
 
     from digits.console import quiet_console
     from digits.errors import DigitsError
-    from digits.report import write_json
+    from digits.report import measurement_metadata, write_json
 
     quiet_console()
     try:
@@ -49,7 +36,7 @@ def main() -> int:
     except DigitsError as error:
         print(error, file=sys.stderr)
         return 2
-    data = {**metadata(), "checkpoint": args.checkpoint, **interop.report(logits, labels)}
+    data = {**measurement_metadata(ROOT), "checkpoint": args.checkpoint, **interop.report(logits, labels)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "interop.json", data)

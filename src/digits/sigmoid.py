@@ -77,3 +77,11 @@ def declines(logits: Tensor, labels: Tensor, threshold: float) -> dict[str, floa
         "declined": (~given).float().mean().item(),
         "accuracy_of_answers_given": (answers[given] == labels[given]).float().mean().item() if given.any() else 0.0,
     }
+
+
+def answers(loss_fn: nn.Module, probabilities: Tensor) -> list[int | None] | None:
+    """For a sigmoid model, each picture's answer (a digit, or None for "none of the ten"); None for a
+    softmax model, whose answer is always its most probable digit."""
+    if not is_sigmoid(loss_fn):
+        return None
+    return [None if a == NONE else a for a in decide(probabilities, loss_fn.threshold).tolist()]
