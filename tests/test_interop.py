@@ -127,6 +127,8 @@ def test_the_trained_networks_test_set_logits_in_every_library(interop, trained_
     # Keras's own path, reproduced step by step: divide by the row sum, clip to [eps, 1 - eps], -log
     assert trap["keras_path_by_hand_max_abs_difference"] < 1e-4
     assert means["CategoricalCrossentropy() on logits (Keras)"] != pytest.approx(right, rel=0.1)
+    # where the target's entry is clipped the loss is the constant -log(eps): exactly those images get no gradient
+    assert trap["share_with_zero_gradient"] == trap["share_clipped_at_epsilon"] > 0.5
     # the project's demonstration of the same mistake cannot go below its floor
     from digits.losses import softmax_floor
 

@@ -750,6 +750,7 @@ def keras_trap(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         "loss=softmax_first (the project's mistake)": SoftmaxFirstCrossEntropyLoss(reduction="none")(x, labels).numpy(),
     }
     normalised = xn / xn.sum(-1, keepdims=True)
+    _, keras_gradient = tf_loss_and_grad(lambda v: keras.losses.CategoricalCrossentropy(reduction=None)(onehot, v), xn)
     return {
         "epsilon": epsilon,
         "images": int(len(yn)),
@@ -757,6 +758,7 @@ def keras_trap(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         "keras_path_by_hand_max_abs_difference": float(np.abs(keras_value - by_hand).max()),
         "share_clipped_at_epsilon": float((normalised[np.arange(len(yn)), yn] <= epsilon).mean()),
         "share_with_negative_logit_sum": float((xn.sum(-1) < 0).mean()),
+        "share_with_zero_gradient": float((np.abs(keras_gradient).max(-1) == 0).mean()),
         "first_images": [
             {"image": i, "label": int(yn[i]), **{name: float(v[i]) for name, v in per_image.items()}} for i in range(3)
         ],
@@ -845,8 +847,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"{trap['images']:,} test images. Keras divides each row by its sum, clips to "
             f"[{trap['epsilon']:g}, 1 - {trap['epsilon']:g}] and takes -log; the same steps by hand differ from it "
             f"by at most {trap['keras_path_by_hand_max_abs_difference']:.2g}. Share of images whose target "
-            f"entry was clipped at epsilon: {trap['share_clipped_at_epsilon']:.1%}; whose logits sum to a negative "
-            f"number: {trap['share_with_negative_logit_sum']:.1%}.",
+            f"entry was clipped at epsilon: {trap['share_clipped_at_epsilon']:.2%}; whose logits sum to a negative "
+            f"number: {trap['share_with_negative_logit_sum']:.1%}; whose gradient with respect to the logits is zero "
+            f"(nothing to learn from): {trap['share_with_zero_gradient']:.2%}.",
             "",
             markdown_table([{"loss": name, "mean over the test set": value} for name, value in trap["means"].items()]),
             "The first three test images:",
