@@ -102,3 +102,17 @@ def test_loss_sigmoid_trains_evaluates_and_predicts(tmp_path, data_dir):
         top = [t["probability"] for t in p["top"]]
         assert "answer" in p and all(0 <= v <= 1 for v in top)
         assert p["answer"] == (p["top"][0]["digit"] if top[0] > 0.5 else None)
+
+
+def test_the_logit_lab_shows_a_sigmoid_checkpoints_ten_probabilities_and_terms():
+    from digits.demo.lesson import explain
+
+    logits = torch.tensor([-4.0, 1.0, -3.0, -2.0, -5.0, -1.0, -3.5, 0.5, -2.5, -6.0])
+    shown = explain(logits, target=1, sigmoid_threshold=0.5)["sigmoid"]
+    assert shown["probabilities"] == pytest.approx(logits.sigmoid().tolist())
+    assert shown["sum"] != pytest.approx(1.0, abs=0.05)  # independent yes/no answers: no reason to sum to 1
+    assert shown["loss"] == pytest.approx(SigmoidLoss()(logits[None], torch.tensor([1])).item(), rel=1e-6)
+    assert shown["bce"][1] == pytest.approx(-torch.log(logits.sigmoid()[1]).item(), rel=1e-6)
+    assert shown["answer"] == 1
+    assert explain(logits - 3, target=1, sigmoid_threshold=0.5)["sigmoid"]["answer"] is None  # none of the ten
+    assert explain(logits, target=1)["sigmoid"] is None  # a softmax checkpoint: no sigmoid panel

@@ -50,6 +50,11 @@ def is_sigmoid(loss_fn: nn.Module) -> bool:
     return isinstance(loss_fn, SigmoidLoss)
 
 
+def sigmoid_threshold(loss_fn: nn.Module) -> float | None:
+    """The decision threshold of a sigmoid model; None for a softmax model."""
+    return loss_fn.threshold if is_sigmoid(loss_fn) else None
+
+
 def class_probabilities(logits: Tensor, loss_fn: nn.Module) -> Tensor:
     """What the model says about each class: independent sigmoids for the sigmoid loss, a softmax otherwise."""
     return logits.sigmoid() if is_sigmoid(loss_fn) else logits.softmax(dim=1)
