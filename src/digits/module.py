@@ -100,7 +100,9 @@ def build_loss(config: dict[str, Any]) -> nn.Module:
     default float dtype (what ``torch.tensor`` makes of a list of floats; YAML may give integers). It is a
     buffer of the loss module, so it follows the module's dtype (``precision=64``) like the network does."""
     weight = config.get("weight")
-    return instantiate(config, weight=None if weight is None else torch.tensor(weight, dtype=torch.get_default_dtype()))
+    if weight is None:  # also a loss without a weight argument (loss=sigmoid)
+        return instantiate(config)
+    return instantiate(config, weight=torch.tensor(weight, dtype=torch.get_default_dtype()))
 
 
 class DigitsModule(L.LightningModule):

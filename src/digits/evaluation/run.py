@@ -14,6 +14,7 @@ from digits.evaluation.figures import save_contact_sheet, save_figures
 from digits.evaluation.loading import EvaluationError, choose_device, collect_logits, load_module, resolve_checkpoint
 from digits.evaluation.metrics import evaluate_logits, markdown_report
 from digits.evaluation.user_images import predict
+from digits.sigmoid import declines, is_sigmoid
 from digits.writing import output_set, write_json, write_text
 
 CONTACT_SHEET = "seen_by_the_network.png"
@@ -62,6 +63,8 @@ def run_evaluation(
     dataset = datamodule.test_set if split == "test" else datamodule.val_set
     logits = collect_logits(module, dataset.images)
     results = evaluate_logits(logits, dataset.labels)
+    if is_sigmoid(module.loss_fn):  # independent probabilities: how many digits it answers "none of the ten"
+        results["sigmoid"] = declines(logits, dataset.labels, module.loss_fn.threshold)
     results.update({"checkpoint": str(path), "split": split})
     with output_set(output_dir, last="metrics.json") as staging:
         figures = save_figures(results, dataset.images, staging)
