@@ -305,7 +305,7 @@ def resumable_run(tmp_path_factory, data_dir) -> Path:
 
     run_dir = tmp_path_factory.mktemp("resumable") / "run"
     overrides = ["scheduler=none", "callbacks=minimal", "test=false", "trainer.max_epochs=1"]
-    overrides += ["trainer.limit_train_batches=5", "trainer.limit_val_batches=1", *QUIET]
+    overrides += ["trainer.limit_train_batches=5", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", *QUIET]
     train(compose_train(overrides, run_dir, data_dir))
     return run_dir
 
