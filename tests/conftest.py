@@ -194,3 +194,26 @@ def short_run(tmp_path_factory, data_dir) -> Path:
     )
     train(cfg)
     return run_dir
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of a given size (bytes), unmounted afterwards; skipped where mounting is not allowed."""
+    mounts = []
+
+    def mount(size: int, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        if result.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}); needs root/CAP_SYS_ADMIN")
+        mounts.append(point)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], check=False)

@@ -8,8 +8,12 @@ the harmful ones do write it when the check is skipped.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +21,10 @@ import torch
 import yaml
 from conftest import ROOT, run_in_process, run_script
 
-from digits.allowlist import MODULE_TARGETS, RUN_TARGETS, TRAINER_PLUGIN_TARGETS, UnsafeConfigError
-from digits.checkpoints import check_checkpoint
+from digits.allowlist import UnsafeConfigError, offered_targets
+from digits.checkpoints import CheckpointError, check_checkpoint
 from digits.config import resume_config
+from digits.errors import DigitsError
 from digits.module import DigitsModule
 
 CANARY_TEXT = "the canary is alive\n"
@@ -66,6 +71,12 @@ def _unknown_entry(h, canary, scratch):
     h["_recursive_"] = False
 
 
+def _lightning_instantiator(h, canary, scratch):
+    # Lightning's own hook for LightningCLI checkpoints: its load_from_checkpoint would hand the
+    # hyperparameters to this function instead of the class
+    h["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+
+
 # name: (craft, part of the message, does it write the canary or the scratch folder when unchecked)
 CASES = {
     "nested builtins.open": (
@@ -93,6 +104,11 @@ CASES = {
         False,
     ),
     "unknown hyperparameter": (_unknown_entry, "hyper_parameters has an unknown entry '_recursive_'", False),
+    "Lightning's _instantiator": (
+        _lightning_instantiator,
+        "hyper_parameters has an unknown entry '_instantiator'",
+        False,
+    ),
 }
 
 
@@ -134,19 +150,19 @@ def slug(case: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", case)
 
 
-def test_the_allow_list_is_exactly_what_the_config_groups_offer():
-    for group, allowed in RUN_TARGETS.items():
-        offered = set()
-        for file in (ROOT / "configs" / group).glob("*.yaml"):
-            config = yaml.safe_load(file.read_text()) or {}
-            entries = config.values() if group in ("callbacks", "logger") else [config]
-            offered |= {entry["_target_"] for entry in entries if isinstance(entry, dict) and "_target_" in entry}
-        assert offered == set(allowed), group
-    assert set(MODULE_TARGETS) == {"model", "loss", "optimizer", "scheduler"}
-    plugins = [
-        yaml.safe_load(file.read_text()).get("plugins") or [] for file in (ROOT / "configs" / "trainer").glob("*.yaml")
-    ]
-    assert {entry["_target_"] for entries in plugins for entry in entries} == TRAINER_PLUGIN_TARGETS
+def test_the_allow_list_is_read_from_the_config_groups(tmp_path):
+    """No Python list to keep in sync: what configs/<group>/*.yaml name is what a file may ask for, and
+    a YAML file added to a group is enough (here in a copy of configs/)."""
+    offered = offered_targets()
+    assert offered["model"] == {"digits.models.DigitCNN", "digits.models.ExampleNet"}
+    assert "torch.optim.lr_scheduler.OneCycleLR" in offered["scheduler"]
+    assert "lightning.pytorch.callbacks.ModelCheckpoint" in offered["callbacks"]
+    assert offered["plugins"] == {"digits.sync_batchnorm.SyncBatchNorm"}
+    assert offered["trainer"] == {"lightning.pytorch.Trainer"}
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "configs" / "model" / "tiny.yaml").write_text("_target_: digits.tiny.TinyNet\n")
+    assert offered_targets(tmp_path / "configs")["model"] == offered["model"] | {"digits.tiny.TinyNet"}
+    assert offered_targets(tmp_path / "nowhere")["model"] == frozenset()  # no configs: everything is refused
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -154,6 +170,10 @@ def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_ru
     path = crafted(short_run / "checkpoints" / "last.ckpt", case, canary, tmp_path / "crafted.ckpt")
     with pytest.raises(UnsafeConfigError, match=re.escape(CASES[case][1])):
         DigitsModule.from_checkpoint(path)
+    with pytest.raises(UnsafeConfigError, match=re.escape(CASES[case][1])):  # Lightning's own API: the same gate
+        DigitsModule.load_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="hparams_file=, strict=False and weights_only=False are not supported"):
+        DigitsModule.load_from_checkpoint(path, hparams_file=tmp_path / "hparams.yaml")  # would replace them unchecked
     with pytest.raises(UnsafeConfigError):  # what train.py ckpt_path= and resume= load a checkpoint with
         check_checkpoint(path)
     assert canary.untouched()
@@ -161,12 +181,14 @@ def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_ru
 
 def test_the_crafted_checkpoints_are_real_attacks(short_run, tmp_path):
     """Without the check, the harmful ones write the canary or the scratch folder: the table tests
-    something real. (The module is built here as from_checkpoint built it before the allow-list.)"""
+    something real. (The module is built here as Lightning's own load_from_checkpoint builds it.)"""
+    import lightning as L
+
     for case, (_, _, harmful) in CASES.items():
         canary = Canary(tmp_path / slug(case))
         path = crafted(short_run / "checkpoints" / "last.ckpt", case, canary, canary.scratch.parent / "c.ckpt")
         try:
-            DigitsModule(**torch.load(path, weights_only=True)["hyper_parameters"])
+            L.LightningModule.load_from_checkpoint.__func__(DigitsModule, path)
         except Exception:
             pass
         assert canary.untouched() is not harmful, case
@@ -248,3 +270,204 @@ def test_resume_exits_2_as_a_process(short_run, canary, tmp_path, data_dir):
     assert result.returncode == 2, output[-2000:]
     assert "UnsafeConfigError" in output and "model._target_ is 'digits.train.write_text'" in output
     assert canary.untouched()
+
+
+# --- checkpoints whose values pass the allow-list but that cannot be loaded: one line, exit code 2 --------
+
+
+def _deep(checkpoint):
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    checkpoint["hyper_parameters"]["model"]["channels"] = nested
+
+
+def _nan_weights(checkpoint):
+    checkpoint["state_dict"]["net.classifier.2.weight"][0, 0] = float("nan")
+
+
+# name: (change to the session's checkpoint, part of the one-line message)
+BROKEN = {
+    "negative hidden": (lambda c: c["hyper_parameters"]["model"].update(hidden=-5), "its classes refuse"),
+    "unknown argument": (lambda c: c["hyper_parameters"]["model"].update(colour="red"), "its classes refuse"),
+    "NaN dropout": (lambda c: c["hyper_parameters"]["model"].update(dropout=float("nan")), "its classes refuse"),
+    "string weight": (lambda c: c["hyper_parameters"]["loss"].update(weight="heavy"), "its classes refuse"),
+    "state_dict a list": (lambda c: c.update(state_dict=[1, 2]), "its state_dict is a list, not a dict of tensors"),
+    "5,000-deep nesting": (_deep, "model.channels[0][0]"),
+    "NaN weights": (_nan_weights, "its weights are not finite (NaN or infinite values in net.classifier.2.weight"),
+    "text file": (None, "not a PyTorch checkpoint that loads safely"),
+}
+
+
+# what train.py ckpt_path= reads of a checkpoint: the file, its state_dict, and its nesting
+TRAIN_CASES = ("state_dict a list", "5,000-deep nesting", "NaN weights", "text file")
+
+
+def broken(source: Path, case: str, target: Path) -> Path:
+    change = BROKEN[case][0]
+    if change is None:
+        target.write_text("epoch: 3\nweights: not here\n")
+        return target
+    checkpoint = torch.load(source, weights_only=True)
+    change(checkpoint)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # pickling the 5,000-deep list needs it; loading it does not
+    try:
+        torch.save(checkpoint, target)
+    finally:
+        sys.setrecursionlimit(limit)
+    return target
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_checkpoints_the_classes_reject_are_one_line_errors(case, short_run, tmp_path):
+    path = broken(short_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
+    for load in (DigitsModule.from_checkpoint, DigitsModule.load_from_checkpoint):
+        with pytest.raises(DigitsError) as error:
+            load(path)
+        assert BROKEN[case][1] in str(error.value) and "\n" not in str(error.value), case
+
+
+def test_scripts_exit_2_on_them_with_one_line(short_run, tmp_path, monkeypatch, capsys):
+    """evaluate.py, export.py and train.py ckpt_path= (a new run from those weights): exit code 2, one
+    line naming the problem, no traceback, and no output files."""
+    for case in BROKEN:
+        path = broken(short_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
+        for script, args in (
+            ("evaluate.py", [f"ckpt_path={path}", "device=cpu"]),
+            ("export.py", [f"ckpt_path={path}"]),
+            ("train.py", [f"ckpt_path={path}"]),
+        ):
+            if script == "train.py" and case not in TRAIN_CASES:
+                continue  # a new run builds its network from its own config; these weights fit it
+            out = tmp_path / "out" / script / slug(case)
+            code = run_in_process(script, [*args, f"hydra.run.dir={out}"], monkeypatch)
+            output = capsys.readouterr()
+            assert code == 2, (case, script, output.err[-2000:])
+            assert "Traceback" not in output.out + output.err, (case, script)
+            assert BROKEN[case][1] in output.out + output.err + (out / f"{script[:-3]}.log").read_text()
+            assert not any(p.suffix in (".json", ".onnx", ".ckpt") for p in out.rglob("*")), (case, script)
+            assert not (out / "config.yaml").exists()
+
+
+def test_a_checkpoint_of_another_network_through_train_ckpt_path(short_run, tmp_path, monkeypatch, capsys):
+    """The session's CNN checkpoint as the start of an ExampleNet run: refused by names and shapes,
+    before the new run folder gets a config.yaml or checkpoints."""
+    out = tmp_path / "new"
+    last = short_run / "checkpoints" / "last.ckpt"
+    code = run_in_process("train.py", [f"ckpt_path={last}", "model=example", f"hydra.run.dir={out}"], monkeypatch)
+    output = capsys.readouterr()
+    log = (out / "train.log").read_text()
+    assert code == 2 and "Traceback" not in output.out + output.err + log
+    assert "WeightMismatchError" in log and "do not fit the network its config describes" in log
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+
+
+def test_lightnings_trainer_paths_pass_the_same_gate(short_run, canary, tmp_path, data_dir):
+    """Trainer.fit/test(ckpt_path=...) with a module built from a clean config: the class's
+    on_load_checkpoint refuses a crafted file before any step (not just the scripts' checks)."""
+    import lightning as L
+
+    from digits.data import MNISTDataModule
+
+    hparams = torch.load(short_run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    datamodule = MNISTDataModule(str(data_dir), batch_size=64, download=False)
+    unsafe = crafted(short_run / "checkpoints" / "last.ckpt", "nested builtins.open", canary, tmp_path / "a.ckpt")
+    nan = broken(short_run / "checkpoints" / "last.ckpt", "NaN weights", tmp_path / "nan.ckpt")
+    for path, error in ((unsafe, UnsafeConfigError), (nan, CheckpointError)):
+        for run in ("fit", "test"):
+            trainer = L.Trainer(
+                max_epochs=2, limit_train_batches=1, limit_val_batches=1, limit_test_batches=1, logger=False,
+                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                default_root_dir=tmp_path / "lightning",
+            )  # fmt: skip
+            with pytest.raises(error):
+                getattr(trainer, run)(DigitsModule(**hparams), datamodule=datamodule, ckpt_path=path)
+            assert trainer.global_step == 0
+    assert canary.untouched()
+
+
+TINY_NET = '''"""A model added as a user would: this class and configs/model/tiny.yaml, nothing else."""
+
+from torch import Tensor, nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self, hidden: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+'''
+
+
+@pytest.mark.slow
+def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
+    """In a copy of the project: add a model class and its config, train a few steps, evaluate and export
+    the checkpoint. No Python list is edited; the allow-list reads the new YAML file."""
+    project = tmp_path / "project"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for part in ("src", "configs", "scripts"):
+        shutil.copytree(ROOT / part, project / part, ignore=skip)
+    (project / "src" / "digits" / "tiny.py").write_text(TINY_NET)
+    (project / "configs" / "model" / "tiny.yaml").write_text("_target_: digits.tiny.TinyNet\nhidden: 16\n")
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "DIGITS_DATA_DIR": str(data_dir)}
+
+    def run(script: str, *args: str) -> None:
+        result = subprocess.run(
+            [sys.executable, str(project / "scripts" / script), *args],
+            cwd=project, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, (script, (result.stdout + result.stderr)[-3000:])
+
+    run_dir = tmp_path / "run"
+    run(
+        "train.py", "model=tiny", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1", "test=false", "logger=none", "callbacks=minimal",
+        "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar", "~callbacks.model_summary",
+        f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hparams["model"]["_target_"] == "digits.tiny.TinyNet"
+    run("evaluate.py", f"ckpt_path={run_dir}", "device=cpu", f"hydra.run.dir={tmp_path / 'evaluated'}")
+    assert json.loads((tmp_path / "evaluated" / "metrics.json").read_text())["split"] == "test"
+    run("export.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path / 'exported'}")
+    assert (tmp_path / "exported" / "model.onnx").is_file()
+
+
+def test_paths_in_callback_and_loop_state_must_stay_in_the_run(short_run, tmp_path):
+    """rebase_callback_state, the rule behind resume= and Trainer.fit(ckpt_path=): paths in other callbacks'
+    and the loops' state resolve inside the run folder; a ModelCheckpoint's names are plain files of its
+    folder, not symlinks; a real checkpoint passes with its paths re-derived from where it is read."""
+    from digits.checkpoints import rebase_callback_state
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run, ignore=shutil.ignore_patterns(".hydra"))
+    folder = run / "checkpoints"
+    (tmp_path / "victim.txt").write_text("alive\n")
+    (folder / "evil.ckpt").symlink_to(tmp_path / "victim.txt")
+
+    def model_checkpoint_link(checkpoint):
+        state = next(s for k, s in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint"))
+        state["best_k_models"] = {f"{state['dirpath']}/evil.ckpt": torch.tensor(0.0)}
+
+    changes = {
+        "outside the run folder": [
+            lambda c: c["callbacks"].update({"Throughput": {"log": "/etc/cron.d/job"}}),
+            lambda c: c["loops"]["fit_loop"].update(extra="../../outside"),
+        ],
+        "a symlink or a folder": [model_checkpoint_link],
+    }
+    for message, crafts in changes.items():
+        for craft in crafts:
+            checkpoint = torch.load(folder / "last.ckpt", weights_only=True)
+            craft(checkpoint)
+            with pytest.raises(CheckpointError, match=message):
+                rebase_callback_state(checkpoint, folder, "crafted")
+    clean = torch.load(folder / "last.ckpt", weights_only=True)
+    rebase_callback_state(clean, folder, "clean")
+    states = [s for k, s in clean["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert states and all(s["dirpath"] == str(folder.resolve()) for s in states)
+    assert all(Path(s["last_model_path"]).parent == folder.resolve() for s in states)
+    assert (tmp_path / "victim.txt").read_text() == "alive\n"

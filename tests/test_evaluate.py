@@ -178,7 +178,8 @@ def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):
         "evaluate.py", [f"ckpt_path={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'b'}"], data_dir, timeout=300
     )
     assert bad.returncode == 2
-    assert "EvaluationError" in bad.stderr + bad.stdout and "does not exist" in bad.stderr + bad.stdout
+    assert f"ConfigError: ckpt_path={tmp_path / 'nope'}: {tmp_path / 'nope'} does not exist" in bad.stderr
+    assert not (tmp_path / "b").exists()  # refused before the run folder is made
     missing = run_script("evaluate.py", [f"hydra.run.dir={tmp_path / 'c'}"], data_dir, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "ckpt_path is missing: give a checkpoint or a run folder" in missing.stderr + missing.stdout

@@ -52,6 +52,8 @@ def test_the_card_describes_the_file_and_its_check(exported, short_run, test_set
         "model.onnx",
         "model_card.json",
     ]  # nothing staged is left behind
+    # the card names the very file beside it (the two are written as one set, the card last)
+    assert card["model_sha256"] == hashlib.sha256((exported / "model.onnx").read_bytes()).hexdigest()
     session = onnxruntime.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
     (source,), (target,) = session.get_inputs(), session.get_outputs()
     assert (source.name, source.shape, source.type) == ("images", ["batch", 1, 28, 28], "tensor(float)")

@@ -1,5 +1,5 @@
 """The package's architecture, as the README's Layout section draws it: the training path never
-reaches into evaluation, the demo or the studies, and the renamed command still answers."""
+reaches into evaluation, the demo or the studies, and the sweep-table command answers."""
 
 import ast
 import subprocess
@@ -10,8 +10,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digits"
 TRAINING_PATH = [
-    "data", "augment", "models", "losses", "module", "monitoring", "train", "checkpoints", "sync_batchnorm",
-    "config", "overrides", "run_names", "resolvers", "allowlist", "console", "errors",
+    "data", "augment", "models", "losses", "loss_checks", "loss_weights", "loss_backward", "module", "monitoring",
+    "train", "checkpoints", "sync_batchnorm", "config", "overrides", "run_names", "resolvers", "allowlist", "console",
+    "errors", "entry", "early_checks", "writing", "mnist_files", "sigmoid",
 ]  # fmt: skip
 OUTSIDE = ("digits.evaluation", "digits.demo", "digits.studies", "digits.export", "digits.handwriting")
 
@@ -36,17 +37,10 @@ def test_the_training_path_imports_nothing_from_after_training_or_the_studies(na
 def test_every_module_is_placed():
     """A new top-level module must be added to the training path above, or go into a subpackage."""
     top_level = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert top_level == set(TRAINING_PATH) | {"export", "handwriting", "report", "search"}
+    assert top_level == set(TRAINING_PATH) | {"export", "handwriting", "report"}
 
 
-def test_the_old_search_command_still_works_with_a_deprecation_message(tmp_path):
-    (tmp_path / "0").mkdir()  # a sweep folder whose only trial has not finished: an empty table
-    old, new = (
-        subprocess.run([sys.executable, "-m", module, str(tmp_path)], capture_output=True, text=True, timeout=120)
-        for module in ("digits.search", "digits.studies.search")
-    )
-    assert old.returncode == new.returncode == 0 and old.stdout == new.stdout
-    assert "deprecated" in old.stderr and "digits.studies.search" in old.stderr and not new.stderr
+def test_the_search_command_reports_a_missing_folder_in_one_line(tmp_path):
     missing = subprocess.run(
         [sys.executable, "-m", "digits.studies.search", str(tmp_path / "nope")], capture_output=True, text=True
     )

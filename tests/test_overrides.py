@@ -27,7 +27,7 @@ from digits.run_names import MAX_OVERRIDES_LENGTH, run_name
         (
             ["loss=crossentropy"],
             "loss=crossentropy is not a choice of 'loss'; did you mean 'cross_entropy'? The choices: "
-            "cross_entropy, manual, manual_naive, nll, softmax_first",
+            "cross_entropy, manual, manual_naive, nll, sigmoid, softmax_first",
         ),
         (["-m", "loss=cross_entropy,nll,manul"], "loss=manul is not a choice of 'loss'; did you mean 'manual'?"),
         # a key that exists only under another choice of its group

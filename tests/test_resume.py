@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CUDA, QUIET, compose_train, start_script
+import yaml
+from conftest import CUDA, QUIET, compose_train, mnist_dir, run_in_process, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end; with data.augment on,
@@ -182,7 +184,8 @@ def test_sigkill_while_writing_never_leaves_an_unreadable_checkpoint(tmp_path):
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from digits.checkpoints import AtomicCheckpointIO, CheckpointError
+    from digits.checkpoints import AtomicCheckpointIO
+    from digits.writing import WriteError
 
     target = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"step": 1}, target)
@@ -191,7 +194,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(WriteError) as error:
         AtomicCheckpointIO().save_checkpoint({"step": 2}, target)
     message = str(error.value)
     assert f"could not write the checkpoint {target}: No space left on device" in message
@@ -203,32 +206,26 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 # --- resume=<run folder>: what carries over, what is refused -------------------------------------
 
 
-def fake_run(tmp_path: Path) -> Path:
-    run_dir = tmp_path / "run"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(
-        "seed: 3\nresume: null\nckpt_path: null\npaths:\n  output_dir: /old\n"
-        "trainer:\n  max_epochs: 2\nloss:\n  _target_: digits.losses.CrossEntropyLoss\n"
-    )
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    return run_dir
+def fake_run(tmp_path: Path, source: Path) -> Path:
+    """A copy of a real run folder (resume checks its config.yaml and its last.ckpt)."""
+    return Path(shutil.copytree(source, tmp_path / "run"))
 
 
-def test_resume_config_keeps_the_run_and_applies_plain_overrides(tmp_path):
+def test_resume_config_keeps_the_run_and_applies_plain_overrides(tmp_path, resumable_run):
     from digits.config import resume_config
 
-    run_dir = fake_run(tmp_path)
+    run_dir = fake_run(tmp_path, resumable_run)
     cfg = resume_config(run_dir, [f"resume={run_dir}", "trainer.max_epochs=5"])
-    assert cfg.trainer.max_epochs == 5 and cfg.seed == 3
+    assert cfg.trainer.max_epochs == 5 and cfg.seed == 42
     assert cfg.paths.output_dir == str(run_dir) and cfg.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
 
 
 @pytest.mark.parametrize("override", ["loss=manual", "+extra=1", "trainer.nonsense=1"])
-def test_resume_refuses_a_different_config_group_or_key(tmp_path, override):
+def test_resume_refuses_a_different_config_group_or_key(tmp_path, override, resumable_run):
     from digits.config import ConfigError, resume_config
 
     with pytest.raises(ConfigError, match=re.escape(f"'{override}' cannot be applied to a resumed run")):
-        resume_config(fake_run(tmp_path), [override])
+        resume_config(fake_run(tmp_path, resumable_run), [override])
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
@@ -256,35 +253,12 @@ def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_
 # --- read-only and full disks -------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A tmpfs of a given size (bytes), unmounted afterwards; skipped where mounting is not allowed."""
-    mounts = []
-
-    def mount(size: int, read_only: bool = False) -> Path:
-        point = tmp_path / f"disk{len(mounts)}"
-        point.mkdir()
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
-        )
-        if result.returncode:
-            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}); needs root/CAP_SYS_ADMIN")
-        mounts.append(point)
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
-        return point
-
-    yield mount
-    for point in mounts:
-        subprocess.run(["umount", str(point)], check=False)
-
-
 def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir, small_disk):
     disk = small_disk(1 << 20, read_only=True)
     process = start_script("train.py", [f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)
     output = finish(process)
     assert process.returncode == 2
-    assert f"ConfigError: cannot write the run folder {disk}/outputs/train/" in output
+    assert f"WriteError: cannot write the run folder {disk}/outputs/train/" in output
     assert "Read-only file system. Choose a writable folder with free space: paths.log_dir=<dir>." in output
     assert "Traceback" not in output
 
@@ -304,7 +278,175 @@ def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_pat
     output = finish(process)
     assert process.returncode == 2, output[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
-    assert f"CheckpointError: could not write the checkpoint {last}: No space left on device" in output
+    assert f"WriteError: could not write the checkpoint {last}: No space left on device" in output
     assert "are untouched (last.ckpt)" in output
     assert torch.load(last, weights_only=True)["global_step"] == 5  # the one before the disk filled up
     assert not list(last.parent.glob(".*.tmp"))
+
+
+# --- run folders from elsewhere: copied runs, crafted callback state, symlinks, other runs' folders -----
+
+
+def sha256_tree(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (symlinks as their link text) and its SHA-256."""
+    sums = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            sums[str(path.relative_to(folder))] = "link:" + os.readlink(path)
+        elif path.is_file():
+            sums[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return sums
+
+
+@pytest.fixture(scope="module")
+def resumable_run(tmp_path_factory, data_dir) -> Path:
+    """One epoch of 5 steps without a schedule (so that it may be resumed for longer), with TensorBoard."""
+    from digits.train import train
+
+    run_dir = tmp_path_factory.mktemp("resumable") / "run"
+    overrides = ["scheduler=none", "callbacks=minimal", "test=false", "trainer.max_epochs=1"]
+    overrides += ["trainer.limit_train_batches=5", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", *QUIET]
+    train(compose_train(overrides, run_dir, data_dir))
+    return run_dir
+
+
+def test_a_copied_run_resumes_into_itself_and_the_original_stays_byte_for_byte(resumable_run, tmp_path, monkeypatch):
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(resumable_run, copy, symlinks=True)  # cp -a
+    before = sha256_tree(resumable_run)
+    assert run_in_process("train.py", [f"resume={copy}", "trainer.max_epochs=2"], monkeypatch) in (0, None)
+    assert sha256_tree(resumable_run) == before  # nothing of the original was written, deleted or added
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert metrics["steps"] == 10 and metrics["output_dir"] == str(copy)
+    assert Path(metrics["best_checkpoint"]).parent == copy / "checkpoints"
+    assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+    assert len(list(copy.glob("events.out.tfevents.*"))) == 2  # the resume's TensorBoard events beside the first
+
+
+def test_crafted_callback_state_cannot_touch_files_outside_the_run(resumable_run, tmp_path, monkeypatch):
+    """ModelCheckpoint state whose paths climb out with `..`: Lightning would delete them when it saves a
+    better checkpoint or a new last.ckpt. Refused through resume= and through Trainer.fit(ckpt_path=)."""
+    victim = tmp_path / "victim"
+    (victim / "tree").mkdir(parents=True)
+    (victim / "tree" / "canary.txt").write_text("alive\n")
+    (victim / "last.ckpt").write_text("alive\n")
+    run = tmp_path / "run"
+    shutil.copytree(resumable_run, run)
+    config = run / "config.yaml"  # a run trained in this folder (not a copy): its paths name it
+    config.write_text(config.read_text().replace(str(resumable_run), str(run)))
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    for key, state in checkpoint["callbacks"].items():
+        if key.startswith("ModelCheckpoint"):
+            state["dirpath"] = str(run / "checkpoints")  # its own: Lightning reloads the state
+            climb = f"{run / 'checkpoints'}/../../victim"
+            state["best_k_models"] = {f"{climb}/tree": torch.tensor(0.0)}
+            state["best_model_path"] = state["kth_best_model_path"] = f"{climb}/tree"
+            state["best_model_score"] = state["kth_value"] = torch.tensor(0.0)
+            state["last_model_path"] = f"{climb}/last.ckpt"
+    torch.save(checkpoint, last)
+    before, outside = sha256_tree(run), sha256_tree(victim)
+    code = run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=3"], monkeypatch)
+    assert sha256_tree(victim) == outside  # (3bc2f47 deleted both: the tree and the file)
+    assert code == 2 and sha256_tree(run) == before
+
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from digits.checkpoints import CheckpointError
+    from digits.data import MNISTDataModule
+    from digits.module import DigitsModule
+
+    trainer = L.Trainer(
+        max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[ModelCheckpoint(dirpath=run / "checkpoints", monitor="val/acc",
+        mode="max", save_last=True)],
+    )  # fmt: skip
+    module = DigitsModule(**{**checkpoint["hyper_parameters"], "scheduler": None})
+    datamodule = MNISTDataModule(str(mnist_dir()), download=False)
+    with pytest.raises(
+        CheckpointError,
+        match=r"(best_model_path|best_k_models|last_model_path) is '.*/\.\./\.\./victim/.*', not a file directly in",
+    ):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last)
+    assert sha256_tree(victim) == outside and sha256_tree(run) == before
+
+
+def test_a_symlink_in_the_run_folder_is_refused_not_written_through(resumable_run, tmp_path, monkeypatch):
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}\n")
+    run = tmp_path / "run"
+    shutil.copytree(resumable_run, run)
+    (run / "metrics.json").unlink()
+    (run / "metrics.json").symlink_to(target)
+    before = sha256_tree(run)
+    assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=2"], monkeypatch) == 2
+    assert target.read_text() == "{}\n" and sha256_tree(run) == before
+    # the checkpoints folder itself as a link to another run's: refused, the other run untouched
+    other = tmp_path / "other"
+    shutil.copytree(resumable_run, other)
+    linked = tmp_path / "linked"
+    shutil.copytree(resumable_run, linked)
+    shutil.rmtree(linked / "checkpoints")
+    (linked / "checkpoints").symlink_to(other / "checkpoints")
+    others = sha256_tree(other)
+    assert run_in_process("train.py", [f"resume={linked}", "trainer.max_epochs=2"], monkeypatch) == 2
+    assert sha256_tree(other) == others
+    # a new run into a folder with a symlink is refused too
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "train.log").symlink_to(target)
+    assert run_in_process("train.py", [f"hydra.run.dir={fresh}"], monkeypatch) == 2
+    assert target.read_text() == "{}\n"
+
+
+def test_resuming_for_longer_under_a_schedule_is_refused_before_anything_is_written(
+    short_run, tmp_path, monkeypatch, capsys
+):
+    """The default run (OneCycleLR fitted to its length) resumed with more epochs: one line that says
+    what to do, exit code 2, and the run folder byte for byte as it was (no train.log, no .hydra/resumed-*)."""
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run)
+    before = sha256_tree(run)
+    assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=5"], monkeypatch) == 2
+    error = capsys.readouterr().err
+    assert "'trainer.max_epochs=5' cannot be applied to a resumed run: its learning-rate schedule (OneCycleLR)" in error
+    assert "scheduler=none" in error and "Traceback" not in error
+    assert sha256_tree(run) == before
+
+
+def test_a_checkpoint_never_lets_a_new_run_into_another_runs_folder(short_run, resumable_run, tmp_path, monkeypatch):
+    """train.py ckpt_path=<a checkpoint> hydra.run.dir=<another finished run>: a new run, refused there."""
+    other = tmp_path / "other"
+    shutil.copytree(resumable_run, other)
+    before = sha256_tree(other)
+    last = short_run / "checkpoints" / "last.ckpt"
+    assert run_in_process("train.py", [f"ckpt_path={last}", f"hydra.run.dir={other}"], monkeypatch) == 2
+    assert sha256_tree(other) == before
+    # a folder with only another run's metrics.json (an evaluation's, say) is taken too
+    metrics_only = tmp_path / "metrics_only"
+    metrics_only.mkdir()
+    (metrics_only / "metrics.json").write_text("{}\n")
+    assert run_in_process("train.py", [f"hydra.run.dir={metrics_only}"], monkeypatch) == 2
+    assert [p.name for p in metrics_only.iterdir()] == ["metrics.json"]
+
+
+def test_a_crafted_config_yaml_cannot_point_the_resume_elsewhere(resumable_run, tmp_path, monkeypatch):
+    """dirpath, save_dir or default_root_dir outside the run folder (not below its own output_dir, so not
+    re-derived): refused before anything is written."""
+    from digits.config import ConfigError, resume_config
+
+    for key in ("callbacks.model_checkpoint.dirpath", "logger.tensorboard.save_dir", "trainer.default_root_dir"):
+        run = tmp_path / key / "run"
+        shutil.copytree(resumable_run, run)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        group, *middle, last_key = key.split(".")
+        section = config[group]
+        for name in middle:
+            section = section[name]
+        section[last_key] = str(tmp_path / "outside")
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        with pytest.raises(ConfigError, match=re.escape(f"{key}='{tmp_path / 'outside'}' is outside the run folder")):
+            resume_config(run, [])
+        assert run_in_process("train.py", [f"resume={run}", "trainer.max_epochs=2"], monkeypatch) == 2
+        assert not (tmp_path / "outside").exists()

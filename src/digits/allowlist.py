@@ -5,60 +5,54 @@ A checkpoint's hyperparameters and a run's ``config.yaml`` are handed to Hydra's
 which calls whatever ``_target_`` names, at any depth (``builtins.open``, ``pathlib.Path`` nested in
 an argument), honours ``_partial_``/``_args_``, and resolves ``${...}`` interpolations first
 (``${oc.env:...}`` reads the environment). So a file from elsewhere is only
-instantiated when every ``_target_`` is one of the exact classes below, in the place its config group
-puts it, no other Hydra key appears anywhere, and every value is plain data (None, bool, int, float,
-str without ``${``, lists and dicts of them).
+instantiated when every ``_target_`` is one of the classes the packaged ``configs/<group>/*.yaml`` name,
+in the place its config group puts it, no other Hydra key appears anywhere, and every value is plain
+data (None, bool, int, float, str without ``${``, lists and dicts of them, nested at most
+``MAX_DEPTH`` deep).
 
-``tests/test_checkpoint_safety.py`` checks that these lists are exactly the ``_target_``s of the
-files in ``configs/<group>/``: a new config file needs its class added here.
+The classes are read from ``configs/`` itself (beside ``src/``): adding a model, loss, optimizer,
+scheduler, callback or logger is its class and one YAML file, and no list here changes.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from digits.errors import DigitsError
 
-# The sections DigitsModule instantiates, and the classes their config groups offer.
-MODULE_TARGETS: dict[str, frozenset[str]] = {
-    "model": frozenset({"digits.models.DigitCNN", "digits.models.ExampleNet"}),
-    "loss": frozenset(
-        {
-            "digits.losses.CrossEntropyLoss",
-            "digits.losses.LogSoftmaxNLLLoss",
-            "digits.losses.ManualCrossEntropyLoss",
-            "digits.losses.NaiveCrossEntropyLoss",
-            "digits.losses.SoftmaxFirstCrossEntropyLoss",
-        }
-    ),
-    "optimizer": frozenset({"torch.optim.AdamW", "torch.optim.SGD", "torch.optim.Adadelta"}),
-    "scheduler": frozenset({"torch.optim.lr_scheduler.OneCycleLR", "torch.optim.lr_scheduler.CosineAnnealingLR"}),
-}
-# What else a run's whole config (config.yaml, a checkpoint's run_config) instantiates on resume=.
-# "callbacks" and "logger" hold one named entry per callback / logger.
-RUN_TARGETS: dict[str, frozenset[str]] = {
-    **MODULE_TARGETS,
-    "data": frozenset({"digits.data.MNISTDataModule"}),
-    "trainer": frozenset({"lightning.pytorch.Trainer"}),
-    "callbacks": frozenset(
-        {
-            "lightning.pytorch.callbacks.ModelCheckpoint",
-            "lightning.pytorch.callbacks.RichProgressBar",
-            "lightning.pytorch.callbacks.RichModelSummary",
-            "lightning.pytorch.callbacks.LearningRateMonitor",
-            "digits.monitoring.ValidationImages",
-            "digits.monitoring.OutputHistograms",
-            "digits.monitoring.Throughput",
-        }
-    ),
-    "logger": frozenset({"lightning.pytorch.loggers.TensorBoardLogger"}),
-}
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The config groups DigitsModule instantiates (its hyperparameters), and what else a run's whole config
+# (config.yaml, a checkpoint's run_config) instantiates on resume=. "callbacks" and "logger" hold one
+# named entry per callback / logger; trainer.plugins is a list of entries.
+MODULE_GROUPS = ("model", "loss", "optimizer", "scheduler")
+RUN_GROUPS = (*MODULE_GROUPS, "data", "trainer", "callbacks", "logger")
 GROUPS_OF_ENTRIES = ("callbacks", "logger")
-# The list trainer.plugins, instantiated entry by entry by train(): the plugin classes configs/trainer offers.
-TRAINER_PLUGIN_TARGETS: frozenset[str] = frozenset({"digits.sync_batchnorm.SyncBatchNorm"})
 # The constructor arguments of DigitsModule: the only keys a checkpoint's hyperparameters may have.
 HYPERPARAMETER_KEYS = ("model", "loss", "optimizer", "scheduler", "num_classes", "channels_last", "run_config")
+# Deeper nesting is refused (a crafted file 5,000 lists deep would otherwise end in RecursionError).
+MAX_DEPTH = 64
+
+
+@functools.cache
+def offered_targets(config_dir: Path = CONFIG_DIR) -> dict[str, frozenset[str]]:
+    """Each group's ``_target_``s as its YAML files name them, plus ``"plugins"``: the entries of
+    ``trainer.plugins`` the trainer files list. No configs folder: nothing is offered (all refused)."""
+    offered: dict[str, set[str]] = {group: set() for group in (*RUN_GROUPS, "plugins")}
+    for group in RUN_GROUPS:
+        for file in sorted((config_dir / group).glob("*.yaml")):
+            config = yaml.safe_load(file.read_text()) or {}
+            if not isinstance(config, dict):
+                continue
+            entries = list(config.values()) if group in GROUPS_OF_ENTRIES else [config]
+            if group == "trainer":
+                entries_of_plugins = config.get("plugins") or []
+                offered["plugins"] |= {e["_target_"] for e in entries_of_plugins if isinstance(e, dict)}
+            offered[group] |= {e["_target_"] for e in entries if isinstance(e, dict) and "_target_" in e}
+    return {group: frozenset(targets) for group, targets in offered.items()}
 
 
 class UnsafeConfigError(DigitsError, ValueError):
@@ -72,7 +66,9 @@ def _is_special(key: str) -> bool:
     return len(key) > 2 and key.startswith("_") and key.endswith("_")
 
 
-def _check_plain(value: Any, where: str, source: str, target_allowed: frozenset[str] = frozenset()) -> None:
+def _check_plain(
+    value: Any, where: str, source: str, target_allowed: frozenset[str] = frozenset(), depth: int = 0
+) -> None:
     """Plain data all the way down; a ``_target_`` only here, and only one of ``target_allowed``."""
 
     def refuse(what: str, path: str = where) -> None:
@@ -82,6 +78,8 @@ def _check_plain(value: Any, where: str, source: str, target_allowed: frozenset[
             "are loaded from a file."
         )
 
+    if depth > MAX_DEPTH:
+        refuse(f"is nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, (bool, int, float)):
         return
     if isinstance(value, str):
@@ -90,7 +88,7 @@ def _check_plain(value: Any, where: str, source: str, target_allowed: frozenset[
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_plain(item, f"{where}[{index}]", source)
+            _check_plain(item, f"{where}[{index}]", source, depth=depth + 1)
         return
     if not isinstance(value, dict):
         refuse(f"is a {type(value).__module__}.{type(value).__qualname__}, not plain data")
@@ -106,13 +104,14 @@ def _check_plain(value: Any, where: str, source: str, target_allowed: frozenset[
         elif _is_special(key):
             refuse(f"is a Hydra key (={str(item)[:80]!r}), not allowed in a file from elsewhere", inner)
         else:
-            _check_plain(item, inner, source)
+            _check_plain(item, inner, source, depth=depth + 1)
 
 
 def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
     """A whole run config (``config.yaml``, a checkpoint's ``run_config``) as plain Python data:
     each group's ``_target_`` one of its classes, nothing else special, plain values only."""
     prefix = f"{where}." if where else ""
+    offered = offered_targets()
     if not isinstance(config, dict):
         _check_plain(config, where or "the config", str(source))
         return
@@ -120,16 +119,16 @@ def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
         if isinstance(key, str) and key in GROUPS_OF_ENTRIES and isinstance(value, dict):
             for name, entry in value.items():
                 if isinstance(name, str) and not _is_special(name):
-                    _check_plain(entry, f"{prefix}{key}.{name}", str(source), RUN_TARGETS[key])
+                    _check_plain(entry, f"{prefix}{key}.{name}", str(source), offered[key])
                 else:  # `callbacks: {_target_: ...}`: refused as any special key is
                     _check_plain({name: entry}, f"{prefix}{key}", str(source))
         elif key == "trainer" and isinstance(value, dict) and isinstance(value.get("plugins"), list):
             rest = {name: entry for name, entry in value.items() if name != "plugins"}
-            _check_plain(rest, f"{prefix}trainer", str(source), RUN_TARGETS["trainer"])
+            _check_plain(rest, f"{prefix}trainer", str(source), offered["trainer"])
             for index, entry in enumerate(value["plugins"]):
-                _check_plain(entry, f"{prefix}trainer.plugins[{index}]", str(source), TRAINER_PLUGIN_TARGETS)
-        elif isinstance(key, str) and key in RUN_TARGETS:
-            _check_plain(value, f"{prefix}{key}", str(source), RUN_TARGETS[key])
+                _check_plain(entry, f"{prefix}trainer.plugins[{index}]", str(source), offered["plugins"])
+        elif isinstance(key, str) and key in RUN_GROUPS:
+            _check_plain(value, f"{prefix}{key}", str(source), offered[key])
         else:
             _check_plain({key: value}, where, str(source))
 
@@ -145,8 +144,8 @@ def check_hyperparameters(hparams: Any, source: str | Path) -> None:
                 f"{source}: refusing to instantiate anything from it: hyper_parameters has "
                 f"an unknown entry {str(key)[:80]!r} (expected {', '.join(HYPERPARAMETER_KEYS)})"
             )
-        if key in MODULE_TARGETS:
-            _check_plain(value, key, str(source), MODULE_TARGETS[key])
+        if key in MODULE_GROUPS:
+            _check_plain(value, key, str(source), offered_targets()[key])
         elif key == "run_config":
             check_run_config(value, source, "run_config")
         else:

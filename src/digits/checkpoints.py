@@ -1,4 +1,6 @@
-"""Checkpoints that survive crashes: atomic writes, a clean stop on Ctrl-C, a readable resume point.
+"""Checkpoints that survive crashes (atomic writes, a clean stop on Ctrl-C) and that are read without
+trusting them: ``read_checkpoint`` is the one way this project opens a checkpoint file, and
+``rebase_callback_state`` the rule for the paths a checkpoint's callbacks carry.
 
 Lightning's own writer saves to a temporary file in the system's temp directory and moves it into
 place; when that directory is on another disk the move is a copy, and a kill during the copy leaves
@@ -18,8 +20,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-from digits.allowlist import check_hyperparameters
+from digits.allowlist import MAX_DEPTH, check_hyperparameters
 from digits.errors import DigitsError
+from digits.writing import WriteError
 
 
 class CheckpointError(DigitsError, RuntimeError):
@@ -37,7 +40,7 @@ def _fsync_directory(directory: Path) -> None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to ``.<name>.<pid>.tmp`` in the target's folder, fsync, then ``os.replace``:
     a reader (or a resume after SIGKILL or power loss) sees the old file or the new one, never half
-    of one. A failed write (disk full, read-only folder) removes the temporary file and says so."""
+    of one. A failed write (disk full, read-only folder) removes the temporary file and raises WriteError."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
@@ -55,7 +58,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as error:
             temporary.unlink(missing_ok=True)
             kept = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
-            raise CheckpointError(
+            raise WriteError(
                 f"could not write the checkpoint {path}: {error.strerror or error}. "
                 f"Checkpoints already in {path.parent} are untouched ({', '.join(kept) or 'none yet'}). "
                 "Free disk space or make the folder writable (or set paths.log_dir to another disk), "
@@ -63,24 +66,133 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from error
 
 
-def check_checkpoint(path: str | Path) -> None:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", advice: str = "") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` as a dict, or CheckpointError: a text file, a truncated
+    or foreign file, a structure nested too deep for the unpickler, all end in the same one line."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated, not a zip/pickle, foreign objects, RecursionError: one answer
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: not a PyTorch checkpoint that loads safely "
+            f"({type(error).__name__}: {first_line}).{advice}"
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path} is a checkpoint, but not one of this project: it holds a {type(checkpoint).__name__}"
+        )
+    return checkpoint
+
+
+# The paths a ModelCheckpoint keeps in its state (Lightning 2.x), besides its dirpath and best_k_models.
+_CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def _refuse(source: Any, what: str) -> None:
+    raise CheckpointError(
+        f"{source}: refusing its callback state: {what}. Paths in a checkpoint must name files in the "
+        "folder the checkpoint is in."
+    )
+
+
+def _check_inside(value: Any, run: Path, where: str, source: Any, depth: int = 0) -> None:
+    """Every string that reads as a path (has a separator or is ``..``) resolves, symlinks included,
+    inside ``run``; nesting deeper than MAX_DEPTH is refused."""
+    if depth > MAX_DEPTH:
+        _refuse(source, f"{where} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if ("/" in value or "\\" in value or value == "..") and not (run / value).resolve().is_relative_to(run):
+            _refuse(source, f"{where} names {value[:120]!r}, outside the run folder {run}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_inside(key, run, f"{where} key", source, depth + 1)
+            _check_inside(item, run, f"{where}.{key}", source, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_inside(item, run, f"{where}[{index}]", source, depth + 1)
+
+
+def _rebased(path: Any, dirpath: Any, folder: Path, where: str, source: Any) -> Any:
+    """``<dirpath>/<name>`` as ``<folder>/<name>``; anything else refused."""
+    if path in (None, ""):
+        return path
+    if not isinstance(path, str) or not isinstance(dirpath, str):
+        _refuse(source, f"{where} is {str(path)[:120]!r}, not a path in its dirpath")
+    base = os.path.basename(path)
+    if os.path.dirname(path) != dirpath.rstrip("/") or base in ("", ".", ".."):
+        _refuse(source, f"{where} is {path[:120]!r}, not a file directly in {dirpath[:120]!r}")
+    rebased = folder / base
+    if rebased.is_symlink() or rebased.is_dir():
+        _refuse(source, f"{where} names {rebased}, a symlink or a folder")
+    return str(rebased)
+
+
+def rebase_callback_state(checkpoint: dict[str, Any], folder: Path, source: Any) -> None:
+    """Re-derive the paths of every ModelCheckpoint state from ``folder``, the real folder the checkpoint
+    was read from; refuse what cannot be.
+
+    Lightning trusts these paths: it deletes ``best_k_models`` entries and the previous ``last_model_path``
+    after comparing them with its ``dirpath`` as text, so ``<dirpath>/../..`` deletes a tree elsewhere,
+    and a copied run's absolute paths point into the original. Here each path must be ``<dirpath>/<name>``
+    with a plain file name; it becomes ``<folder>/<name>``, which must not be a symlink or a folder.
+    Any other callback's or loop's state may name paths only inside the run folder (``folder``'s parent
+    when it is ``checkpoints/``)."""
+    folder = folder.resolve()
+    run = folder.parent if folder.name == "checkpoints" else folder
+    callbacks = checkpoint.get("callbacks") or {}
+    if not isinstance(callbacks, dict):
+        _refuse(source, f"callbacks is a {type(callbacks).__name__}, not a dict of states")
+    for key, state in callbacks.items():
+        where = f"callbacks[{str(key)[:80]!r}]"
+        if not isinstance(state, dict):
+            _refuse(source, f"{where} is a {type(state).__name__}, not a dict")
+        if not (isinstance(key, str) and key.startswith("ModelCheckpoint")):
+            _check_inside(state, run, where, source)
+            continue
+        dirpath = state.get("dirpath")
+
+        for name in _CHECKPOINT_PATH_KEYS:
+            if name in state:
+                state[name] = _rebased(state[name], dirpath, folder, f"{where}.{name}", source)
+        kept = state.get("best_k_models", {})
+        if not isinstance(kept, dict):
+            _refuse(source, f"{where}.best_k_models is a {type(kept).__name__}, not a dict")
+        state["best_k_models"] = {
+            _rebased(path, dirpath, folder, f"{where}.best_k_models", source): score for path, score in kept.items()
+        }
+        _check_inside(
+            {
+                k: v
+                for k, v in state.items()
+                if k not in (*_CHECKPOINT_PATH_KEYS, "best_k_models", "dirpath", "monitor")
+            },
+            run,
+            where,
+            source,
+        )
+        state["dirpath"] = str(folder)
+    _check_inside(checkpoint.get("loops"), run, "loops", source)
+
+
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint the way a resume will, or raise CheckpointError saying what is wrong (or
-    UnsafeConfigError when its hyperparameters name something this project does not offer)."""
+    UnsafeConfigError when its hyperparameters name something this project does not offer). Returns it."""
     path = Path(path)
     if not path.is_file():
         siblings = sorted(str(p) for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
         hint = f" Checkpoints there: {', '.join(siblings)}." if siblings else ""
         raise CheckpointError(f"checkpoint {path} does not exist.{hint}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a zip/pickle, foreign objects: one answer for all
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
-            "Resume from another one in the same folder (the best-*.ckpt, or an earlier last.ckpt copy)."
-        ) from error
+    checkpoint = read_checkpoint(
+        path, advice=" Resume from another one in the same folder (the best-*.ckpt, or an earlier last.ckpt copy)."
+    )
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(f"{path} is not a training checkpoint of this project (no state_dict/loops).")
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise CheckpointError(f"{path}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
     check_hyperparameters(checkpoint.get("hyper_parameters"), path)
+    rebase_callback_state(checkpoint, path.resolve().parent, path)
+    return checkpoint
 
 
 class TrainingStopped(Exception):

@@ -3,6 +3,7 @@ not after the data is loaded or an hour into training."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from digits.allowlist import check_run_config
 from digits.errors import DigitsError
+from digits.writing import WriteError
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
+# The `profiler` key's values (debug=profiler): Lightning's profilers, each writing its report into the run folder.
+PROFILERS = {
+    "simple": "lightning.pytorch.profilers.SimpleProfiler",
+    "advanced": "lightning.pytorch.profilers.AdvancedProfiler",
+    "pytorch": "lightning.pytorch.profilers.PyTorchProfiler",
+}
 
 
 class ConfigError(DigitsError, ValueError):
@@ -44,6 +52,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(
         precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"
     )
+    profiler = cfg.get("profiler")
+    _check(profiler is None or profiler in PROFILERS, "profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
 
     data = cfg.data
     for key in ("batch_size", "eval_batch_size"):
@@ -148,10 +158,64 @@ def validate_train_config(cfg: DictConfig) -> None:
 _MISSING = object()
 
 
+# What fixes the number of optimizer steps, hence the length of a schedule filled in from the run.
+_RUN_LENGTH_KEYS = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.limit_train_batches",
+    "trainer.accumulate_grad_batches",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "data.batch_size",
+    "data.val_size",
+)
+
+
+def _rebase(value: Any, old: str, new: str) -> Any:
+    """Every string that is ``old`` or below it, moved below ``new``: a copied or moved run's paths."""
+    if isinstance(value, str) and (value == old or value.startswith(old.rstrip("/") + "/")):
+        return new + value[len(old.rstrip("/")) :]
+    if isinstance(value, dict):
+        return {key: _rebase(item, old, new) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rebase(item, old, new) for item in value]
+    return value
+
+
+def _written_paths(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """The config values a training run writes below: checkpoints, logs, Lightning's root folder."""
+    paths = [
+        ("paths.output_dir", (cfg.get("paths") or {}).get("output_dir")),
+        ("trainer.default_root_dir", (cfg.get("trainer") or {}).get("default_root_dir")),
+    ]
+    for group, key in (("callbacks", "dirpath"), ("logger", "save_dir"), ("logger", "log_dir")):
+        for name, entry in (cfg.get(group) or {}).items():
+            if isinstance(entry, DictConfig) and entry.get(key) is not None:
+                paths.append((f"{group}.{name}.{key}", entry.get(key)))
+    return paths
+
+
+def check_no_symlinks(folder: Path) -> None:
+    """Refuse a run folder with a symlink in it: a write to ``metrics.json`` or ``checkpoints/`` would land
+    wherever the link points."""
+    for parent, folders, files in os.walk(folder):
+        for name in (*folders, *files):
+            if (Path(parent) / name).is_symlink():
+                link = Path(parent) / name
+                raise ConfigError(
+                    f"{link} is a symlink (to {os.readlink(link)}): a run folder is written only through its own "
+                    "files; replace the link with a copy of its target, or remove it"
+                )
+
+
 def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     """The config to continue a run with: the run's own ``config.yaml``, its ``last.ckpt``, and
-    the command line's plain ``key=value`` overrides (more epochs, another data_dir). Changing a
-    config group (``loss=manual``) would change the model or the loss mid-run and is refused."""
+    the command line's plain ``key=value`` overrides (another data_dir). Changing a
+    config group (``loss=manual``) would change the model or the loss mid-run and is refused, and so is
+    a longer or shorter run while a schedule was filled in from the run's length.
+
+    The run's paths are re-derived from ``run_dir``: a copied or moved run writes into itself, never
+    into the folder it was copied from, and every folder it writes into must resolve inside ``run_dir``."""
     run_dir = Path(run_dir).resolve()
     saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
@@ -159,9 +223,16 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
             f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
             "checkpoints/last.ckpt (runs are under outputs/train/<run>)"
         )
-    cfg = OmegaConf.load(saved_path)
+    check_no_symlinks(run_dir)
+    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
     # train() instantiates this config (data, model, callbacks, trainer, ...): the same list as a checkpoint's
-    check_run_config(OmegaConf.to_container(cfg, resolve=False), saved_path)
+    check_run_config(saved, saved_path)
+    old = (saved.get("paths") or {}).get("output_dir")
+    cfg = OmegaConf.create(_rebase(saved, old, str(run_dir)) if isinstance(old, str) and old else saved)
+    scheduler = cfg.get("scheduler") or {}
+    derived_schedule = bool(scheduler.get("_target_")) and all(
+        scheduler.get(name) is None for name in ("total_steps", "T_max") if name in scheduler
+    )
     for override in overrides:
         key, _, value = override.partition("=")
         if key == "resume":
@@ -170,23 +241,50 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
         if current is _MISSING or isinstance(current, DictConfig):
             raise ConfigError(
                 f"{override!r} cannot be applied to a resumed run: only plain key=value overrides "
-                "of existing keys are (e.g. trainer.max_epochs=5); a different config group or "
+                "of existing keys are (e.g. data.data_dir=<dir>); a different config group or "
                 "key is a new run"
             )
-        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+        new = yaml.safe_load(value)
+        if key in _RUN_LENGTH_KEYS and derived_schedule and new != current:
+            raise ConfigError(
+                f"{override!r} cannot be applied to a resumed run: its learning-rate schedule "
+                f"({str(scheduler['_target_']).rsplit('.', 1)[-1]}) was fitted to {key}={current!r} when the run "
+                f"started, and a resume keeps it. Train longer as a new run ({override} from the start), "
+                "or start a run with scheduler=none, which can be resumed for longer"
+            )
+        OmegaConf.update(cfg, key, new, merge=False)
+    for key, value in _written_paths(cfg):
+        if not isinstance(value, str) or not Path(value).resolve().is_relative_to(run_dir):
+            raise ConfigError(
+                f"{saved_path}: {key}={str(value)[:200]!r} is outside the run folder {run_dir}; "
+                "a resumed run writes only into its own folder"
+            )
+    from digits.checkpoints import check_checkpoint  # torch: after the checks that need none (a typo fails fast)
+
+    check_checkpoint(checkpoint)
     cfg.resume = str(run_dir)
     cfg.ckpt_path = str(checkpoint)
     cfg.paths.output_dir = str(run_dir)
     return cfg
 
 
+# The files a finished or running training leaves in its folder.
+_RUN_FILES = ("checkpoints", "metrics.json", "config.yaml")
+
+
 def check_run_folder(folder: str | Path, resuming: bool) -> None:
-    """No run writes into another run's folder: refuse one that holds checkpoints unless resuming it."""
-    if (Path(folder) / "checkpoints").is_dir() and not resuming:
-        raise ConfigError(
-            f"{folder} already holds a run's checkpoints; choose another folder (paths.log_dir "
-            f"or hydra.run.dir) or continue it with resume={folder}"
-        )
+    """No run writes into another run's folder: refuse one that holds a run's checkpoints or metrics
+    unless resuming it (``resume=``; a ``ckpt_path=`` alone starts a new run), and one with symlinks."""
+    folder = Path(folder)
+    if not resuming:
+        taken = [name for name in _RUN_FILES if (folder / name).exists() or (folder / name).is_symlink()]
+        if taken:
+            raise ConfigError(
+                f"{folder} already holds a run ({', '.join(taken)}); choose another folder (paths.log_dir "
+                f"or hydra.run.dir) or continue it with resume={folder}"
+            )
+    if folder.is_dir():
+        check_no_symlinks(folder)
 
 
 def check_writable(folder: str | Path) -> None:
@@ -197,7 +295,7 @@ def check_writable(folder: str | Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ConfigError(
+        raise WriteError(
             f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
             "folder with free space: paths.log_dir=<dir>."
         ) from error
@@ -209,19 +307,23 @@ class OutputDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = config.hydra.run.dir
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP process Lightning started: rank 0 checked the folder
+            return
         try:
-            check_run_folder(folder, resuming=config.get("resume") is not None or config.get("ckpt_path") is not None)
+            if config.get("resume") is not None:  # all of resume's checks, before Hydra writes its files there
+                resume_config(config.resume, list(config.hydra.overrides.task))
+            check_run_folder(folder, resuming=config.get("resume") is not None)
             check_writable(folder)
-        except ConfigError as error:
+        except DigitsError as error:
             _exit_2(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             check_writable(config.hydra.sweep.dir)
-        except ConfigError as error:
+        except DigitsError as error:
             _exit_2(error)
 
 
-def _exit_2(error: ConfigError) -> None:
-    print(f"ConfigError: {error}", file=sys.stderr)
+def _exit_2(error: DigitsError) -> None:
+    print(f"{type(error).__name__}: {error}", file=sys.stderr)
     sys.exit(2)

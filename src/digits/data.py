@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,20 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digits.augment import Augmentation, augment, batch_generator
 from digits.errors import DigitsError
+from digits.mnist_files import (  # noqa: F401  (default_data_dir: part of this module's API)
+    RAW_FILES,
+    DataNotFoundError,
+    default_data_dir,
+    missing_files,
+    not_found,
+    resolve_data_dir,
+)
 
 log = logging.getLogger(__name__)
 
 # Mean and standard deviation of the 60,000 training images' pixels in [0, 1].
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-# name: (bytes, MD5 of the uncompressed file, IDX magic number) of the published MNIST files.
-RAW_FILES = {
-    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb", 2051),
-    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624", 2049),
-    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea", 2051),
-    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637", 2049),
-}
-
-
-class DataNotFoundError(DigitsError, FileNotFoundError):
-    """MNIST is neither on disk nor downloadable; the message says where to put it."""
 
 
 class CorruptDataError(DigitsError, ValueError):
@@ -74,12 +70,6 @@ def verify_raw_file(path: Path, checksum: bool = True) -> None:
         raise CorruptDataError(f"{path} has MD5 {digest}, the published file {md5}: the file is damaged. {fix}")
 
 
-def default_data_dir() -> str:
-    """``$DIGITS_DATA_DIR`` when set, else ``data/`` under the working directory: the default of the Python
-    API, the same rule as the scripts' ``paths.data_dir`` (configs/paths/default.yaml)."""
-    return os.environ.get("DIGITS_DATA_DIR") or "data"
-
-
 def standardize(pixels: Tensor) -> Tensor:
     """Pixels in [0, 1] (e.g. ``digits.handwriting.to_mnist``'s) -> standardised with MNIST's
     training statistics, as the network was trained."""
@@ -89,18 +79,6 @@ def standardize(pixels: Tensor) -> Tensor:
 def to_pixels(images: Tensor) -> Tensor:
     """Standardised images back to pixels in [0, 1]: ``standardize`` undone, for pictures of them."""
     return images * MNIST_STD + MNIST_MEAN
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data directory as an absolute path, once: a relative one is taken against the folder the
-    user started the script from (Hydra's ``runtime.cwd``), never against a run folder."""
-    path = Path(data_dir or default_data_dir()).expanduser()
-    if not path.is_absolute():
-        from hydra.core.hydra_config import HydraConfig
-
-        launched_from = Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
-        path = launched_from / path
-    return Path(os.path.abspath(path))
 
 
 def normalize(images: Tensor) -> Tensor:
@@ -115,16 +93,17 @@ def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
     """Return ``<data_dir>/MNIST/raw``, downloading the files there (torchvision) when missing."""
     data_dir = resolve_data_dir(data_dir)
     raw = data_dir / "MNIST" / "raw"
-    missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+    missing = missing_files(raw)
     download_error = None
     if missing and download:
         from torchvision.datasets import MNIST
 
-        # torchvision creates the folders before it downloads: a failed download removes those it made
-        new_folders = [p for p in (raw, raw.parent, data_dir) if not p.exists()]
+        # torchvision creates the folders before it downloads: a failed download removes those it made,
+        # up to the first that existed (DIGITS_DATA_DIR=../shared/data may create ../shared too)
+        new_folders = [p for p in (raw, *raw.parents) if not p.exists()]
         try:
             MNIST(str(data_dir), train=True, download=True)
-            missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+            missing = missing_files(raw)
         except Exception as error:  # no network, proxy, disk: all end in the same advice
             download_error = error
         if missing:
@@ -135,12 +114,7 @@ def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
         reason = (
             f"the download failed ({download_error})" if download_error else "download is off (data.download=false)"
         )
-        raise DataNotFoundError(
-            f"MNIST not found: {raw.resolve()} lacks {', '.join(missing)} and {reason}.\n"
-            f"Put the four uncompressed IDX files ({', '.join(RAW_FILES)}) in {raw.resolve()}, "
-            "or point the project at a directory that has MNIST/raw/ inside it: "
-            "DIGITS_DATA_DIR=/path/to/data, or the override data.data_dir=/path/to/data."
-        )
+        raise not_found(raw, missing, reason)
     return raw
 
 

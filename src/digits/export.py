@@ -6,15 +6,15 @@ normalised as in training, with N free, and returns ``logits`` (N, 10). The expo
 onnxruntime runs the file on all 10,000 MNIST test images and must give the PyTorch module's logits
 (within ``check.tolerance``) and the very same predictions; otherwise ExportError, and no
 ``model.onnx`` is left behind. ``model_card.json`` beside it says what the file expects and returns,
-where it came from, and the check's numbers.
+where it came from (the checkpoint's SHA-256 and the file's own), and the check's numbers. The two
+are one set (``digits.writing.output_set``): the card appears last, so a card always describes the
+``model.onnx`` beside it, even after a kill.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from digits.config import ConfigError
 from digits.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize
 from digits.errors import DigitsError
 from digits.evaluation.loading import collect_logits, load_module, resolve_checkpoint
+from digits.writing import output_set, write_json, writing
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
@@ -55,7 +56,8 @@ def export_onnx(net: nn.Module, path: Path) -> None:
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         verbose=False,
     )
-    program.save(str(path), external_data=False)
+    with writing(path):
+        program.save(str(path), external_data=False)
 
 
 def onnx_logits(path: Path, images: Tensor, batch_size: int) -> Tensor:
@@ -112,9 +114,6 @@ def run_export(
     checkpoint: str | Path, output_dir: Path, data_dir: str | Path, tolerance: float = 1e-3, batch_size: int = 1000
 ) -> dict[str, Any]:
     """Export, check on the test set, then write ``model.onnx`` and ``model_card.json``; returns the card."""
-    import onnx
-    import onnxruntime
-
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
         raise ConfigError(f"check.tolerance={tolerance!r} is not allowed: a number >= 0")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -124,32 +123,43 @@ def run_export(
     raw_images, labels = load_mnist(data_dir, train=False, download=False)
     images = normalize(raw_images)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    target = output_dir / "model.onnx"
-    staged = output_dir / ".model.onnx.tmp"  # becomes model.onnx only once the check has passed
+    with output_set(output_dir, last="model_card.json") as staging:
+        card = _export_and_check(module, path, staging / "model.onnx", images, labels, tolerance, batch_size)
+        write_json(staging / "model_card.json", card)
+    return card
+
+
+def _export_and_check(
+    module, path: Path, target: Path, images: Tensor, labels: Tensor, tolerance: float, batch_size: int
+) -> dict[str, Any]:
+    """Write ``target``, run it against the module on the test images, and return its card."""
+    import onnx
+    import onnxruntime
+
     started = time.perf_counter()
     try:
-        export_onnx(module.net, staged)
+        export_onnx(module.net, target)
+    except DigitsError:
+        raise
     except Exception as error:  # torch.export / onnxscript: many types, one answer
-        staged.unlink(missing_ok=True)
         raise ExportError(f"torch.onnx.export failed for {path}: {type(error).__name__}: {error}") from error
     export_seconds = time.perf_counter() - started
     started = time.perf_counter()
     check = compare(
-        collect_logits(module, images, batch_size), onnx_logits(staged, images, batch_size), labels, tolerance
+        collect_logits(module, images, batch_size), onnx_logits(target, images, batch_size), labels, tolerance
     )
     check["seconds"] = round(time.perf_counter() - started, 2)
     if not check["passed"]:
-        staged.unlink()
         raise ExportError(
             f"the exported model does not compute what {path} computes on the {check['images']} test images: "
             f"{check['changed_predictions']} predictions changed, largest logit difference "
             f"{check['max_abs_logit_difference']:.3g} (allowed: {tolerance:g}). No model.onnx was written."
         )
-    spec = io_spec(staged)
+    spec = io_spec(target)
     hparams = module.hparams
-    card = {
+    return {
         "model": target.name,
+        "model_sha256": sha256(target),
         "input": {
             **spec["inputs"][0],
             "layout": "N x channel x height x width; N is free",
@@ -176,6 +186,15 @@ def run_export(
             "onnxruntime": onnxruntime.__version__,
         },
     }
-    (output_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(staged, target)
-    return card
+
+
+def describe(card: dict[str, Any], output_dir: Path) -> str:
+    """What ``scripts/export.py`` prints: where the file came from, its check, where it is."""
+    check = card["check"]
+    return (
+        f"checkpoint  {card['source_checkpoint']['path']}\n"
+        f"model       {output_dir / card['model']} ({card['export']['seconds']:.1f} s to export)\n"
+        f"check       {check['images']} test images: {check['changed_predictions']} predictions changed, "
+        f"largest logit difference {check['max_abs_logit_difference']:.2e}; accuracy {card['test_accuracy']:.4f}\n"
+        f"card        {output_dir / 'model_card.json'}"
+    )

@@ -4,6 +4,14 @@ It is built from plain config dicts (the ``model``, ``loss``, ``optimizer`` and 
 and stores only those dicts as hyperparameters, so a checkpoint holds tensors and plain values:
 ``torch.load(path, weights_only=True)`` opens it, and ``DigitsModule.from_checkpoint`` rebuilds the
 network from it alone.
+
+Every way of loading a checkpoint into this class passes one gate, here in the class so that no entry
+point can forget it: ``from_checkpoint`` and Lightning's ``load_from_checkpoint`` (overridden to be the
+same) check the hyperparameters against ``digits.allowlist`` before anything is built, turn what the
+classes refuse into a CheckpointError, and check the weights (names, shapes, finite values);
+``on_load_checkpoint``, which the Trainer calls for ``fit``/``validate``/``test(ckpt_path=...)``, checks
+the same and re-derives the callbacks' paths from the folder the checkpoint is in
+(``digits.checkpoints.rebase_callback_state``).
 """
 
 from __future__ import annotations
@@ -15,11 +23,14 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from digits.allowlist import check_hyperparameters
+from digits.checkpoints import CheckpointError, read_checkpoint, rebase_callback_state
 from digits.errors import DigitsError
 
 
@@ -51,12 +62,47 @@ def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str
         )
 
 
+def check_weights(module: nn.Module, state_dict: Any, source: str | Path) -> None:
+    """A dict of tensors that fits the network (``check_weights_fit``) and holds only finite values."""
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(key, str) and isinstance(value, Tensor) for key, value in state_dict.items()
+    ):
+        raise CheckpointError(f"{source}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
+    check_weights_fit(module, state_dict, source)
+    broken = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
+    if broken:
+        raise CheckpointError(
+            f"{source}: its weights are not finite (NaN or infinite values in {', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): the training had diverged; use an earlier checkpoint"
+        )
+
+
+def _check_resume_state(state: Any, source: str | Path) -> None:
+    """The ``digits`` entry of on_save_checkpoint: random streams and a best accuracy, nothing else."""
+    if state is None:
+        return
+    ok = (
+        isinstance(state, dict)
+        and isinstance(state.get("torch_rng"), Tensor)
+        and state["torch_rng"].dtype == torch.uint8
+        and isinstance(state.get("cuda_rng"), list)
+        and all(isinstance(t, Tensor) and t.dtype == torch.uint8 for t in state["cuda_rng"])
+        and (state.get("val_acc_best") is None or isinstance(state["val_acc_best"], (Tensor, float)))
+    )
+    if not ok:
+        raise CheckpointError(
+            f"{source}: its 'digits' entry is not the random state and best accuracy this project saves"
+        )
+
+
 def build_loss(config: dict[str, Any]) -> nn.Module:
     """Instantiate a ``loss`` config; a ``weight`` list becomes the tensor nn.CrossEntropyLoss expects, in the
     default float dtype (what ``torch.tensor`` makes of a list of floats; YAML may give integers). It is a
     buffer of the loss module, so it follows the module's dtype (``precision=64``) like the network does."""
     weight = config.get("weight")
-    return instantiate(config, weight=None if weight is None else torch.tensor(weight, dtype=torch.get_default_dtype()))
+    if weight is None:  # also a loss without a weight argument (loss=sigmoid)
+        return instantiate(config)
+    return instantiate(config, weight=torch.tensor(weight, dtype=torch.get_default_dtype()))
 
 
 class DigitsModule(L.LightningModule):
@@ -91,6 +137,8 @@ class DigitsModule(L.LightningModule):
         size = model.get("image_size", 28)
         self.example_input_array = torch.zeros(1, 1, size, size)
         self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
+        self._first_non_finite: tuple[Tensor, Tensor, Tensor] | None = None  # see _remember_non_finite
+        self._resumed_schedule: tuple[Any, dict[str, Any]] | None = None  # (checkpoint, scheduler state) on fit
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -112,20 +160,50 @@ class DigitsModule(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss_fn(logits, labels)
-        if not torch.isfinite(loss):
-            checkpoint = self.trainer.checkpoint_callback
-            kept = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}) "
-                f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
-                f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
-            )
+        self._remember_non_finite(loss)
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self._stop_on_non_finite_loss()
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         # The learning rate is logged by Lightning's LearningRateMonitor (configs/callbacks); the
         # logits go to the callbacks' on_train_batch_end as `outputs` (digits.monitoring's histograms).
         return {"loss": loss, "logits": logits.detach()}
+
+    def _remember_non_finite(self, loss: Tensor) -> None:
+        """Keep the first non-finite loss, its step and epoch, on the loss's device: reading it would make the
+        host wait for the GPU at every step. ``_stop_on_non_finite_loss`` reads it (one wait) every
+        ``trainer.log_every_n_steps`` steps, before validation, at the epoch's end and before any checkpoint
+        is written, so no checkpoint ever holds the weights that followed it."""
+        if self._first_non_finite is None:
+            none_yet = torch.full((), -1, device=loss.device)
+            self._first_non_finite = (none_yet, loss.detach().new_zeros(()), none_yet)
+        step, value, epoch = self._first_non_finite
+        new = ~torch.isfinite(loss.detach()) & (step < 0)
+        step = torch.where(new, self.global_step, step)
+        self._first_non_finite = (
+            step,
+            torch.where(new, loss.detach(), value),
+            torch.where(new, self.current_epoch, epoch),
+        )
+
+    def _stop_on_non_finite_loss(self) -> None:
+        if self._first_non_finite is None or self._first_non_finite[0].item() < 0:
+            return
+        step, value, epoch = (tensor.item() for tensor in self._first_non_finite)
+        checkpoint = self.trainer.checkpoint_callback
+        kept = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
+        raise NonFiniteLossError(
+            f"training loss is {value} at step {step} (epoch {epoch}) "
+            f"with loss {self.loss_name}; lower optimizer.lr or check the inputs. "
+            f"Last good checkpoint: {kept or 'none written yet'} (checkpoints are never overwritten by this stop)."
+        )
+
+    def on_validation_start(self) -> None:
+        self._stop_on_non_finite_loss()
+
+    def on_train_epoch_end(self) -> None:
+        self._stop_on_non_finite_loss()
 
     def _evaluate(
         self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, stage: str
@@ -147,6 +225,7 @@ class DigitsModule(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._stop_on_non_finite_loss()  # before anything is written
         # What Lightning does not keep but an exact resume needs: the random streams (dropout) and
         # the best validation accuracy so far (torchmetrics states stay out of the state_dict).
         checkpoint["digits"] = {
@@ -156,7 +235,30 @@ class DigitsModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The Trainer's way in (``fit``/``validate``/``test`` with ``ckpt_path=``): the same checks as
+        ``from_checkpoint``, and on ``fit`` the callbacks' paths re-derived from the checkpoint's folder."""
+        trainer = self._trainer
+        source = trainer.ckpt_path if trainer is not None and trainer.ckpt_path else "the checkpoint"
+        check_hyperparameters(checkpoint.get("hyper_parameters"), source)
+        check_weights(self, checkpoint.get("state_dict"), source)
+        _check_resume_state(checkpoint.get("digits"), source)
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING and trainer.ckpt_path:
+            self._adopt_callback_state(checkpoint, Path(trainer.ckpt_path).resolve().parent, source)
+            schedulers = checkpoint.get("lr_schedulers") or [{}]
+            self._resumed_schedule = (source, schedulers[0] if isinstance(schedulers[0], dict) else {})
         self._resumed_state = checkpoint.get("digits")  # applied in on_train_start, after the sanity check
+
+    def _adopt_callback_state(self, checkpoint: dict[str, Any], folder: Path, source: str | Path) -> None:
+        """A ModelCheckpoint continues the state of a checkpoint from its own folder (a resume); the state
+        of a checkpoint from another folder is dropped (a new run from those weights keeps its own list,
+        and never deletes or names the other run's files)."""
+        rebase_callback_state(checkpoint, folder, source)
+        own = {callback.state_key: callback for callback in self.trainer.callbacks}
+        states = checkpoint.get("callbacks") or {}
+        for key in list(states):
+            callback = own.get(key)
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath != states[key]["dirpath"]:
+                del states[key]
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_loss, self.test_acc, "test")
@@ -173,19 +275,63 @@ class DigitsModule(L.LightningModule):
         for name in ("total_steps", "T_max"):
             if name in parameters and config.get(name) is None:
                 config[name] = int(steps)
+            saved = (self._resumed_schedule or (None, {}))[1].get(name)
+            if name in parameters and saved is not None and saved != config[name]:
+                # the checkpoint's scheduler state would replace this length, and stepping past it fails mid-run
+                raise CheckpointError(
+                    f"{self._resumed_schedule[0]}: its {config['_target_'].rsplit('.', 1)[-1]} schedule spans "
+                    f"{saved} {interval}s and this run {config[name]}: a schedule cannot be continued over another "
+                    "length. Keep the trainer and data settings of the run that wrote it, or use scheduler=none"
+                )
         scheduler = instantiate(config, optimizer=optimizer)
         # name: LearningRateMonitor's TensorBoard tag (else "lr-AdamW", after the optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"}}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DigitsModule:
+    def from_checkpoint(
+        cls, path: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
+    ) -> DigitsModule:
         """Rebuild the module from a checkpoint alone, loading it with ``weights_only=True``; its
-        hyperparameters must pass ``digits.allowlist`` first (else UnsafeConfigError, nothing built), and
-        its weights must fit the network they describe (else WeightMismatchError)."""
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        hparams = checkpoint["hyper_parameters"]
+        hyperparameters (with ``overrides``) must pass ``digits.allowlist`` first (else UnsafeConfigError,
+        nothing built); what the classes refuse, a file that is not a checkpoint and weights that do not
+        fit (WeightMismatchError) or are not finite end in a DigitsError too."""
+        checkpoint = read_checkpoint(path, map_location)
+        hparams = checkpoint.get("hyper_parameters")
+        if hparams is None:
+            raise CheckpointError(f"{path} is a checkpoint, but not one of this project: it lacks 'hyper_parameters'")
+        if isinstance(hparams, dict):
+            hparams = {**hparams, **overrides}
         check_hyperparameters(hparams, path)
-        module = cls(**hparams)
-        check_weights_fit(module, checkpoint["state_dict"], path)
+        try:
+            module = cls(**hparams)
+        except Exception as error:  # allow-listed classes only: what they refuse is the checkpoint's fault
+            first_line = (str(error).splitlines() or [""])[0][:200]
+            raise CheckpointError(
+                f"{path}: its hyperparameters describe a network its classes refuse "
+                f"({type(error).__name__}: {first_line})"
+            ) from error
+        check_weights(module, checkpoint.get("state_dict"), path)
         module.load_state_dict(checkpoint["state_dict"])
-        return module
+        weight = next(iter(checkpoint["state_dict"].values()), None)  # as Lightning's loader: on the weights' device
+        return module if weight is None else module.to(weight.device)
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> DigitsModule:
+        """Lightning's loader, made the same as ``from_checkpoint``: the allow-list before anything is
+        built, ``weights_only=True``, strict names and shapes. ``hparams_file``, ``strict=False`` and
+        ``weights_only=False`` would step around those checks and are refused; ``kwargs`` override
+        hyperparameters and are checked with them. The module lands on its weights' device."""
+        if hparams_file is not None or strict is False or weights_only is False:
+            raise CheckpointError(
+                "DigitsModule.load_from_checkpoint loads a checkpoint alone, safely and strictly: "
+                "hparams_file=, strict=False and weights_only=False are not supported"
+            )
+        return cls.from_checkpoint(checkpoint_path, map_location=map_location or "cpu", **kwargs)

@@ -101,6 +101,8 @@ class OutputHistograms(Callback):
             return
         start = time.perf_counter()
         logits = outputs["logits"].float()
+        if not torch.isfinite(logits).all():  # a histogram refuses them; the module stops the run at its next check
+            return
         writer.add_histogram("train/logits", logits, trainer.global_step)
         writer.add_histogram("train/confidence", logits.softmax(dim=1).amax(dim=1), trainer.global_step)
         self.seconds += time.perf_counter() - start

@@ -27,6 +27,20 @@ def _did_you_mean(name: str | None) -> str:
     return f"; did you mean {name!r}?" if name else "."
 
 
+def _parse(parser, overrides: list[str]) -> list:
+    """Hydra's parse of each override, or ConfigError naming the one it cannot read and how to quote it."""
+    from hydra.errors import OverrideParseException
+
+    try:
+        return parser.parse_overrides(overrides)
+    except OverrideParseException as error:
+        key, _, value = error.override.partition("=")
+        raise ConfigError(
+            f"Hydra cannot read the override {error.override!r}: a value with spaces, brackets, commas or "
+            f"quotes must be quoted for Hydra inside the shell's quotes, e.g. '{key}=\"{value}\"'"
+        ) from None
+
+
 def check_overrides(config_dir: str | Path, config_name: str, overrides: list[str]) -> None:
     """Raise ConfigError for a group choice that does not exist, a top-level key or group that does
     not exist (with or without ``+``), or a nested key that the composed config lacks; each with
@@ -46,7 +60,7 @@ def check_overrides(config_dir: str | Path, config_name: str, overrides: list[st
     }
     parsed = [
         o
-        for o in OverridesParser.create().parse_overrides(overrides)
+        for o in _parse(OverridesParser.create(), overrides)
         if o.key_or_group.split(".")[0].split("/")[0] != "hydra" and o.package is None
     ]
 

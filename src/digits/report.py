@@ -24,3 +24,19 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def measurement_metadata(root: Path) -> dict[str, str]:
+    """Where and when a result was measured: date (UTC), machine, Python, the checkout's commit."""
+    import os
+    import platform
+    import subprocess
+    from datetime import datetime, timezone
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "python": platform.python_version(),
+        "commit": commit.stdout.strip() or "unknown",
+    }

@@ -12,15 +12,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
-from digits.config import ConfigError, check_run_folder, validate_train_config
+from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
-from digits.module import DigitsModule
+from digits.module import DigitsModule, check_weights
+from digits.writing import write_text, writing
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -61,18 +62,6 @@ class LogHyperparameters(Callback):
             logger.log_hyperparams(self.hparams, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write a run file, turning a read-only or full disk into an error that says what to change."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as error:
-        raise ConfigError(
-            f"cannot write {path}: {error.strerror or error}. Choose a writable folder with "
-            "free space: paths.log_dir=<dir> (runs go to <dir>/train/<time>)."
-        ) from error
-
-
 def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder.
 
@@ -82,11 +71,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
-    if cfg.get("ckpt_path") is not None:
-        check_checkpoint(cfg.ckpt_path)
-    if is_rank_zero:
-        check_run_folder(output_dir, resuming=cfg.get("ckpt_path") is not None)
-        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # the checkpoint's own checks (digits.checkpoints); its weights are checked against the module below
+    start = check_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") is not None else None
+    if is_rank_zero:  # only resume= continues a folder; a ckpt_path= alone is a new run in a new folder
+        check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -104,6 +92,10 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         channels_last=cfg.channels_last,
         run_config=plain(cfg),
     )
+    if start is not None:  # a checkpoint of another network: refused before anything is written
+        check_weights(module, start["state_dict"], cfg.ckpt_path)
+    if is_rank_zero:
+        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.trainer.get("enable_progress_bar") is False:  # one switch turns the bar off, whichever it is
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -113,16 +105,24 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     clock = FirstStepClock()
     stopper = StopOnCtrlC(output_dir / "checkpoints")
     plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
+    # fit-profile.txt and test-profile.txt in the run folder
+    profiler = (
+        get_class(PROFILERS[cfg.profiler])(dirpath=output_dir, filename="profile") if cfg.get("profiler") else None
+    )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[*callbacks, clock, stopper, LogHyperparameters(hyperparameters(cfg))],
         logger=loggers or False,
         plugins=plugins,
+        profiler=profiler,
     )
 
     fit_start, fit_cpu_start = time.perf_counter(), time.process_time()
+    # a disk that fills up while TensorBoard or a callback writes: the same WriteError as any other write
+    intact = f"The checkpoints already written are intact: continue with resume={output_dir}."
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with writing(output_dir, intact):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except TrainingStopped:
         pass  # Ctrl-C or SIGTERM: StopOnCtrlC has saved last.ckpt
     fit_end = time.perf_counter()

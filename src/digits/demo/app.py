@@ -39,6 +39,7 @@ from digits.demo.lesson import LessonError, explain
 from digits.errors import DigitsError
 from digits.handwriting import MAX_PIXELS, ImageError, load_image, to_mnist
 from digits.module import DigitsModule
+from digits.sigmoid import sigmoid_threshold
 
 log = logging.getLogger("digits")
 STATIC = Path(__file__).with_name("static")
@@ -115,7 +116,7 @@ class Demo:
                 raise ImageError(str(error).replace(file.name, "the picture")) from error
         picture, notes = to_mnist(image)
         preprocessed = time.perf_counter()
-        result = explain(self.logits(picture), target, temperature)
+        result = explain(self.logits(picture), target, temperature, sigmoid_threshold(self.module.loss_fn))
         result["picture"] = picture[0].tolist()
         result["notes"] = notes
         finished = time.perf_counter()

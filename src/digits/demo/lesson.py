@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from digits.errors import DigitsError
 from digits.losses import LogSoftmaxNLLLoss, ManualCrossEntropyLoss, SoftmaxFirstCrossEntropyLoss, softmax_floor
+from digits.sigmoid import NONE, decide, per_class_bce
 
 # name shown on the page -> the project's implementation (src/digits/losses.py)
 LOSSES: dict[str, nn.Module] = {
@@ -20,6 +21,15 @@ LOSSES: dict[str, nn.Module] = {
     "ManualCrossEntropyLoss": ManualCrossEntropyLoss(),
 }
 TEMPERATURE_RANGE = (0.05, 20.0)
+KERAS_EPSILON = 1e-7  # keras.config.epsilon()'s default
+
+
+def keras_default_loss(logits: Tensor, target: Tensor, epsilon: float = KERAS_EPSILON) -> Tensor:
+    """What Keras's ``CategoricalCrossentropy()`` computes when handed logits: its default is
+    ``from_logits=False``, and its code path (keras/src/backend/tensorflow/nn.py) divides each row by its sum,
+    clips to [epsilon, 1 - epsilon] and takes -log of the target's entry. (N, C) logits, (N) targets -> (N)."""
+    p = (logits / logits.sum(dim=-1, keepdim=True)).clamp(epsilon, 1.0 - epsilon)
+    return -p.gather(-1, target.unsqueeze(-1)).squeeze(-1).log()
 
 
 class LessonError(DigitsError, ValueError):
@@ -37,12 +47,16 @@ def check_temperature(temperature: float) -> None:
         raise LessonError(f"temperature={temperature} is outside [{low}, {high}]")
 
 
-def explain(logits: Tensor, target: int | None = None, temperature: float = 1.0) -> dict[str, Any]:
+def explain(
+    logits: Tensor, target: int | None = None, temperature: float = 1.0, sigmoid_threshold: float | None = None
+) -> dict[str, Any]:
     """Every number the page shows for one image's ``(C,)`` logits.
 
     ``target`` defaults to the prediction. The loss's input is ``logits / temperature``; the
     gradient is the loss's gradient with respect to that input, computed by autograd through
-    ``nn.CrossEntropyLoss`` (it equals softmax minus one-hot).
+    ``nn.CrossEntropyLoss`` (it equals softmax minus one-hot). ``sigmoid_threshold``: the checkpoint was
+    trained with ``loss=sigmoid``; the result then also has its ten sigmoid probabilities and per-class
+    binary cross-entropies (``digits.sigmoid``).
     """
     logits = logits.detach().float().reshape(-1)
     n_classes = logits.numel()
@@ -62,7 +76,20 @@ def explain(logits: Tensor, target: int | None = None, temperature: float = 1.0)
     # The mistake: the probabilities go into the loss as if they were logits.
     twice = F.softmax(probabilities, dim=0)
     mistaken = SoftmaxFirstCrossEntropyLoss()(scaled.unsqueeze(0), target_tensor)
+    sigmoid = None
+    if sigmoid_threshold is not None:  # independent yes/no probabilities: they need not sum to 1
+        probabilities_each = scaled.sigmoid()
+        answer = int(decide(probabilities_each[None], sigmoid_threshold)[0])
+        sigmoid = {
+            "probabilities": probabilities_each.tolist(),
+            "sum": probabilities_each.sum().item(),
+            "bce": per_class_bce(scaled, target).tolist(),
+            "loss": per_class_bce(scaled, target).mean().item(),
+            "threshold": sigmoid_threshold,
+            "answer": None if answer == NONE else answer,
+        }
     return {
+        "sigmoid": sigmoid,
         "prediction": prediction,
         "target": target,
         "temperature": temperature,
@@ -79,5 +106,6 @@ def explain(logits: Tensor, target: int | None = None, temperature: float = 1.0)
             "log_softmax": torch.log(twice).tolist(),
             "loss": mistaken.item(),
             "floor": softmax_floor(n_classes),
+            "keras_default": keras_default_loss(scaled.unsqueeze(0), target_tensor).item(),
         },
     }

@@ -3,13 +3,12 @@ training starts from (evaluation, own digits, export, the demo)."""
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from digits.checkpoints import CheckpointError
 from digits.errors import DigitsError
 from digits.module import DigitsModule, WeightMismatchError
 
@@ -35,17 +34,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_module(path: Path, device: torch.device) -> DigitsModule:
-    """Rebuild the trained module from the checkpoint alone (``weights_only=True``)."""
+    """Rebuild the trained module from the checkpoint alone (``weights_only=True``), through the class's
+    gate (``DigitsModule.from_checkpoint``); its refusals become EvaluationError, unsafe configs stay
+    UnsafeConfigError."""
     try:
         module = DigitsModule.from_checkpoint(path, map_location=device)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as error:  # OSError: a truncated zip
-        raise EvaluationError(f"{path} is not a PyTorch checkpoint that loads safely: {error}") from error
-    except WeightMismatchError as error:
+    except (CheckpointError, WeightMismatchError) as error:
         raise EvaluationError(str(error)) from error
-    except RuntimeError as error:
-        raise EvaluationError(f"{path} is not a PyTorch checkpoint that loads safely: {error}") from error
-    except KeyError as error:
-        raise EvaluationError(f"{path} is a checkpoint, but not one of this project: it lacks {error}") from error
     return module.to(device).eval()
 
 

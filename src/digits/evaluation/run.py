@@ -1,9 +1,12 @@
 """One evaluation, as ``scripts/evaluate.py`` runs it: the checkpoint's logits on a split -> metrics.json,
-report.md, the figures and TensorBoard; or, with ``predict_path``, the user's own pictures."""
+report.md, the figures and TensorBoard; or, with ``predict_path``, the user's own pictures.
+
+The files of one evaluation are one set (``digits.writing.output_set``): written together, moved into
+the run folder together, ``metrics.json`` (or ``predictions.json``) last, so a kill never leaves a
+report beside figures or metrics of another evaluation, nor a half-written file."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from digits.data import MNISTDataModule
@@ -11,6 +14,8 @@ from digits.evaluation.figures import save_contact_sheet, save_figures
 from digits.evaluation.loading import EvaluationError, choose_device, collect_logits, load_module, resolve_checkpoint
 from digits.evaluation.metrics import evaluate_logits, markdown_report
 from digits.evaluation.user_images import predict
+from digits.sigmoid import declines, is_sigmoid
+from digits.writing import output_set, write_json, write_text
 
 CONTACT_SHEET = "seen_by_the_network.png"
 
@@ -29,25 +34,26 @@ def run_evaluation(
         raise EvaluationError(f"data.split={split!r} is not allowed: test or val")
     path = resolve_checkpoint(checkpoint)
     module = load_module(path, choose_device(device))
-    output_dir.mkdir(parents=True, exist_ok=True)
     if predict_path:
         predictions, notes, pictures = predict(module, Path(predict_path))
-        (output_dir / "predictions.json").write_text(
-            json.dumps({"checkpoint": str(path), "notes": notes, "predictions": predictions}, indent=2)
-        )
-        save_contact_sheet(
-            pictures,
-            [
-                f"{Path(p['file']).name}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
-                for p in predictions
-            ],
-            output_dir / CONTACT_SHEET,
-        )
+        with output_set(output_dir, last="predictions.json") as staging:
+            save_contact_sheet(
+                pictures,
+                [
+                    f"{Path(p['file']).name}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
+                    for p in predictions
+                ],
+                staging / CONTACT_SHEET,
+            )
+            write_json(
+                staging / "predictions.json", {"checkpoint": str(path), "notes": notes, "predictions": predictions}
+            )
         return {
             "checkpoint": str(path),
             "predictions": predictions,
             "notes": notes,
             "contact_sheet": str(output_dir / CONTACT_SHEET),
+            "predictions_file": str(output_dir / "predictions.json"),
         }
     data = (module.hparams.run_config or {}).get("data", {})
     datamodule = MNISTDataModule(
@@ -57,17 +63,42 @@ def run_evaluation(
     dataset = datamodule.test_set if split == "test" else datamodule.val_set
     logits = collect_logits(module, dataset.images)
     results = evaluate_logits(logits, dataset.labels)
+    if is_sigmoid(module.loss_fn):  # independent probabilities: how many digits it answers "none of the ten"
+        results["sigmoid"] = declines(logits, dataset.labels, module.loss_fn.threshold)
     results.update({"checkpoint": str(path), "split": split})
-    figures = save_figures(results, dataset.images, output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output_dir / "report.md").write_text(markdown_report(results, path, split))
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    with output_set(output_dir, last="metrics.json") as staging:
+        figures = save_figures(results, dataset.images, staging)
+        write_text(staging / "report.md", markdown_report(results, path, split))
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(str(output_dir)) as writer:
-            writer.add_scalar(f"eval/{split}/acc", results["accuracy"], 0)
-            writer.add_scalar(f"eval/{split}/loss", results["loss"]["cross_entropy"], 0)
-            writer.add_scalar(f"eval/{split}/ece", results["ece"], 0)
-            for name, fig in figures.items():
-                writer.add_figure(f"eval/{name}", fig, 0)
+            with SummaryWriter(str(staging)) as writer:
+                writer.add_scalar(f"eval/{split}/acc", results["accuracy"], 0)
+                writer.add_scalar(f"eval/{split}/loss", results["loss"]["cross_entropy"], 0)
+                writer.add_scalar(f"eval/{split}/ece", results["ece"], 0)
+                for name, fig in figures.items():
+                    writer.add_figure(f"eval/{name}", fig, 0)
+        write_json(staging / "metrics.json", results)
     return results
+
+
+def describe(results: dict, output_dir: Path) -> str:
+    """What ``scripts/evaluate.py`` prints: each picture's top classes, or the split's numbers."""
+    if "predictions" in results:
+        lines = [f"note: {note}" for note in results["notes"]]
+        for item in results["predictions"]:
+            lines.append(
+                f"{item['file']} -> " + ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
+            )
+        lines += [f"predictions {results['predictions_file']}", f"what the network saw: {results['contact_sheet']}"]
+        return "\n".join(lines)
+    losses = results["loss"]
+    return (
+        f"checkpoint  {results['checkpoint']}\n"
+        f"accuracy    {results['accuracy']:.4f} on {results['images']} {results['split']} images "
+        f"({results['errors']} errors)\n"
+        f"loss        cross_entropy {losses['cross_entropy']:.6f}, nll {losses['nll']:.6f}, manual "
+        f"{losses['manual']:.6f} (largest difference {results['loss_max_difference']:.1e})\n"
+        f"ECE         {results['ece']:.4f}\n"
+        f"report      {output_dir / 'report.md'}"
+    )

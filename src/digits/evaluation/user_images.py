@@ -11,6 +11,7 @@ from torch import Tensor
 from digits.data import standardize
 from digits.evaluation.loading import EvaluationError, collect_logits
 from digits.module import DigitsModule
+from digits.sigmoid import answers, class_probabilities
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -39,12 +40,15 @@ def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
 def predict(module: DigitsModule, path: Path, top: int = 3) -> tuple[list[dict[str, Any]], list[str], Tensor]:
     """Top classes of each picture under ``path``, the notes, and the 28x28 pictures the network saw."""
     files, pictures, notes = load_images(path)
-    probabilities = collect_logits(module, standardize(pictures)).softmax(dim=1)
+    # a sigmoid model (loss=sigmoid): ten independent probabilities, and "none of the ten" is an answer
+    probabilities = class_probabilities(collect_logits(module, standardize(pictures)), module.loss_fn)
     values, classes = probabilities.topk(top, dim=1)
+    said = answers(module.loss_fn, probabilities)
     return (
         [
             {"file": str(file), "top": [{"digit": int(c), "probability": float(v)} for c, v in zip(cs, vs)]}
-            for file, cs, vs in zip(files, classes, values)
+            | ({} if said is None else {"answer": said[i]})
+            for i, (file, cs, vs) in enumerate(zip(files, classes, values))
         ],
         notes,
         pictures,

@@ -249,7 +249,26 @@ function render(r) {
     ["log", fixed(m.log_softmax[y], 4)],
     ["loss (SoftmaxFirstCrossEntropyLoss)", loss6(m.loss)],
     ["its floor: log(1 + 9/e), even at p_y = 1", loss6(m.floor)],
+    ["Keras's CategoricalCrossentropy() handed the logits (from_logits=False): x / Σx, clipped, −log", loss6(m.keras_default)],
   ]);
+  renderSigmoid(r.sigmoid, y);
+}
+
+function renderSigmoid(s, y) {  // a loss=sigmoid checkpoint: independent probabilities, "none of the ten" possible
+  document.getElementById("sigmoid-panel").hidden = !s;
+  if (!s) return;
+  document.getElementById("sigmoid-summary").textContent =
+    `Each sigmoid answers "is this a c?" on its own, so the ten need not sum to 1 (here ${fixed(s.sum, 3)}). ` +
+    `Answer: ${s.answer === null ? "none of the ten" : s.answer} (threshold ${s.threshold}). ` +
+    `Loss for target ${y}: the mean of the ten terms, ${loss6(s.loss)}.`;
+  const tbody = document.querySelector("#sigmoid tbody");
+  tbody.replaceChildren();
+  s.probabilities.forEach((p, c) => {
+    const row = tbody.insertRow();
+    row.insertCell().textContent = c;
+    cell(row, small(p), p, 1, false);
+    row.insertCell().textContent = fixed(s.bce[c], 4);
+  });
 }
 
 function fillSteps(tbody, steps) {

@@ -1,0 +1,75 @@
+"""Checks of the paths a config names, made before Hydra creates the run folder and before torch is
+imported: a typo in ``ckpt_path=``, ``predict=`` or the data folder costs a second and leaves nothing
+behind. ``EarlyChecks`` runs them as a Hydra callback (configs/hydra/default.yaml)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from digits import entry
+from digits.config import ConfigError
+from digits.errors import DigitsError
+from digits.mnist_files import check_mnist
+
+
+def check_paths(cfg: Any) -> None:
+    """Without torch: the values the config leaves missing (``???``); ``ckpt_path`` and ``predict``
+    (must exist); the MNIST folder when the run would not download it (``data.download`` false or
+    absent; not needed with ``predict``). ``resume=`` is checked by ``digits.config.OutputDirCheck``,
+    listed next, also before the folder is written."""
+    missing = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
+    if "ckpt_path" in missing:
+        raise ConfigError(
+            f"ckpt_path is missing: give a checkpoint or a run folder, e.g. python scripts/{cfg.hydra.job.name}.py "
+            "ckpt_path=outputs/train/<run>"
+        )
+    if missing:
+        raise ConfigError(f"{missing[0]} is missing (???): give it on the command line, {missing[0]}=<value>")
+    for key in ("ckpt_path", "predict"):
+        if cfg.get(key) is not None:
+            path = Path(str(cfg[key])).expanduser()
+            if not path.exists():
+                raise ConfigError(
+                    f"{key}={cfg[key]}: {os.path.abspath(path)} does not exist"
+                    + (": give a .ckpt file or a run folder (outputs/train/<run>)" if key == "ckpt_path" else "")
+                )
+    data = cfg.get("data")
+    if data is not None and "data_dir" in data and not data.get("download", False) and not cfg.get("predict"):
+        check_mnist(data.data_dir)
+
+
+def check_fresh_folder(folder: Path) -> None:
+    """Evaluate, export and the demo write only into a folder of their own: refuse one that holds files."""
+    if folder.is_dir() and any(folder.iterdir()):
+        held = ", ".join(sorted(p.name for p in folder.iterdir())[:5])
+        raise ConfigError(
+            f"hydra.run.dir={folder} already holds files ({held}, ...): this script writes only into a new "
+            "or empty folder of its own; leave hydra.run.dir out, or give a new folder"
+        )
+
+
+class EarlyChecks(Callback):
+    """Hydra callback, before Hydra makes the run folder: ``check_paths``, and with ``fresh_folder``
+    the run folder must be new or empty. Listed before ``OutputDirCheck`` (which creates the folder).
+    A failure is one line on stderr and exit code 2, with nothing written."""
+
+    def __init__(self, fresh_folder: bool = True) -> None:
+        self.fresh_folder = fresh_folder
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        folder = Path(os.path.abspath(str(config.hydra.run.dir)))
+        try:
+            check_paths(config)
+            if self.fresh_folder:
+                check_fresh_folder(folder)
+        except DigitsError as error:
+            print(f"{type(error).__name__}: {error}", file=sys.stderr)
+            sys.exit(2)
+        if not folder.exists():
+            entry.new_folders.add(folder.resolve())

@@ -1,0 +1,85 @@
+"""The frame every script shares, in the spirit of lightning-hydra-template's ``task_wrapper``: a
+script is its task function and one call, ``run(task, "<config name>")``.
+
+``run`` does, in this order:
+
+1. starts the start-up clock (when this module is imported: each script imports it first, before
+   torch and Lightning) and registers the configs' ``${...}`` resolvers;
+2. checks the command line before Hydra runs: an unknown key or group, or an override Hydra cannot
+   parse, is one line and exit code 2;
+3. runs the task as a Hydra app; ``digits.early_checks.EarlyChecks`` (a Hydra callback listed in
+   configs/hydra/default.yaml) checks the paths the config names before Hydra makes the run folder
+   and before torch is imported, so a typo costs a second, not the imports, and leaves nothing behind;
+4. quiets the console (``digits.console``) and calls ``task(cfg, started)``; a DigitsError is one
+   line and exit code 2, and a run folder this run made that holds nothing but Hydra's files and the
+   config is removed: a failed start leaves no litter.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STARTED = time.perf_counter()  # the script's first import: the one start of the start-up clock
+
+log = logging.getLogger("digits")
+_started: float | None = STARTED  # taken by the first job; a sweep's later jobs count from their own start
+new_folders: set[Path] = set()  # run folders that EarlyChecks saw did not exist yet: this run makes them
+# What a run folder holds before the task has produced anything: Hydra's snapshot, the log, train's config.yaml.
+_BEFORE_OUTPUTS = {".hydra", "config.yaml"}
+
+
+def run(task: Callable[[Any, float], Any], config_name: str) -> Any:
+    """Run ``task(cfg, started)`` as a Hydra app on ``configs/<config_name>.yaml`` of the repository
+    the script is in (``configs/`` beside ``scripts/``). ``started``: ``time.perf_counter()`` at the
+    start of this job (the process start for the first), for start-up times."""
+    import hydra
+
+    from digits.overrides import check_command_line
+    from digits.resolvers import register_resolvers
+
+    register_resolvers()
+    script = Path(task.__code__.co_filename).resolve()
+    config_dir = script.parents[1] / "configs"
+    check_command_line(config_dir, config_name)
+
+    def job(cfg: Any) -> Any:
+        return _job(task, cfg)
+
+    job.__module__ = script.stem  # Hydra names the job after it: outputs/<script>/..., <script>.log
+    return hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)()
+
+
+def _job(task: Callable[[Any, float], Any], cfg: Any) -> Any:
+    from hydra.core.hydra_config import HydraConfig
+
+    from digits.console import quiet_console
+    from digits.errors import DigitsError
+
+    global _started
+    started, _started = _started or time.perf_counter(), None
+    quiet_console()
+    try:
+        return task(cfg, started)
+    except DigitsError as error:
+        log.error("%s: %s", type(error).__name__, error)
+        _remove_if_unused(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
+        sys.exit(2)
+
+
+def _remove_if_unused(folder: Path, job_name: str) -> None:
+    """Remove ``folder`` when this run made it and it holds nothing but what a run writes before it
+    produces anything (a resumed run's folder, or a given folder that existed, is never touched)."""
+    if folder.resolve() not in new_folders or not folder.is_dir():
+        return
+    if {p.name for p in folder.iterdir()} <= {*_BEFORE_OUTPUTS, f"{job_name}.log"}:
+        for handler in list(logging.getLogger().handlers):  # the log file is about to go with its folder
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder.resolve():
+                handler.close()
+                logging.getLogger().removeHandler(handler)
+        shutil.rmtree(folder)
