@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 import zlib
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Demo memory under a 10,000 x 9,999 RGBA picture",
         "",
-        f"{results['date']}, {results['machine']}, commit {results['commit']}; the picture is "
+        f"{results['date']}, {results['machine']}, commit {results['commit']}, "
+        + ", ".join(f"{name} {version}" for name, version in results["versions"].items())
+        + f"; the picture is "
         f"{results['picture_bytes']:,} bytes, {results['decoded_mb']} MB decoded. Peak resident memory "
         "of the server process (VmHWM), reset before each row.",
         "",
@@ -153,7 +156,8 @@ def main() -> None:
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
-        "python": platform.python_version(),
+        "versions": {name: metadata.version(name) for name in ("torch", "pillow", "starlette", "uvicorn")}
+        | {"python": platform.python_version()},
         "commit": commit.stdout.strip(),
         "picture": list(BIG),
         "picture_bytes": len(sparse_rgba_png(*BIG)),
