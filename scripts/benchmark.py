@@ -3,7 +3,8 @@
     python scripts/benchmark.py
     python scripts/benchmark.py baseline.time_to_accuracy=false runs=[]   # throughput only
 
-Writes benchmark.json and benchmark.md into its run folder and prints the table.
+Writes benchmark.json and benchmark.md into its run folder and into docs/results/ (paths.results_dir),
+where the README's results table comes from (python -m digits.docs).
 """
 
 import logging
@@ -25,7 +26,7 @@ def main(cfg: DictConfig) -> None:
     from omegaconf import OmegaConf
 
     from digits.console import quiet_console
-    from digits.report import write_json
+    from digits.report import write_json, write_result
     from digits.studies import benchmark
 
     quiet_console()
@@ -66,9 +67,11 @@ def main(cfg: DictConfig) -> None:
         )
         lines += part
 
-    report = "\n".join(lines) + "\n"
+    results["config"] = OmegaConf.to_container(cfg, resolve=True)
+    report = "\n".join(benchmark.recipes_section(results) + lines) + "\n"
     (output_dir / "benchmark.md").write_text(report)
     write_json(output_dir / "benchmark.json", results)
+    write_result(cfg.paths.results_dir, "benchmark", "Training speed against the plain-PyTorch recipe", results, report)
     log.info("\n%s", report)
 
 

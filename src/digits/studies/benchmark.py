@@ -563,7 +563,7 @@ def throughput_section(rows: list[dict], models: dict[str, dict], threads: int) 
         "lightning_overhead_ms_per_step": lightning - plain,
     }
     lines = [
-        f"# Training speed ({results['machine']})",
+        f"## Throughput ({results['machine']})",
         "",
         markdown_table(rows),
         "",
@@ -575,6 +575,47 @@ def throughput_section(rows: list[dict], models: dict[str, dict], threads: int) 
         "",
     ]
     return results, lines
+
+
+def recipes_table(results: dict) -> list[dict]:
+    """The headline rows: each timed ``scripts/train.py`` run and the baseline recipe, with test accuracy,
+    time (start to exit; the baseline's time to its target) and the ratio to the baseline's time."""
+    baseline = results.get("baseline_time_to_accuracy") or {}
+    base_seconds = baseline.get("seconds")
+    rows = [
+        {
+            "recipe": run["run"],
+            "test_acc": run["test_acc"],
+            "seconds": run["wall_seconds"],
+            "vs_baseline": run["wall_seconds"] / base_seconds if base_seconds else None,
+        }
+        for run in results.get("runs", [])
+    ]
+    if baseline:
+        last = baseline["history"][-1]
+        rows.append(
+            {"recipe": "baseline (pytorch/examples)", "test_acc": last["test_acc"], "seconds": last["seconds"]}
+            | {"vs_baseline": 1.0 if base_seconds else None}
+        )
+    return rows
+
+
+def recipes_section(results: dict) -> list[str]:
+    from digits.report import markdown_table
+
+    rows = recipes_table(results)
+    if not rows:
+        return []
+    return [
+        "## Recipes",
+        "",
+        "Test accuracy on the 10,000 official test images; `seconds`: `scripts/train.py` start to exit, and for the "
+        "baseline its training time until its test accuracy reached the target; `vs_baseline`: seconds over the "
+        "baseline's.",
+        "",
+        markdown_table(rows),
+        "",
+    ]
 
 
 def baseline_section(data_dir: str | Path, target: float, max_epochs: int, seed: int) -> tuple[dict, list[str]]:
