@@ -626,20 +626,15 @@ def baseline_section(data_dir: str | Path, target: float, max_epochs: int, seed:
     return result, [f"Baseline recipe to {target:.1%} test accuracy:", "", markdown_table(result["history"]), ""]
 
 
-def runs_section(
-    runs: list[str], data_dir: str | Path, output_dir: Path, baseline_seconds: float | None
-) -> tuple[list[dict], list[str]]:
+def runs_section(runs: list[str], data_dir: str | Path, output_dir: Path) -> tuple[list[dict], list[str]]:
     from digits.report import markdown_table
 
     timed = []
     for number, overrides in enumerate(runs):
         log(f"timing scripts/train.py {overrides}")
         timed.append(timed_train_run(str(number), overrides.split(), data_dir, output_dir))
-    for run in timed:
-        run["vs_baseline_time_to_target"] = run["wall_seconds"] / baseline_seconds if baseline_seconds else None
     return timed, [
-        "`scripts/train.py` runs, start to exit (`vs_baseline_time_to_target`: the run's whole wall time "
-        "over the baseline's time to the target accuracy):",
+        "`scripts/train.py` runs, start to exit (the ratio to the baseline's time is in the recipes table):",
         "",
         markdown_table(timed),
         "",
