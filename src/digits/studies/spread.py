@@ -1,0 +1,36 @@
+"""How far the default recipe's accuracy moves with the seed and the thread count: ``scripts/spread.py``.
+
+A seeded run is exact on one machine with one thread count, and moves with another (a different float
+summation order), another seed or another CPU. The runs here measure that spread on the machine they run
+on; the docs quote it next to every accuracy that is one machine's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from digits.report import markdown_table
+from digits.studies.benchmark import timed_train_run
+
+
+def measure(runs: list[str], data_dir: str | Path, output_dir: Path) -> dict:
+    """Each run timed start to exit, then the range of its test and validation accuracies."""
+    rows = [
+        timed_train_run(str(number), overrides.split(), data_dir, output_dir) for number, overrides in enumerate(runs)
+    ]
+    summary = {}
+    for key in ("test_acc", "val_acc"):
+        values = [row[key] for row in rows]
+        summary[key] = {"min": min(values), "max": max(values), "spread": max(values) - min(values)}
+    return {"runs": rows, "summary": summary}
+
+
+def markdown(result: dict) -> str:
+    summary = [{"metric": key, **values} for key, values in result["summary"].items()]
+    return (
+        "The default recipe (`python scripts/train.py` with the overrides in `run`), one run each, on one machine. "
+        "`spread`: max - min over the runs.\n\n"
+        + markdown_table(result["runs"], ["run", "test_acc", "val_acc", "epochs", "steps", "wall_seconds"])
+        + "\n"
+        + markdown_table(summary)
+    )
