@@ -355,6 +355,8 @@ def script_config(root: Path, script: str) -> str | None:
 
 def check_command(root: Path, command: str) -> str | None:
     """Why the script (or make) would refuse ``command`` as printed, or None."""
+    from hydra.errors import HydraException
+
     from digits.errors import DigitsError
     from digits.overrides import check_overrides
 
@@ -378,8 +380,8 @@ def check_command(root: Path, command: str) -> str | None:
         return None
     try:
         check_overrides(root / "configs", config, overrides)
-    except DigitsError as error:
-        return f"{type(error).__name__}: {error}"
+    except (DigitsError, HydraException) as error:  # a bad key or choice; an override Hydra cannot parse
+        return f"{type(error).__name__}: {error}".splitlines()[0]
     return None
 
 
