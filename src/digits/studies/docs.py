@@ -29,8 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 BLOCK = re.compile(
-    r"(?P<begin><!-- BEGIN GENERATED from (?P<source>[^ ]+) -->\n)(?P<body>.*?)(?P<end><!-- END GENERATED -->)",
-    re.DOTALL,
+    r"^(?P<begin><!-- BEGIN GENERATED from (?P<source>[^ ]+) -->\n)(?P<body>.*?)(?P<end><!-- END GENERATED -->)",
+    re.DOTALL | re.MULTILINE,
 )
 # Filled into the docs' placeholders when their commands are checked, as a user would fill them.
 PLACEHOLDERS = {
@@ -51,8 +51,9 @@ ALLOWED = {"99 %", "99.0 %", "99.1 %", "99.3 %", "0.76 s", "100 ms", "5 MB", "64
 
 
 def pages(root: Path) -> list[Path]:
-    """README.md and the manual: docs/*.md (docs/results/ is generated whole and not checked for prose)."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    """README.md, the manual (docs/*.md) and the results' index; the result files themselves are written
+    whole by the scripts and only their links are checked."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "docs/results/README.md"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,15 +64,27 @@ def generate(source: str, root: Path) -> str:
     """The body of a block whose ``from`` names ``source``."""
     if source.startswith("docs/results/"):
         return (root / source).read_text()
-    makers = {"recipes": recipes_table, "defaults": defaults_table, "configs": config_reference}
+    makers = {
+        "recipes": recipes_table,
+        "defaults": defaults_table,
+        "configs": config_reference,
+        "results": results_index,
+    }
     if source not in makers:
         raise KeyError(f"unknown generated block source {source!r}: a docs/results/ file or one of {sorted(makers)}")
     return makers[source](root)
 
 
 def refresh_text(text: str, root: Path) -> str:
+    """``text`` with every block refilled; a block whose source is missing is left as it is (the check
+    reports it)."""
+
     def replace(match: re.Match) -> str:
-        return match["begin"] + generate(match["source"], root).rstrip("\n") + "\n" + match["end"]
+        try:
+            body = generate(match["source"], root).rstrip("\n") + "\n"
+        except (OSError, KeyError):
+            return match.group(0)
+        return match["begin"] + body + match["end"]
 
     return BLOCK.sub(replace, text)
 
@@ -166,6 +179,29 @@ def newest_gpu_check(root: Path) -> dict | None:
         "vs baseline": "- (another machine)",
         "measured on": f"{gpu[1]}, {date[1] if date else '?'}, [dated report](docs/results/{report.name})",
     }
+
+
+def results_index(root: Path) -> str:
+    """One row per result file in docs/results/: its title, and the date and commit its first lines give."""
+    from digits.report import markdown_table
+
+    rows = []
+    for path in sorted((root / "docs/results").glob("*.md")):
+        if path.name == "README.md":
+            continue
+        text = path.read_text()
+        title = text.splitlines()[0].lstrip("# ").strip() if text else path.stem
+        date = re.search(r"(\d{4}-\d{2}-\d{2})", path.stem) or re.search(r"Measured (\d{4}-\d{2}-\d{2})", text)
+        commit = re.search(r"commit (\S+?)\.? Data", text)
+        rows.append(
+            {
+                "file": f"[{path.name}]({path.name})",
+                "what": title,
+                "measured": date[1] if date else "-",
+                "commit": f"`{commit[1]}`" if commit else "-",
+            }
+        )
+    return markdown_table(rows)
 
 
 def _cells(line: str) -> list[str]:
