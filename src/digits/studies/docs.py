@@ -255,9 +255,14 @@ KEY_LINE = re.compile(r"^(?P<indent> *)(?:- )?(?P<key>[\w./@-]+):(?P<value>[^#]*
 
 def yaml_keys(text: str) -> list[dict[str, str]]:
     """Each key of a YAML config with its dotted name, its value as written and its comment (the
-    comment lines above it, then the comment at the end of its line). ``defaults`` lists are skipped."""
-    rows, stack, above, in_defaults = [], [], [], False
-    for line in text.splitlines():
+    comment lines above it, then the comment at the end of its line). A block list is shown in flow
+    style, one row; ``defaults`` lists are skipped."""
+    import yaml
+
+    lines = text.splitlines()
+    rows, stack, above, number = [], [], [], 0
+    while number < len(lines):
+        line, number = lines[number], number + 1
         stripped = line.strip()
         if not stripped or stripped.startswith("# @package"):
             above = [] if not stripped else above
@@ -267,9 +272,7 @@ def yaml_keys(text: str) -> list[dict[str, str]]:
             continue
         match = KEY_LINE.match(line)
         indent = len(line) - len(line.lstrip())
-        if indent == 0:
-            in_defaults = line.startswith("defaults:")
-        if in_defaults or not match or stripped.startswith("- "):
+        if not match or stripped.startswith("- "):
             above = []
             continue
         while stack and stack[-1][0] >= indent:
@@ -277,13 +280,27 @@ def yaml_keys(text: str) -> list[dict[str, str]]:
         name = ".".join([k for _, k in stack] + [match["key"]])
         value = match["value"].strip()
         comment = " ".join(above + ([match["comment"]] if match["comment"] else []))
+        above = []
+        block = []  # a block list under this key: its lines, read whole
+        while not value and number < len(lines):
+            following = lines[number]
+            deeper = len(following) - len(following.lstrip()) > indent
+            if not (
+                following.lstrip().startswith("- ") or (block and deeper and not following.lstrip().startswith("#"))
+            ):
+                break
+            block.append(following)
+            number += 1
+        if name == "defaults":
+            continue
+        if block:
+            value = yaml.safe_dump(yaml.safe_load("\n".join(block)), default_flow_style=True, width=10**6).strip()
         if value:
             rows.append({"key": name, "default": value, "comment": comment})
         else:
             stack.append((indent, match["key"]))
             if comment:
                 rows.append({"key": name, "default": "", "comment": comment})
-        above = []
     return rows
 
 
