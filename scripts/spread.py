@@ -2,6 +2,7 @@
 
     python scripts/spread.py
     python scripts/spread.py "runs=['threads=1','threads=2']"
+    python scripts/spread.py reuse=outputs/spread/<run>     # an earlier spread's finished runs, the rest trained
 
 Writes spread.json and spread.md into docs/results/ (paths.results_dir).
 """
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
     from digits.studies import spread
 
     quiet_console()
-    result = spread.measure(list(cfg.runs), cfg.data_dir, Path(cfg.paths.output_dir))
+    result = spread.measure(list(cfg.runs), cfg.data_dir, Path(cfg.paths.output_dir), cfg.reuse)
     text = spread.markdown(result)
     write_result(cfg.paths.results_dir, "spread", "The default recipe over seeds and thread counts", result, text)
     log.info("\n%s", text)

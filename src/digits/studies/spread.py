@@ -30,7 +30,7 @@ def markdown(result: dict) -> str:
     return (
         "The default recipe (`python scripts/train.py` with the overrides in `run`), one run each, on one machine. "
         "`spread`: max - min over the runs.\n\n"
-        + markdown_table(result["runs"], ["run", "test_acc", "val_acc", "epochs", "steps", "wall_seconds"])
+        + markdown_table(result["runs"], ["run", "test_acc", "val_acc", "epochs", "steps", "fit_seconds"])
         + "\n"
         + markdown_table(summary)
     )
