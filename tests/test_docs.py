@@ -124,6 +124,14 @@ def test_a_measured_number_in_prose_fails(tmp_path, prose):
 
 
 @pytest.mark.parametrize(
+    "prose", ["Measured on 2026-11-23.", "Unlike the previous default,", "A run is still to be done."]
+)
+def test_history_in_prose_fails(tmp_path, prose):
+    (found,) = docs.check(repository(tmp_path, CLEAN + f"\n{prose}\n"))
+    assert "dated runs are result files" in found
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "`--timeout 12.5 s` is a flag.",  # inline code

@@ -15,13 +15,15 @@ A generated block is filled from one source and never edited by hand::
 
 The check fails on a stale block, a relative link or ``#anchor`` that leads nowhere, a
 ``python scripts/...`` or ``make ...`` command the script or Makefile would refuse, and a measured
-number (a number with a unit: %, s, ms, MiB, ...) in prose outside a generated block or code.
+number (a number with a unit: %, s, ms, MiB, ...) or history (a date, "previous default", "this branch",
+"to be done") in prose outside a generated block or code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sys
@@ -50,6 +52,10 @@ MEASURED = re.compile(
 ALLOWED = {"99 %", "99.0 %", "99.1 %", "99.3 %", "0.76 s", "100 ms", "5 MB", "64 MiB"}
 
 
+# The manual describes the project as it is: no history, no dated runs (those are result files).
+HISTORY = re.compile(r"previous default|this branch|to be done|\b20\d\d-\d\d-\d\d\b", re.IGNORECASE)
+
+
 def pages(root: Path) -> list[Path]:
     """README.md, the manual (docs/*.md) and the results' index; the result files themselves are written
     whole by the scripts and only their links are checked."""
@@ -60,10 +66,21 @@ def pages(root: Path) -> list[Path]:
 # Generated blocks
 
 
-def generate(source: str, root: Path) -> str:
-    """The body of a block whose ``from`` names ``source``."""
+def generate(source: str, root: Path, page: Path | None = None) -> str:
+    """The body of a block whose ``from`` names ``source``, on ``page``: a result file's contents with its
+    relative links rebased from docs/results/ to the page's folder, so that they lead where they did."""
     if source.startswith("docs/results/"):
-        return (root / source).read_text()
+        text = (root / source).read_text()
+        if page is None:
+            return text
+
+        def rebase(match: re.Match) -> str:
+            target = match[1]
+            if re.match(r"[a-z]+:|#", target):
+                return match[0]
+            return "](" + os.path.relpath((root / source).parent / target, page.parent) + ")"
+
+        return LINK.sub(rebase, text)
     makers = {
         "recipes": recipes_table,
         "defaults": defaults_table,
@@ -75,13 +92,13 @@ def generate(source: str, root: Path) -> str:
     return makers[source](root)
 
 
-def refresh_text(text: str, root: Path) -> str:
+def refresh_text(text: str, root: Path, page: Path | None = None) -> str:
     """``text`` with every block refilled; a block whose source is missing is left as it is (the check
     reports it)."""
 
     def replace(match: re.Match) -> str:
         try:
-            body = generate(match["source"], root).rstrip("\n") + "\n"
+            body = generate(match["source"], root, page).rstrip("\n") + "\n"
         except (OSError, KeyError):
             return match.group(0)
         return match["begin"] + body + match["end"]
@@ -94,7 +111,7 @@ def refresh(root: Path = ROOT) -> list[Path]:
     changed = []
     for page in pages(root):
         text = page.read_text()
-        new = refresh_text(text, root)
+        new = refresh_text(text, root, page)
         if new != text:
             page.write_text(new)
             changed.append(page)
@@ -484,7 +501,7 @@ def check(root: Path = ROOT) -> list[str]:
         name = page.relative_to(root).as_posix()
         for match in BLOCK.finditer(text):
             try:
-                fresh = generate(match["source"], root).rstrip("\n") + "\n"
+                fresh = generate(match["source"], root, page).rstrip("\n") + "\n"
             except (OSError, KeyError) as error:
                 problems.append(f"{name}: block from {match['source']}: {error}")
                 continue
@@ -497,6 +514,8 @@ def check(root: Path = ROOT) -> list[str]:
                 problems.append(f"{name}: `{command}` is refused: {why}")
         for number in measured_numbers(text):
             problems.append(f"{name}: measured number {number!r} in prose: put it in a generated block")
+        for words in HISTORY.findall(prose(text)):
+            problems.append(f"{name}: {words!r} in prose: the docs say how things are; dated runs are result files")
     for result in sorted((root / "docs/results").glob("*.md")):
         problems += [f"docs/results/{p}" for p in check_links(result)]
     return problems
