@@ -19,7 +19,7 @@ def measure(runs: list[str], data_dir: str | Path, output_dir: Path) -> dict:
         timed_train_run(str(number), overrides.split(), data_dir, output_dir) for number, overrides in enumerate(runs)
     ]
     summary = {}
-    for key in ("test_acc", "val_acc"):
+    for key in ("test_acc", "val_acc") if len(rows) > 1 else ():
         values = [row[key] for row in rows]
         summary[key] = {"min": min(values), "max": max(values), "spread": max(values) - min(values)}
     return {"runs": rows, "summary": summary}
@@ -27,6 +27,12 @@ def measure(runs: list[str], data_dir: str | Path, output_dir: Path) -> dict:
 
 def markdown(result: dict) -> str:
     summary = [{"metric": key, **values} for key, values in result["summary"].items()]
+    if not summary:
+        note = "One run: it gives this machine's value, and the spread over seeds and thread counts is not measured."
+        return (
+            markdown_table(result["runs"], ["run", "test_acc", "val_acc", "epochs", "steps", "fit_seconds"])
+            + f"\n{note}\n"
+        )
     return (
         "The default recipe (`python scripts/train.py` with the overrides in `run`), one run each, on one machine. "
         "`spread`: max - min over the runs.\n\n"
