@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.14.1 / torchvision 0.29.1 are the newest this machine's pip may install (see README).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train test lint clean
+.PHONY: setup train test lint docs docs-check clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,14 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The docs' generated blocks from docs/results/ and configs/ (digits.studies.docs); docs-check changes
+# nothing and fails on a stale block, a broken link or anchor, a refused command or a measured number in prose.
+docs: setup
+	$(BIN)/python -m digits.studies.docs
+
+docs-check: setup
+	$(BIN)/python -m digits.studies.docs --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,7 +3,8 @@
     python scripts/benchmark_losses.py
     python scripts/benchmark_losses.py devices=[cpu,cuda] repeats=100
 
-Writes benchmark_losses.json and benchmark_losses.md into its run folder.
+Writes benchmark_losses.json and benchmark_losses.md into its run folder and into docs/results/
+(paths.results_dir), where the docs take the table from.
 """
 
 import logging
@@ -25,10 +26,9 @@ def main(cfg: DictConfig) -> None:
     import torch
 
     from digits.console import quiet_console
-    from digits.report import markdown_table, write_json
+    from digits.report import markdown_table, write_json, write_result
     from digits.studies.benchmark_losses import benchmark
     from digits.studies.compare import DTYPES
-    from digits.studies.readme_tables import write_table
 
     quiet_console()
 
@@ -50,16 +50,19 @@ def main(cfg: DictConfig) -> None:
     )
     table = markdown_table(rows)
     output_dir = Path(cfg.paths.output_dir)
-    (output_dir / "benchmark_losses.md").write_text(
-        f"# Loss forward+backward, {cfg.dtype}\n\n{machine}; {cfg.rounds} rounds, each timing every implementation "
+    text = (
+        f"{machine}; {cfg.rounds} rounds, each timing every implementation "
         f"in turn, median of {cfg.repeats} after {cfg.warmup} warm-up. `time_vs_cross_entropy`: the median over "
         "rounds of each round's ratio, `ratio_low`-`ratio_high` its range; a range that holds 1 is no measurable "
         "difference.\n"
         f"`saved_MiB`: what autograd keeps between forward and backward besides the logits.\n\n{table}"
     )
+    title = f"Loss forward+backward, {cfg.dtype}"
+    (output_dir / "benchmark_losses.md").write_text(f"# {title}\n\n{text}")
     config = OmegaConf.to_container(cfg, resolve=True)
-    write_json(output_dir / "benchmark_losses.json", {"machine": machine, "config": config, "rows": rows})
-    write_table(output_dir, "speed", table)
+    data = {"machine": machine, "config": config, "rows": rows}
+    write_json(output_dir / "benchmark_losses.json", data)
+    write_result(cfg.paths.results_dir, "benchmark_losses", title, data, text)
     log.info("%s\n%s\nwritten to %s", machine, table, output_dir)
 
 

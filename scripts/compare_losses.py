@@ -3,7 +3,9 @@
     python scripts/compare_losses.py
     python scripts/compare_losses.py devices=[cpu,cuda] training.steps=300 batch_size=1024
 
-Writes report.md, report.json, training_curves.png and TensorBoard curves into its run folder. The
+Writes report.md, report.json, training_curves.png and TensorBoard curves into its run folder, and the
+results the docs show into docs/results/ (paths.results_dir): compare_losses (the whole report),
+loss_differences (largest difference per dtype) and loss_trainings (whole trainings). The
 section on PyTorch's own test material needs the test extra (pip install -e '.[test]'), or pytorch_suite=false.
 """
 
@@ -54,7 +56,7 @@ def main(cfg: DictConfig) -> None:
 
     from digits.console import quiet_console
     from digits.errors import DigitsError
-    from digits.report import markdown_table, write_json
+    from digits.report import markdown_table, write_json, write_result
     from digits.studies.compare import (
         compare_single_calls,
         curve_differences,
@@ -65,11 +67,11 @@ def main(cfg: DictConfig) -> None:
         naive_failures,
         training_curves,
     )
-    from digits.studies.readme_tables import write_table
 
     quiet_console()
 
     output_dir = Path(cfg.paths.output_dir)
+    results_dir = cfg.paths.results_dir
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
     if len(devices) < len(cfg.devices):
         log.warning("no CUDA GPU here: comparing on %s only", devices)
@@ -172,8 +174,15 @@ def main(cfg: DictConfig) -> None:
             "losses": {name: run["losses"] for name, run in curves.items()},
         }
         log.info("whole trainings:\n%s", markdown_table(rows))
-        write_table(output_dir, "whole_trainings", markdown_table(rows))
+        trainings = {"steps": cfg.training.steps, "seed": cfg.seed, "rows": rows}
+        title = f"Whole trainings, one per loss form: {cfg.training.steps} steps, seed {cfg.seed}, deterministic"
+        note = (
+            "Per-step training losses of each form against `cross_entropy` (same seed, same batches, "
+            "deterministic kernels): `bitwise_equal` when every step's loss is the same float."
+        )
+        write_result(results_dir, "loss_trainings", title, trainings, f"{note}\n\n{markdown_table(rows)}")
 
+    config = OmegaConf.to_container(cfg, resolve=True)
     (output_dir / "report.md").write_text("\n".join(report))
     write_json(output_dir / "report.json", summary)
     worst = {}
@@ -188,7 +197,22 @@ def main(cfg: DictConfig) -> None:
     by_dtype = {}  # the README's shape: one row per dtype, one column per implementation
     for (dtype, implementation), value in worst.items():
         by_dtype.setdefault(dtype, {"dtype": dtype})[implementation] = value
-    write_table(output_dir, "largest_differences", markdown_table(list(by_dtype.values())))
+    note = (
+        f"Largest relative difference from nn.CrossEntropyLoss over every option set of the single calls "
+        f"(batch {cfg.batch_size} x {cfg.num_classes} classes, seed {cfg.seed}, devices {devices}), "
+        "one row per dtype, one column per form."
+    )
+    largest = list(by_dtype.values())
+    write_result(
+        results_dir,
+        "loss_differences",
+        "Largest difference of each loss form from nn.CrossEntropyLoss",
+        {"rows": largest},
+        f"{note}\n\n{markdown_table(largest)}",
+    )
+    # the report without its title (write_result gives one) and without the plot, which stays in the run folder
+    body = "\n".join(line for line in report[1:] if not line.startswith("![curves]"))
+    write_result(results_dir, "compare_losses", report[0][2:], {"config": config, **summary}, body)
     log.info("report: %s", output_dir / "report.md")
 
 

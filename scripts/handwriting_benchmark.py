@@ -4,7 +4,8 @@ transparent drawing, a chalkboard), read after the old preprocessing and after d
     python scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run>
     python scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run> digits=10000
 
-Writes handwriting.json and handwriting.md into its run folder and prints the table.
+Writes handwriting.json and handwriting.md into its run folder and into docs/results/ (paths.results_dir),
+and prints the table.
 """
 
 import logging
@@ -36,7 +37,14 @@ def main(cfg: DictConfig) -> None:
     except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(2)
-    log.info("\n%s", markdown(results, results["checkpoint"]))
+    from digits.report import write_result
+
+    text = markdown(results, results["checkpoint"])
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text  # write_result gives the title
+    write_result(
+        cfg.paths.results_dir, "handwriting", "Own handwriting: MNIST digits as users' pictures", results, body
+    )
+    log.info("\n%s", text)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def main() -> int:
 
     from digits.console import quiet_console
     from digits.errors import DigitsError
-    from digits.report import measurement_metadata, write_json
+    from digits.report import provenance, write_json
 
     quiet_console()
     try:
@@ -36,7 +36,7 @@ def main() -> int:
     except DigitsError as error:
         print(error, file=sys.stderr)
         return 2
-    data = {**measurement_metadata(ROOT), "checkpoint": args.checkpoint, **interop.report(logits, labels)}
+    data = {**provenance(), "checkpoint": args.checkpoint, **interop.report(logits, labels)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "interop.json", data)

@@ -28,7 +28,7 @@ def main() -> int:
     from digits.data import load_mnist
     from digits.errors import DigitsError
     from digits.evaluation.loading import load_module, resolve_checkpoint
-    from digits.report import markdown_table, measurement_metadata, write_json
+    from digits.report import markdown_table, provenance, write_json
     from digits.studies.non_digits import KINDS, make_pictures, study
 
     quiet_console()
@@ -43,7 +43,7 @@ def main() -> int:
         print(error, file=sys.stderr)
         return 2
     checkpoints = {"softmax": args.softmax_checkpoint, "sigmoid": args.sigmoid_checkpoint}
-    data = {**measurement_metadata(ROOT), "torch": torch.__version__, "checkpoints": checkpoints, "models": models}
+    data = {**provenance(), "torch": torch.__version__, "checkpoints": checkpoints, "models": models}
     rows = [
         {
             "model": name,

@@ -22,7 +22,7 @@ import time:        30 |       2180 | digits"""
 
 
 @pytest.mark.slow
-def test_benchmark_script_writes_every_section(tmp_path, data_dir):
+def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
     """One run of scripts/benchmark.py with every section on, each as small as it goes."""
     result = run_script(
         "benchmark.py",
@@ -54,6 +54,10 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir):
     (run,) = report["runs"]
     assert run["run"] == "debug=limit" and run["epochs"] == 1 and run["startup_seconds"] > 0
     assert "| baseline: torchvision Dataset" in (tmp_path / "benchmark.md").read_text()
+    # the same results for the docs, with where and when they were measured (paths.results_dir)
+    published = json.loads((results_dir / "benchmark.json").read_text())
+    assert published["results"]["runs"] == report["runs"] and published["commit"] and published["machine"]["cores"]
+    assert "| debug=limit |" in (results_dir / "benchmark.md").read_text()
     rows = report["threads_under_load"]
     assert [(r["situation"], r["threads"]) for r in rows] == [
         ("no extra process", 1),

@@ -99,8 +99,8 @@ def test_any_batch_size_gives_the_modules_logits(exported, short_run, test_set, 
 
 
 def readme_snippet() -> str:
-    """The README's example of another program using model.onnx: the python block that opens it."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    """docs/evaluation.md's example of another program using model.onnx: the python block that opens it."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "evaluation.md").read_text(), flags=re.S)
     (snippet,) = [b for b in blocks if "onnxruntime" in b]
     return snippet
 

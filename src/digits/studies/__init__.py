@@ -2,4 +2,4 @@
 imported by it. The equivalence report (``compare``, ``pytorch_suite``), the benchmarks (``benchmark``,
 ``benchmark_losses``, ``benchmark_demo``, ``handwriting_benchmark``, ``augment_study``), the recipe search
 (``objective``, ``search``), the GPU check's report (``gpu_check``) and the README's generated tables
-(``readme_tables``)."""
+(``docs``)."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
+import re
 import sys
 import xml.etree.ElementTree as ElementTree
 from importlib import metadata
@@ -174,14 +176,30 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def publish(results: dict[str, Any], results_dir: Path) -> Path:
+    """``gpu_check_<gpu>_<date>.md`` and ``.json`` in ``results_dir``: a GPU run's report kept as a dated result."""
+    from datetime import datetime, timezone
+
+    gpu = re.sub(r"[^a-z0-9]+", "_", str(results["machine"].get("gpu") or "gpu").lower()).strip("_")
+    name = f"gpu_check_{gpu}_{datetime.now(timezone.utc):%Y-%m-%d}"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json(results_dir / f"{name}.json", results)
+    path = results_dir / f"{name}.md"
+    path.write_text(markdown(results))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    parser.add_argument("--results", help="where the dated copy goes (default $DIGITS_RESULTS_DIR, else docs/results)")
     args = parser.parse_args(argv)
     results = collect(args.out, args.device)
     write_json(args.out / "gpu_check.json", results)
     (args.out / "gpu_check.md").write_text(markdown(results))
+    if args.device == "cuda":  # a dated copy for the docs (the front page's fast_gpu row comes from the newest)
+        publish(results, Path(args.results or os.environ.get("DIGITS_RESULTS_DIR") or "docs/results"))
     for problem in results["problems"]:
         print(f"gpu_check: {problem}", file=sys.stderr)
     return 1 if results["problems"] else 0
