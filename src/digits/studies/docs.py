@@ -440,12 +440,14 @@ def commands(text: str) -> list[str]:
 
 
 def script_config(root: Path, script: str) -> str | None:
-    """The config a script composes (its ``@hydra.main(config_name=...)``); None for a script without one."""
+    """The config a script composes (``@hydra.main(config_name=...)`` or ``digits.entry.run(main, ...)``);
+    None for a script without one."""
     path = root / "scripts" / script
     if not path.is_file():
         raise FileNotFoundError(script)
-    match = re.search(r'config_name="(\w+)"', path.read_text()) if path.suffix == ".py" else None
-    return match[1] if match else None
+    text = path.read_text() if path.suffix == ".py" else ""
+    match = re.search(r'config_name="(\w+)"|run\(main, "(\w+)"\)', text)
+    return (match[1] or match[2]) if match else None
 
 
 def check_command(root: Path, command: str) -> str | None:
