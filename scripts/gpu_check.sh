@@ -110,6 +110,8 @@ while IFS="|" read -r name command; do
   start=$(date +%s.%N)
   timeout "$STEP_TIMEOUT" $command > "$OUT/$name.log" 2>&1  # a timeout of 0 (the default) is none
   code=$?
+  # without a GPU no CUDA case is collected: pytest's "no tests" (5) is the expected answer there
+  [ "$name" = tests ] && [ "$DEVICE" = cpu ] && [ "$code" = 5 ] && code=0
   seconds=$(awk "BEGIN {print $(date +%s.%N) - $start}")
   printf "%s\t%s\t%s\t%s\n" "$name" "$code" "$seconds" "$command" >> "$OUT/steps.tsv"
   [ "$code" = 0 ] || { failed=1; echo "   failed ($code), see $OUT/$name.log"; }

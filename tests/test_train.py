@@ -325,9 +325,8 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     stopped_step = checkpoint["global_step"]
     assert 0 < stopped_step < 600
     assert not (run_dir / "metrics.json").read_text().count('"test/acc"')
-    resumed = run_script(
-        "train.py", [*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], data_dir, cwd=tmp_path
-    )
+    # as the stop's message says: resume= continues the folder (a ckpt_path= run may not write into it)
+    resumed = run_script("train.py", [f"resume={run_dir}"], data_dir, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 600 and metrics["epochs"] == 2  # the stopped run's steps were not repeated

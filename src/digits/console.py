@@ -66,6 +66,8 @@ class _DropLines(logging.Filter):
 def quiet_console() -> None:
     """Each Lightning line once (through Hydra's handlers: console and the run's log file, not also
     Lightning's own handler), without the lines and warnings listed above."""
+    import lightning.pytorch  # noqa: F401  Lightning adds its handlers when imported: import, then clear them
+
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
