@@ -78,6 +78,16 @@ def test_a_stale_block_fails_and_make_docs_refreshes_it(tmp_path):
     assert "| default | 12.5 |" in (root / "docs/page.md").read_text()
 
 
+def test_a_result_files_title_becomes_a_section_of_the_page_that_shows_it(tmp_path):
+    root = repository(tmp_path, CLEAN)
+    (root / "docs/results/speed.md").write_text("# Speed\n\n## Runs\n\n| run | seconds |\n|---|---|\n| default | 12.5 |\n")
+    docs.refresh(root)
+    page = (root / "docs/page.md").read_text()
+    assert "\n### Speed\n" in page and "\n#### Runs\n" in page  # below the block's "## Usage"
+    assert page.count("\n# ") == 0 and page.startswith("# Page\n")  # one page title
+    assert docs.check(root) == [] and docs.refresh(root) == []  # current, and refreshing again changes nothing
+
+
 @pytest.mark.parametrize(
     ("link", "problem"),
     [("other.md", "no such file"), ("#no-such-heading", "no heading with that anchor"), ("../README.md#x", "anchor")],

@@ -92,18 +92,43 @@ def generate(source: str, root: Path, page: Path | None = None) -> str:
     return makers[source](root)
 
 
+def block_body(match: re.Match, text: str, root: Path, page: Path | None) -> str:
+    """What the block ``match`` of ``text`` holds when current: a result file's headings nested below
+    the page's heading before the block, so that its title becomes a section, not a second page title."""
+    body = generate(match["source"], root, page).rstrip("\n") + "\n"
+    if not match["source"].startswith("docs/results/"):
+        return body
+    return nest_headings(body, heading_level(text[: match.start()]))
+
+
 def refresh_text(text: str, root: Path, page: Path | None = None) -> str:
     """``text`` with every block refilled; a block whose source is missing is left as it is (the check
     reports it)."""
 
     def replace(match: re.Match) -> str:
         try:
-            body = generate(match["source"], root, page).rstrip("\n") + "\n"
+            body = block_body(match, text, root, page)
         except (OSError, KeyError):
             return match.group(0)
         return match["begin"] + body + match["end"]
 
     return BLOCK.sub(replace, text)
+
+
+HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+
+
+def heading_level(text: str) -> int:
+    """The level of the last Markdown heading in ``text`` outside code (0: none)."""
+    levels = [len(m[1]) for m in HEADING.finditer(_without_code(text))]
+    return levels[-1] if levels else 0
+
+
+def nest_headings(body: str, level: int) -> str:
+    """``body``'s headings moved ``level`` levels down."""
+    if level == 0:
+        return body
+    return HEADING.sub(lambda m: "#" * min(6, len(m[1]) + level) + " ", body)
 
 
 def refresh(root: Path = ROOT) -> list[Path]:
@@ -503,7 +528,7 @@ def check(root: Path = ROOT) -> list[str]:
         name = page.relative_to(root).as_posix()
         for match in BLOCK.finditer(text):
             try:
-                fresh = generate(match["source"], root, page).rstrip("\n") + "\n"
+                fresh = block_body(match, text, root, page)
             except (OSError, KeyError) as error:
                 problems.append(f"{name}: block from {match['source']}: {error}")
                 continue
