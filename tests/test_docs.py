@@ -80,7 +80,8 @@ def test_a_stale_block_fails_and_make_docs_refreshes_it(tmp_path):
 
 def test_a_result_files_title_becomes_a_section_of_the_page_that_shows_it(tmp_path):
     root = repository(tmp_path, CLEAN)
-    (root / "docs/results/speed.md").write_text("# Speed\n\n## Runs\n\n| run | seconds |\n|---|---|\n| default | 12.5 |\n")
+    table = "| run | seconds |\n|---|---|\n| default | 12.5 |\n"
+    (root / "docs/results/speed.md").write_text("# Speed\n\n## Runs\n\n" + table)
     docs.refresh(root)
     page = (root / "docs/page.md").read_text()
     assert "\n### Speed\n" in page and "\n#### Runs\n" in page  # below the block's "## Usage"
