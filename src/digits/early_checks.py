@@ -20,9 +20,9 @@ from digits.mnist_files import check_mnist
 
 def check_paths(cfg: Any) -> None:
     """Without torch: the values the config leaves missing (``???``); ``ckpt_path`` (and any
-    ``*_ckpt_path``) and ``predict`` (must exist); the MNIST folder when the run would not download it (``data.download`` false or
-    absent; not needed with ``predict``). ``resume=`` is checked by ``digits.config.OutputDirCheck``,
-    listed next, also before the folder is written."""
+    ``*_ckpt_path``) and ``predict`` (must exist); the MNIST folder when the run would not download it
+    (``data.download`` false or absent; not needed with ``predict``). ``resume=`` is checked by
+    ``digits.config.OutputDirCheck``, listed next, also before the folder is written."""
     missing = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
     if "ckpt_path" in missing:
         raise ConfigError(
