@@ -116,6 +116,19 @@ def test_an_unknown_key_on_a_converted_script_is_one_line_and_exit_code_2(script
     assert "torch imported: False" in result.stderr and list(tmp_path.iterdir()) == []
 
 
+def test_interop_without_its_extra_is_one_line_and_exit_code_2(tmp_path):
+    hide = "import sys\nsys.modules['optax'] = None  # as if the interop extra were not installed\n"
+    (tmp_path / "x.ckpt").write_bytes(b"")
+    command = [sys.executable, "-c", hide + PROBE, str(ROOT / "scripts" / "interop.py"), "ckpt_path=x.ckpt"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "InteropMissingError: the interop extra is not installed" in output
+    assert "pip install -e '.[interop]'" in output and "Traceback" not in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs", "x.ckpt"]
+    assert list((tmp_path / "outputs" / "interop").iterdir()) == []  # the failed run's folder is gone
+
+
 # --- output sets after a kill ---------------------------------------------------------------------
 
 KILLER = """

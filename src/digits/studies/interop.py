@@ -14,6 +14,7 @@ Needs the ``interop`` extra (tensorflow-cpu, jax, optax); nothing outside this m
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ try:
 except ImportError as error:
     raise InteropMissingError(f"the interop extra is not installed ({error}): pip install -e '.[interop]'") from error
 
+# Under a script's Hydra logging, JAX's INFO line about absent TPU backends would reach the console.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64 (JAX's default rounds them to float32)
 
 PACKAGES = ("torch", "tensorflow-cpu", "keras", "jax", "jaxlib", "optax", "numpy")
@@ -873,15 +876,13 @@ def run_interop(cfg) -> str:
     ``paths.results_dir``. Returns the line that says where."""
     from pathlib import Path
 
-    from digits.report import provenance, write_json
+    from digits.report import provenance, provenance_line, write_json
 
     logits, labels = test_set_logits(cfg.ckpt_path, cfg.data_dir)
     data = {**provenance(), "checkpoint": cfg.ckpt_path, **report(logits, labels)}
     out = Path(cfg.paths.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "interop.json", data)
-    head = f"Measured {data['date']} on {data['machine']}, commit {data['commit']}; " + ", ".join(
-        f"{name} {version}" for name, version in data["versions"].items()
-    )
-    (out / "interop.md").write_text(head + ".\n\n" + markdown(data))
+    # provenance_line lists data["versions"]: this study's libraries (report() replaces provenance()'s)
+    (out / "interop.md").write_text(provenance_line(data) + "\n\n" + markdown(data))
     return f"wrote {out / 'interop.json'} and {out / 'interop.md'}"

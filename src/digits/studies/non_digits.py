@@ -129,7 +129,7 @@ def run_non_digits(cfg) -> str:
 
     from digits.data import load_mnist
     from digits.evaluation.loading import load_module, resolve_checkpoint
-    from digits.report import markdown_table, provenance, write_json
+    from digits.report import markdown_table, provenance, provenance_line, write_json
 
     images, labels = load_mnist(cfg.data_dir, train=False, download=False)
     pictures, kinds = make_pictures(images)
@@ -166,7 +166,9 @@ def run_non_digits(cfg) -> str:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "non_digits.json", data)
     (out / "non_digits.md").write_text(
-        f"Measured {data['date']} on {data['machine']}, commit {data['commit']}, torch {data['torch']}; "
-        f"{len(kinds)} non-digit pictures.\n\n" + markdown_table(rows) + "\n" + markdown_table(per_kind)
+        f"{provenance_line(data)} {len(kinds)} non-digit pictures.\n\n"
+        + markdown_table(rows)
+        + "\n"
+        + markdown_table(per_kind)
     )
     return f"wrote {out / 'non_digits.json'} and {out / 'non_digits.md'}"
