@@ -8,31 +8,17 @@ Writes augment_study.json and augment_study.md into its run folder and prints th
 """
 
 import logging
-from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from digits.entry import run
 
-from digits.overrides import check_command_line
-from digits.resolvers import register_resolvers
-
-register_resolvers()  # the ${...} resolvers the configs use
 log = logging.getLogger("digits")
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="augment_study")
-def main(cfg: DictConfig) -> None:
-    from digits.console import quiet_console
+def main(cfg, started: float) -> None:
+    from digits.studies.augment_study import run_augment_study
 
-    quiet_console()
-    from digits.studies.augment_study import markdown, run_augment_study
-
-    results = run_augment_study(
-        Path(cfg.paths.output_dir), cfg.data_dir, list(cfg.overrides), cfg.digits, cfg.seed, tuple(cfg.variants)
-    )
-    log.info("\n%s", markdown(results))
+    log.info("\n%s", run_augment_study(cfg))
 
 
 if __name__ == "__main__":
-    check_command_line(Path(__file__).resolve().parents[1] / "configs", "augment_study")
-    main()
+    run(main, "augment_study")

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from conftest import run_script
+from conftest import ROOT, run_script
 
-from digits.studies.benchmark import import_seconds_by_package
+from digits.studies.benchmark import SECTIONS, Section, import_seconds_by_package, run_benchmark
 
 
 def test_import_breakdown_sums_self_times_by_package():
@@ -19,6 +19,45 @@ import time:        30 |       2180 | digits"""
     assert list(import_seconds_by_package(log)) == ["torch", "digits"]
     floor = "import time:       999 |        999 |   torch"
     assert import_seconds_by_package(log, leave_out=floor) == pytest.approx({"torch": 0.0001, "digits": 0.00008})
+
+
+def test_each_switched_on_section_runs_in_order_and_is_written_when_it_ends(tmp_path):
+    """run_benchmark's sequence: a section is one entry of SECTIONS; it runs when its switch is set, its
+    results go under its key (or the top level), and benchmark.json holds them as soon as it ends."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(
+        {
+            "threads": None,
+            "seed": 0,
+            "on": 1,
+            "off": 0,
+            "paths": {"output_dir": str(tmp_path), "results_dir": str(tmp_path / "r")},
+        }
+    )
+    seen = []
+
+    def section(name, measured):
+        def measure(cfg, output_dir):
+            seen.append((name, sorted(json.loads((output_dir / "benchmark.json").read_text())) if seen else None))
+            return measured, [f"{name} line"]
+
+        return measure
+
+    sections = [
+        Section("on", "first", section("first", [1])),
+        Section("off", "skipped", section("skipped", [2])),
+        Section("on", None, section("merged", {"top": 3})),
+    ]
+    report = run_benchmark(cfg, sections)
+    assert seen == [("first", None), ("merged", ["config", "first"])]  # written after the first one ended
+    assert report == "first line\nmerged line\n" == (tmp_path / "benchmark.md").read_text()
+    results = json.loads((tmp_path / "benchmark.json").read_text())
+    assert results["first"] == [1] and results["top"] == 3 and "skipped" not in results
+    assert json.loads((tmp_path / "r" / "benchmark.json").read_text())["results"] == results
+    # the real sequence: every switch is a value of configs/benchmark.yaml
+    config = OmegaConf.load(ROOT / "configs" / "benchmark.yaml")
+    assert all(OmegaConf.select(config, s.switch, default="absent") != "absent" for s in SECTIONS)
 
 
 @pytest.mark.slow

@@ -19,10 +19,10 @@ from digits.mnist_files import check_mnist
 
 
 def check_paths(cfg: Any) -> None:
-    """Without torch: the values the config leaves missing (``???``); ``ckpt_path`` and ``predict``
-    (must exist); the MNIST folder when the run would not download it (``data.download`` false or
-    absent; not needed with ``predict``). ``resume=`` is checked by ``digits.config.OutputDirCheck``,
-    listed next, also before the folder is written."""
+    """Without torch: the values the config leaves missing (``???``); ``ckpt_path`` (and any
+    ``*_ckpt_path``) and ``predict`` (must exist); the MNIST folder when the run would not download it
+    (``data.download`` false or absent; not needed with ``predict``). ``resume=`` is checked by
+    ``digits.config.OutputDirCheck``, listed next, also before the folder is written."""
     missing = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
     if "ckpt_path" in missing:
         raise ConfigError(
@@ -31,13 +31,13 @@ def check_paths(cfg: Any) -> None:
         )
     if missing:
         raise ConfigError(f"{missing[0]} is missing (???): give it on the command line, {missing[0]}=<value>")
-    for key in ("ckpt_path", "predict"):
+    for key in [key for key in cfg if key == "predict" or str(key).endswith("ckpt_path")]:  # non_digits: two
         if cfg.get(key) is not None:
             path = Path(str(cfg[key])).expanduser()
             if not path.exists():
                 raise ConfigError(
                     f"{key}={cfg[key]}: {os.path.abspath(path)} does not exist"
-                    + (": give a .ckpt file or a run folder (outputs/train/<run>)" if key == "ckpt_path" else "")
+                    + (": give a .ckpt file or a run folder (outputs/train/<run>)" if key != "predict" else "")
                 )
     data = cfg.get("data")
     if data is not None and "data_dir" in data and not data.get("download", False) and not cfg.get("predict"):

@@ -67,9 +67,10 @@ def batch_cost(data_dir: str, batch_size: int, rounds: int = 30) -> dict[str, fl
     }
 
 
-def run_augment_study(
-    output_dir: Path, data_dir: str, overrides: list[str], digits: int, seed: int, variants: tuple[str, ...]
-) -> dict[str, Any]:
+def run_augment_study(cfg) -> str:
+    """Both arms as ``cfg`` says; writes augment_study.json and .md into the run folder. Returns the table."""
+    output_dir, data_dir, overrides = Path(cfg.paths.output_dir), cfg.data_dir, list(cfg.overrides)
+    digits, seed, variants = cfg.digits, cfg.seed, tuple(cfg.variants)
     output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"overrides": overrides, "arms": {}}
     for arm, switch in ARMS.items():
@@ -81,7 +82,7 @@ def run_augment_study(
     results["batch_cost"] = batch_cost(data_dir, 256)
     (output_dir / "augment_study.json").write_text(json.dumps(results, indent=2) + "\n")
     (output_dir / "augment_study.md").write_text(markdown(results) + "\n")
-    return results
+    return markdown(results)
 
 
 def markdown(results: dict[str, Any]) -> str:

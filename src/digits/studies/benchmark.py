@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -698,3 +699,89 @@ def threads_section(data_dir: str | Path, output_dir: Path, rounds: int, steps: 
 
 def log(message: str) -> None:
     print(f"[benchmark] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The run: scripts/benchmark.py calls run_benchmark(cfg).
+
+
+def _throughput(cfg, output_dir: Path) -> tuple[dict, list[str]]:
+    from omegaconf import OmegaConf
+
+    rows = measure_throughput(throughput_paths(cfg), cfg.rounds, cfg.warmup, cfg.window, cfg.windows)
+    models = {"example": EXAMPLE_NET, "default": OmegaConf.to_container(cfg.default_run.model, resolve=True)}
+    return throughput_section(rows, models, torch.get_num_threads())
+
+
+def _compile(cfg, output_dir: Path) -> tuple[dict, list[str]]:
+    from omegaconf import OmegaConf
+
+    model = OmegaConf.to_container(cfg.default_run.model, resolve=True)
+    return compile_section(model, cfg.data_dir, cfg.default_run.batch_size, cfg.compile.steps, cfg.compile.rounds)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of benchmark.md: it runs when the config value ``switch`` is true (non-zero, non-empty);
+    ``measure(cfg, output_dir)`` returns its results and its lines; ``key``: where its results go in
+    benchmark.json (None: merged into the top level)."""
+
+    switch: str
+    key: str | None
+    measure: Callable[..., tuple[Any, list[str]]]
+
+
+# The sections in the order they run; a new one is one entry (and its config block in configs/benchmark.yaml).
+SECTIONS = [
+    Section("rounds", None, _throughput),
+    # before the baseline, the longest section
+    Section("runs", "runs", lambda cfg, out: runs_section(list(cfg.runs), cfg.data_dir, out)),
+    Section(
+        "baseline.time_to_accuracy",
+        "baseline_time_to_accuracy",
+        lambda cfg, out: baseline_section(cfg.data_dir, cfg.baseline.target, cfg.baseline.max_epochs, cfg.seed),
+    ),
+    Section(
+        "startup.rounds",
+        "startup",
+        lambda cfg, out: startup_section(cfg.data_dir, out, cfg.startup.rounds, cfg.startup.baseline_tree),
+    ),
+    Section("compile.rounds", "compile", _compile),
+    Section(
+        "threads_under_load.rounds",
+        "threads_under_load",
+        lambda cfg, out: threads_section(cfg.data_dir, out, **cfg.threads_under_load),
+    ),
+]
+
+
+def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
+    """Each switched-on section in turn; the results so far are written after each one (benchmark.json
+    and .md in the run folder and in ``paths.results_dir``), so a run stopped in a long section keeps what
+    the earlier ones measured. Returns benchmark.md's text."""
+    from omegaconf import OmegaConf
+
+    from digits.report import write_json, write_result
+
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    results, lines = {"config": OmegaConf.to_container(cfg, resolve=True)}, []
+
+    def publish() -> str:
+        report = "\n".join(recipes_section(results) + lines) + "\n"
+        (output_dir / "benchmark.md").write_text(report)
+        write_json(output_dir / "benchmark.json", results)
+        title = "Training speed against the plain-PyTorch recipe"
+        write_result(cfg.paths.results_dir, "benchmark", title, results, report)
+        return report
+
+    report = None
+    for section in sections:
+        if OmegaConf.select(cfg, section.switch):
+            measured, part = section.measure(cfg, output_dir)
+            results.update(measured if section.key is None else {section.key: measured})
+            lines += part
+            report = publish()
+    return report or publish()

@@ -159,3 +159,26 @@ def benchmark(
         "drawings": len(bodies),
         "predicted_correctly": correct,
     }
+
+
+def run_benchmark_demo(cfg) -> str:
+    """``benchmark`` on ``cfg``'s checkpoint, written as benchmark_demo.json and .md into the run folder and
+    into ``paths.results_dir``. Returns the machine line and the table."""
+    import os
+    import platform
+
+    from digits.report import markdown_table, write_json, write_result
+
+    output_dir = Path(cfg.paths.output_dir)
+    results = benchmark(cfg.ckpt_path, cfg.data_dir, output_dir, cfg.drawings, cfg.startups, cfg.strokes)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    rows = [{"what": name, **value} for name, value in results.items() if isinstance(value, dict)]
+    table = markdown_table(rows)
+    (output_dir / "benchmark_demo.md").write_text(
+        f"# Demo speed\n\n{machine}; {results['drawings']} MNIST test digits sent as drawings "
+        f"({results['predicted_correctly']} predicted correctly).\n\n{table}"
+    )
+    write_json(output_dir / "benchmark_demo.json", {"machine": machine, **results})
+    note = f"{results['drawings']} MNIST test digits sent as drawings ({results['predicted_correctly']} read right)."
+    write_result(cfg.paths.results_dir, "benchmark_demo", "Demo speed", results, f"{note}\n\n{table}")
+    return f"{machine}\n{table}"

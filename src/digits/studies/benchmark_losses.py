@@ -120,3 +120,40 @@ def benchmark(
                     row["peak_MiB"] = peak_cuda_bytes(fn, logits, target, label_smoothing=label_smoothing) / 2**20
                 rows.append(row)
     return rows
+
+
+def run_benchmark_losses(cfg) -> str:
+    """``benchmark`` as ``cfg`` says (CUDA only where there is a GPU), written as benchmark_losses.json and
+    .md into the run folder and into ``paths.results_dir``. Returns the machine line and the table."""
+    import platform
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from digits.report import markdown_table, write_json, write_result
+    from digits.studies.compare import DTYPES
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
+    sizes = [tuple(s) for s in cfg.sizes]
+    rows = benchmark(devices, sizes, DTYPES[cfg.dtype], cfg.warmup, cfg.repeats, cfg.label_smoothing, cfg.rounds)
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else "")
+    )
+    table = markdown_table(rows)
+    output_dir = Path(cfg.paths.output_dir)
+    text = (
+        f"{machine}; {cfg.rounds} rounds, each timing every implementation "
+        f"in turn, median of {cfg.repeats} after {cfg.warmup} warm-up. `time_vs_cross_entropy`: the median over "
+        "rounds of each round's ratio, `ratio_low`-`ratio_high` its range; a range that holds 1 is no measurable "
+        "difference.\n"
+        f"`saved_MiB`: what autograd keeps between forward and backward besides the logits.\n\n{table}"
+    )
+    title = f"Loss forward+backward, {cfg.dtype}"
+    (output_dir / "benchmark_losses.md").write_text(f"# {title}\n\n{text}")
+    data = {"machine": machine, "config": OmegaConf.to_container(cfg, resolve=True), "rows": rows}
+    write_json(output_dir / "benchmark_losses.json", data)
+    write_result(cfg.paths.results_dir, "benchmark_losses", title, data, text)
+    return f"{machine}\n{table}"

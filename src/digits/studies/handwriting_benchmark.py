@@ -199,7 +199,7 @@ def markdown(results: dict[str, Any], checkpoint: str) -> str:
     )
 
 
-def run_handwriting_benchmark(
+def measure_checkpoint(
     checkpoint: str | Path, data_dir: str | Path, output_dir: Path, count: int, seed: int
 ) -> dict[str, Any]:
     from digits.evaluation.loading import load_module, resolve_checkpoint
@@ -212,3 +212,16 @@ def run_handwriting_benchmark(
     (output_dir / "handwriting.json").write_text(json.dumps(results, indent=2) + "\n")
     (output_dir / "handwriting.md").write_text(markdown(results, str(path)) + "\n")
     return results
+
+
+def run_handwriting_benchmark(cfg) -> str:
+    """``measure_checkpoint`` as ``cfg`` says, and its result in ``paths.results_dir``
+    (handwriting.json and .md). Returns the Markdown."""
+    from digits.report import write_result
+
+    results = measure_checkpoint(cfg.ckpt_path, cfg.data_dir, Path(cfg.paths.output_dir), cfg.digits, cfg.seed)
+    text = markdown(results, results["checkpoint"])
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text  # write_result gives the title
+    title = "Own handwriting: MNIST digits as users' pictures"
+    write_result(cfg.paths.results_dir, "handwriting", title, results, body)
+    return text

@@ -14,6 +14,7 @@ Needs the ``interop`` extra (tensorflow-cpu, jax, optax); nothing outside this m
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,16 +24,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from digits.errors import DigitsError
 from digits.losses import LogSoftmaxNLLLoss, ManualCrossEntropyLoss
 from digits.studies.compare import make_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner on stderr
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+class InteropMissingError(DigitsError, ImportError):
+    """The interop extra (tensorflow-cpu, jax, optax) is not installed."""
+
+
+try:
+    import jax
+    import jax.numpy as jnp
+    import optax
+    import tensorflow as tf
+except ImportError as error:
+    raise InteropMissingError(f"the interop extra is not installed ({error}): pip install -e '.[interop]'") from error
+
+# Under a script's Hydra logging, JAX's INFO line about absent TPU backends would reach the console.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64 (JAX's default rounds them to float32)
 
 PACKAGES = ("torch", "tensorflow-cpu", "keras", "jax", "jaxlib", "optax", "numpy")
@@ -857,3 +869,20 @@ def markdown(data: dict[str, Any]) -> str:
             markdown_table(trap["first_images"]),
         ]
     )
+
+
+def run_interop(cfg) -> str:
+    """Every case, with ``cfg.ckpt_path``'s test-set logits: interop.json and interop.md into
+    ``paths.results_dir``. Returns the line that says where."""
+    from pathlib import Path
+
+    from digits.report import provenance, provenance_line, write_json
+
+    logits, labels = test_set_logits(cfg.ckpt_path, cfg.data_dir)
+    data = {**provenance(), "checkpoint": cfg.ckpt_path, **report(logits, labels)}
+    out = Path(cfg.paths.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "interop.json", data)
+    # provenance_line lists data["versions"]: this study's libraries (report() replaces provenance()'s)
+    (out / "interop.md").write_text(provenance_line(data) + "\n\n" + markdown(data))
+    return f"wrote {out / 'interop.json'} and {out / 'interop.md'}"

@@ -120,3 +120,55 @@ def study(module, pictures: Tensor, kinds: list[str], test_images: Tensor, test_
         "test accuracy": (test_logits.argmax(dim=1) == test_labels).float().mean().item(),
         "test digits declined": (answers == NONE).float().mean().item(),
     }
+
+
+def run_non_digits(cfg) -> str:
+    """``study`` of ``cfg.softmax_ckpt_path`` and ``cfg.sigmoid_ckpt_path`` on the same pictures:
+    non_digits.json and non_digits.md into ``paths.results_dir``. Returns the line that says where."""
+    from pathlib import Path
+
+    from digits.data import load_mnist
+    from digits.evaluation.loading import load_module, resolve_checkpoint
+    from digits.report import markdown_table, provenance, provenance_line, write_json
+
+    images, labels = load_mnist(cfg.data_dir, train=False, download=False)
+    pictures, kinds = make_pictures(images)
+    checkpoints = {"softmax": cfg.softmax_ckpt_path, "sigmoid": cfg.sigmoid_ckpt_path}
+    models = {
+        name: study(load_module(resolve_checkpoint(path), torch.device("cpu")), pictures, kinds, images, labels)
+        for name, path in checkpoints.items()
+    }
+    data = {**provenance(), "torch": torch.__version__, "checkpoints": checkpoints, "models": models}
+    rows = [
+        {
+            "model": name,
+            "threshold": m["threshold"],
+            "non-digits declined": f"{m['non-digits']['declined']:.1%}",
+            "non-digits labelled a digit with > 90 %": f"{m['non-digits']['labelled a digit with > 90 %']:.1%}",
+            "test accuracy": f"{m['test accuracy']:.2%}",
+            "test digits declined": f"{m['test digits declined']:.2%}",
+        }
+        for name, m in models.items()
+    ]
+    per_kind = [
+        {
+            "kind": kind,
+            "pictures": models["softmax"]["per kind"][kind]["pictures"],
+            **{
+                f"{name} {what}": f"{models[name]['per kind'][kind][what]:.0%}"
+                for name in models
+                for what in ("declined", "labelled a digit with > 90 %")
+            },
+        }
+        for kind in KINDS
+    ]
+    out = Path(cfg.paths.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "non_digits.json", data)
+    (out / "non_digits.md").write_text(
+        f"{provenance_line(data)} {len(kinds)} non-digit pictures.\n\n"
+        + markdown_table(rows)
+        + "\n"
+        + markdown_table(per_kind)
+    )
+    return f"wrote {out / 'non_digits.json'} and {out / 'non_digits.md'}"

@@ -62,3 +62,14 @@ def markdown(result: dict) -> str:
         + "\n"
         + markdown_table(summary)
     )
+
+
+def run_spread(cfg) -> str:
+    """``measure`` as ``cfg`` says, written as spread.json and .md into ``paths.results_dir``. Returns the
+    Markdown."""
+    from digits.report import write_result
+
+    result = measure(list(cfg.runs), cfg.data_dir, Path(cfg.paths.output_dir), cfg.reuse)
+    text = markdown(result)
+    write_result(cfg.paths.results_dir, "spread", "The default recipe over seeds and thread counts", result, text)
+    return text
