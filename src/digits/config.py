@@ -364,6 +364,13 @@ class OutputDirCheck(Callback):
             _exit_2(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from digits import entry
+
+        folder = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+        while not folder.parent.exists():  # the topmost folder this sweep makes
+            folder = folder.parent
+        if not folder.exists():  # removed again if a later job's config is refused (digits.entry.run)
+            entry.new_folders.add(folder)
         try:
             check_writable(config.hydra.sweep.dir)
         except DigitsError as error:
