@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from digits.models import DigitCNN, ExampleNet, count_parameters
+from digits.models import DigitCNN, ExampleNet, ModelArgumentError, count_parameters
 
 
 @pytest.mark.parametrize("channels", [(16, 32, 64), (8, 16), (4,), (8, 8, 8, 8)])
@@ -34,11 +34,12 @@ def test_channels_last_gives_the_same_logits():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(channels=()), "at least one"),
-        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
-        (dict(channels=(4, 4, 4, 4, 4)), "too many"),
+        (dict(channels=()), "model.channels=.* a non-empty list of integers >= 1"),
+        (dict(channels=(16, 0)), "model.channels=.* a non-empty list of integers >= 1"),
+        (dict(dropout=1.0), r"model.dropout=1.0 is not allowed: a number in \[0, 1\)"),
+        (dict(channels=(4, 4, 4, 4, 4)), "5 blocks are too many"),
     ],
 )
 def test_bad_model_arguments_are_refused(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ModelArgumentError, match=match):
         DigitCNN(**kwargs)

@@ -1,9 +1,14 @@
-"""Unknown keys and group names on the command line are refused with the closest known name."""
+"""Unknown keys and group names on the command line are refused with the closest known name: Hydra's
+own refusals (raised by hydra.main, turned into one line by digits.entry.run) and a stray ``+key``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
-from conftest import CONFIG_DIR
+from conftest import CONFIG_DIR, ROOT
 
 from digits.config import ConfigError
 from digits.overrides import check_overrides
@@ -21,7 +26,7 @@ from digits.run_names import MAX_OVERRIDES_LENGTH, run_name
         (["optimiser=sgd"], "there is no key or config group 'optimiser'; did you mean 'optimizer'?"),
         (["++optimiser=sgd"], "did you mean 'optimizer'?"),
         (["sed=3"], "there is no key or config group 'sed'; did you mean 'seed'?"),
-        (["trainer.epochs=3"], "'trainer.epochs=3': 'trainer' has no key 'epochs'; did you mean 'trainer.max_epochs'?"),
+        (["trainer.epochs=3"], "'trainer' has no key 'epochs'; did you mean 'trainer.max_epochs'?"),
         (["+trainer.epochs=3"], "did you mean 'trainer.max_epochs'?"),
         (["data.batchsize=64"], "did you mean 'data.batch_size'?"),
         (
@@ -65,3 +70,43 @@ def test_run_names_are_safe_and_bounded():
     )
     long = run_name("t", "loss=" + "x" * 500)
     assert len(long) == len("t_") + MAX_OVERRIDES_LENGTH
+
+
+# Runs a script as `python scripts/<name>` would, then says whether torch was imported by the end.
+PROBE = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("train.py", ["trainer.epochs=3"], "'trainer' has no key 'epochs'; did you mean 'trainer.max_epochs'?"),
+        ("train.py", ["+optimiser=sgd"], "'+optimiser=sgd': there is no key or config group 'optimiser'"),
+        ("train.py", ["loss=crossentropy"], "loss=crossentropy is not a choice of 'loss'; did you mean"),
+        (
+            "train.py",
+            ["-m", "loss=cross_entropy,manul"],
+            "loss=manul is not a choice of 'loss'; did you mean 'manual'?",
+        ),
+        ("train.py", ["-m", "+optimiser=sgd,adamw"], "there is no key or config group 'optimiser'"),
+        (
+            "evaluate.py",
+            ["ckpt_path=x", "devise=cpu"],
+            "there is no key or config group 'devise'; did you mean 'device'?",
+        ),
+        ("train.py", ["data.batch_size=[1"], "Hydra cannot read the override 'data.batch_size=[1'"),
+    ],
+)
+def test_a_script_refuses_an_unknown_name_in_one_line_before_torch(script, args, message, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    command = [sys.executable, "-c", PROBE, str(ROOT / "scripts" / script), *args]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("ConfigError: ") and message in lines[0], result.stderr
+    assert lines[1:] == ["torch imported: False"], result.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/, not even a sweep's folder

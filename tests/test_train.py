@@ -109,7 +109,7 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
         ("optimizer.lr=0", "optimizer.lr=0 is not allowed: a number > 0"),
         ("model.dropout=1.5", r"model.dropout=1.5 is not allowed: a number in \[0, 1\)"),
         ("loss.label_smoothing=2", r"loss: label_smoothing must be between 0.0 and 1.0. Got: 2"),
-        ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is not allowed: one of"),
+        ("trainer.accelerator=banana", "trainer.accelerator='banana' is refused by Lightning: "),
         ("threads=0", "threads=0 is not allowed"),
         ("matmul_precision=low", "matmul_precision='low' is not allowed"),
     ],
@@ -339,9 +339,7 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
         "train.py", ["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path
     )
     assert unknown_key.returncode == 2
-    assert "ConfigError: 'trainer.epochs=3': 'trainer' has no key 'epochs'; did you mean 'trainer.max_epochs'?" in (
-        unknown_key.stderr
-    )
+    assert "ConfigError: 'trainer' has no key 'epochs'; did you mean 'trainer.max_epochs'?" in unknown_key.stderr
     # Hydra's own hint for the line above (+key) would train with a stray key: refused as well
     stray = run_script("train.py", ["+optimiser=sgd", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path)
     assert stray.returncode == 2

@@ -3,6 +3,7 @@ not after the data is loaded or an hour into training."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,8 +17,6 @@ from digits.allowlist import check_run_config
 from digits.errors import DigitsError
 from digits.writing import WriteError
 
-ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
-PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 # The `profiler` key's values (debug=profiler): Lightning's profilers, each writing its report into the run folder.
 PROFILERS = {
     "simple": "lightning.pytorch.profilers.SimpleProfiler",
@@ -43,12 +42,63 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Lightning's own checks of the accelerator, the precision and the devices, before the data loads.
+
+    It runs the part of ``Trainer.__init__`` that parses these flags (its private accelerator connector:
+    the public Trainer would also build loggers and callbacks and print its device lines), one group of
+    keys at a time, so that a refusal names the keys that caused it."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
+
+    flags = OmegaConf.to_container(trainer, resolve=True)
+    given: dict[str, Any] = {}
+    for keys in (("accelerator",), ("precision",), ("devices", "num_nodes", "strategy")):
+        given.update({key: flags[key] for key in keys if key in flags})
+        level = logging.root.manager.disable
+        logging.disable(logging.INFO)  # its "Using bfloat16 AMP" lines: the Trainer prints them again
+        try:
+            _AcceleratorConnector(**given, use_distributed_sampler=False)
+        except (ValueError, TypeError, ImportError, RuntimeError, MisconfigurationException) as error:
+            shown = ", ".join(f"trainer.{key}={flags[key]!r}" for key in keys if key in flags)
+            raise ConfigError(f"{shown} is refused by Lightning: {_one_line(error)}") from error
+        finally:
+            logging.disable(level)
+
+
+def check_model(model: DictConfig) -> None:
+    """Build the network once, before the data loads: its own argument checks (digits.models) and
+    Python's for unknown arguments, as one ConfigError."""
+    from hydra.utils import get_class
+
+    from digits.models import ModelArgumentError
+
+    arguments = {k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k != "_target_"}
+    try:
+        get_class(model._target_)(**arguments)
+    except ModelArgumentError as error:
+        raise ConfigError(str(error)) from error  # its message names the key
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise ConfigError(f"model ({model._target_}): {_one_line(error)}") from error
+
+
 def validate_train_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first bad key, its value and the allowed values."""
-    _check(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
+    """Raise ConfigError naming the first bad key, its value and the allowed values.
+
+    Lightning checks the trainer's flags (``check_trainer``), the network its arguments
+    (``check_model``), torch the device name; the checks written here are for values those accept
+    but that are wrong here, each with its reason."""
+    # seed_everything turns 3.5 into 3, and a seed outside numpy's range into 0 with only a warning
+    _check(_is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in [0, 2**32)")
     threads = cfg.get("threads")
+    # train() skips a falsy value: threads=0 would silently mean all cores
     _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads, "null or an integer >= 1")
     precision = cfg.get("matmul_precision")
+    # torch only warns about an unknown value and keeps its setting
     _check(
         precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"
     )
@@ -56,6 +106,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(profiler is None or profiler in PROFILERS, "profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
 
     data = cfg.data
+    # our own sampler (digits.data.EpochBatchSampler) cuts the batches; torch never sees these sizes
     for key in ("batch_size", "eval_batch_size"):
         _check(_is_int(data[key]) and data[key] >= 1, f"data.{key}", data[key], "an integer >= 1")
     _check(
@@ -65,6 +116,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         "an integer in [1, 59999] (validation images taken from the 60,000 training images)",
     )
 
+    # torchvision takes any angle or shift; beyond these a digit stops looking like its label
     augment = data.get("augment") or {}
     for key, value in augment.items():
         limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
@@ -79,23 +131,20 @@ def validate_train_config(cfg: DictConfig) -> None:
                 f"a number in [0, {limits[key]}]",
             )
 
-    device = str(data.get("device", "cpu"))
-    _check(device == "cpu" or device.startswith("cuda"), "data.device", device, "cpu or cuda")
+    import torch  # here, not at the top: the command-line checks run before torch is imported
 
-    model = cfg.model
-    if "dropout" in model:
-        _check(
-            _is_number(model.dropout) and 0 <= model.dropout < 1, "model.dropout", model.dropout, "a number in [0, 1)"
+    device = str(data.get("device", "cpu"))
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise ConfigError(f"data.device={device!r} is refused by torch: {_one_line(error)}") from error
+    # torch takes the name and fails only at the first copy, after the data has been read
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"data.device={device!r} but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu"
         )
-    if "channels" in model:
-        channels = list(model.channels)
-        _check(
-            bool(channels) and all(_is_int(c) and c >= 1 for c in channels),
-            "model.channels",
-            channels,
-            "a non-empty list of integers >= 1, e.g. [16,32,64]",
-        )
-        _check(len(channels) <= 4, "model.channels", channels, "at most 4 blocks (each halves the 28px image)")
+
+    check_model(cfg.model)
 
     loss = cfg.loss
     _check(
@@ -120,28 +169,25 @@ def validate_train_config(cfg: DictConfig) -> None:
         )
 
     lr = cfg.optimizer.get("lr")
+    # torch takes lr=0: a run that never learns
     _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
 
     trainer = cfg.trainer
+    # Lightning takes -1 (train forever); the schedule is fitted to a finite run
     _check(
         _is_int(trainer.max_epochs) and trainer.max_epochs >= 1,
         "trainer.max_epochs",
         trainer.max_epochs,
         "an integer >= 1",
     )
-    _check(trainer.accelerator in ACCELERATORS, "trainer.accelerator", trainer.accelerator, f"one of {ACCELERATORS}")
-    _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
-    _check(isinstance(trainer.deterministic, bool), "trainer.deterministic", trainer.deterministic, "true or false")
-
-    wants_cuda = trainer.accelerator in ("gpu", "cuda") or device.startswith("cuda")
-    if wants_cuda:
-        import torch  # here, not at the top: the command-line checks run before torch is imported
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"trainer.accelerator={trainer.accelerator!r}, data.device={device!r} "
-                "but no CUDA GPU is visible: use trainer=cpu (or auto) and data.device=cpu"
-            )
+    # Lightning takes any value and treats it as true or false
+    _check(
+        isinstance(trainer.deterministic, bool) or trainer.deterministic == "warn",
+        "trainer.deterministic",
+        trainer.deterministic,
+        "true, false or warn",
+    )
+    check_trainer(trainer)
 
     objective = cfg.get("objective") or {}
     budget = objective.get("budget_seconds")
@@ -318,6 +364,13 @@ class OutputDirCheck(Callback):
             _exit_2(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from digits import entry
+
+        folder = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+        while not folder.parent.exists():  # the topmost folder this sweep makes
+            folder = folder.parent
+        if not folder.exists():  # removed again if a later job's config is refused (digits.entry.run)
+            entry.new_folders.add(folder)
         try:
             check_writable(config.hydra.sweep.dir)
         except DigitsError as error:

@@ -65,6 +65,7 @@ class EarlyChecks(Callback):
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         folder = Path(os.path.abspath(str(config.hydra.run.dir)))
         try:
+            _check_added_keys(config)
             check_paths(config)
             if self.fresh_folder:
                 check_fresh_folder(folder)
@@ -73,3 +74,17 @@ class EarlyChecks(Callback):
             sys.exit(2)
         if not folder.exists():
             entry.new_folders.add(folder.resolve())
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            _check_added_keys(config)
+        except DigitsError as error:
+            print(f"{type(error).__name__}: {error}", file=sys.stderr)
+            sys.exit(2)
+
+
+def _check_added_keys(config: Any) -> None:
+    """A stray ``+key`` on the command line (digits.overrides.check_added_keys)."""
+    from digits.overrides import check_added_keys, parse
+
+    check_added_keys(config, parse(list(config.hydra.overrides.task)), list(config.hydra.runtime.choices))

@@ -5,12 +5,15 @@ script is its task function and one call, ``run(task, "<config name>")``.
 
 1. starts the start-up clock (when this module is imported: each script imports it first, before
    torch and Lightning) and registers the configs' ``${...}`` resolvers;
-2. checks the command line before Hydra runs: an unknown key or group, or an override Hydra cannot
-   parse, is one line and exit code 2;
-3. runs the task as a Hydra app; ``digits.early_checks.EarlyChecks`` (a Hydra callback listed in
-   configs/hydra/default.yaml) checks the paths the config names before Hydra makes the run folder
-   and before torch is imported, so a typo costs a second, not the imports, and leaves nothing behind;
-4. quiets the console (``digits.console``) and calls ``task(cfg, started)``; a DigitsError is one
+2. runs the task as a Hydra app, with ``HYDRA_FULL_ERROR=1``: Hydra then raises its refusals of the
+   command line (an unknown key or group choice, an override it cannot parse) instead of printing
+   them and exiting 1; they are caught here by type and are one line (``digits.overrides.explain``)
+   and exit code 2, before torch is imported. (The same switch shows a crash inside the task with
+   Hydra's frames in its traceback.) ``digits.early_checks.EarlyChecks`` (a Hydra callback listed in
+   configs/hydra/default.yaml) then refuses a stray ``+key`` and checks the paths the config names,
+   before Hydra makes the run folder and before torch is imported, so a typo costs a second, not the
+   imports, and leaves nothing behind;
+3. quiets the console (``digits.console``) and calls ``task(cfg, started)``; a DigitsError is one
    line and exit code 2, and a run folder this run made that holds nothing but Hydra's files and the
    config is removed: a failed start leaves no litter.
 """
@@ -18,6 +21,7 @@ script is its task function and one call, ``run(task, "<config name>")``.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -39,20 +43,28 @@ def run(task: Callable[[Any, float], Any], config_name: str) -> Any:
     the script is in (``configs/`` beside ``scripts/``). ``started``: ``time.perf_counter()`` at the
     start of this job (the process start for the first), for start-up times."""
     import hydra
+    from hydra.errors import ConfigCompositionException, OverrideParseException
 
-    from digits.overrides import check_command_line
+    from digits.overrides import config_groups, explain
     from digits.resolvers import register_resolvers
 
     register_resolvers()
     script = Path(task.__code__.co_filename).resolve()
     config_dir = script.parents[1] / "configs"
-    check_command_line(config_dir, config_name)
 
     def job(cfg: Any) -> Any:
         return _job(task, cfg)
 
     job.__module__ = script.stem  # Hydra names the job after it: outputs/<script>/..., <script>.log
-    return hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors raised, not printed with exit code 1
+    try:
+        return hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)()
+    except (ConfigCompositionException, OverrideParseException) as error:
+        print(f"ConfigError: {explain(error, config_groups(config_dir))}", file=sys.stderr)
+        for folder in new_folders:  # a sweep's folder, made (with Hydra's multirun.yaml) before a job's config
+            if folder.is_dir() and {p.name for p in folder.rglob("*") if not p.is_dir()} <= {"multirun.yaml"}:
+                shutil.rmtree(folder)
+        sys.exit(2)
 
 
 def _job(task: Callable[[Any, float], Any], cfg: Any) -> Any:

@@ -10,6 +10,11 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 
+class ModelArgumentError(ValueError):
+    """A network argument out of range; its message names the config key (``model.<argument>``), and the
+    config check (digits.config.validate_train_config) turns it into a one-line ConfigError."""
+
+
 class DigitCNN(nn.Module):
     """Blocks of conv3x3 -> [BatchNorm] -> ReLU -> MaxPool2, then dropout and a linear head.
 
@@ -27,10 +32,13 @@ class DigitCNN(nn.Module):
         image_size: int = 28,
     ) -> None:
         super().__init__()
-        if not channels:
-            raise ValueError("model.channels must list at least one convolution width, e.g. [16, 32, 64]")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        # torch builds a zero-width convolution and nn.Dropout(1.0) without a word: both train nothing
+        if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels):
+            raise ModelArgumentError(
+                f"model.channels={list(channels)} is not allowed: a non-empty list of integers >= 1, e.g. [16,32,64]"
+            )
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ModelArgumentError(f"model.dropout={dropout!r} is not allowed: a number in [0, 1)")
         layers: list[nn.Module] = []
         in_channels, size = 1, image_size
         for width in channels:
@@ -40,8 +48,9 @@ class DigitCNN(nn.Module):
             layers += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             in_channels, size = width, size // 2
         if size == 0:
-            raise ValueError(
-                f"model.channels has {len(channels)} blocks: too many 2x poolings for {image_size}px images"
+            raise ModelArgumentError(
+                f"model.channels={list(channels)} is not allowed: {len(channels)} blocks are too many 2x poolings "
+                f"for {image_size}px images"
             )
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]

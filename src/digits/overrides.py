@@ -1,21 +1,22 @@
-"""The command line's keys and group choices, checked against the configs before Hydra runs.
+"""The command line's keys and group choices: Hydra's own refusals as one line, plus the one case Hydra lets through.
 
-Hydra adds any key given with ``+`` (``+optimiser=sgd`` trains AdamW with a stray ``optimiser: sgd``)
-and answers a misspelt one with a hint to add it (``trainer.epochs=3`` -> ``+trainer.epochs=3``).
-Here an unknown key or group is refused with the closest known name instead, exit code 2.
+Hydra composes the config once, in ``hydra.main``, and refuses an unknown key, an unknown group choice
+or an override it cannot parse with its own exceptions; ``explain`` turns those into a ConfigError with
+the closest known name (digits.entry.run catches them by type, exit code 2). Hydra adds any key given
+with ``+`` (``+optimiser=sgd`` trains AdamW with a stray ``optimiser: sgd``, and ``+key`` is Hydra's own
+hint for a misspelt one): ``check_added_keys`` refuses such a key when it is new at the top level or
+close to a known one (digits.early_checks.EarlyChecks calls it, before torch is imported).
 """
 
 from __future__ import annotations
 
 import difflib
-import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from digits.config import ConfigError
-
-_MISSING = object()
 
 
 def _closest(name: str, known: list[str]) -> str | None:
@@ -27,102 +28,119 @@ def _did_you_mean(name: str | None) -> str:
     return f"; did you mean {name!r}?" if name else "."
 
 
-def _parse(parser, overrides: list[str]) -> list:
-    """Hydra's parse of each override, or ConfigError naming the one it cannot read and how to quote it."""
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def config_groups(config_dir: str | Path) -> list[str]:
+    """The config groups under ``config_dir``: its folders (``loss``, ``hydra/launcher``, ...)."""
+    config_dir = Path(config_dir)
+    return sorted(p.relative_to(config_dir).as_posix() for p in config_dir.rglob("*") if p.is_dir())
+
+
+def explain(error: Exception, groups: list[str]) -> ConfigError:
+    """Hydra's refusal of the command line as one ConfigError naming the key, from the error's own fields:
+    an override it cannot parse (OverrideParseException), a group choice without a config file
+    (MissingConfigException), a key the config lacks (ConfigCompositionException from OmegaConf's
+    ConfigAttributeError/ConfigKeyError); any other composition error is Hydra's text on one line."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if isinstance(error, OverrideParseException):
+        key, _, value = error.override.partition("=")
+        return ConfigError(
+            f"Hydra cannot read the override {error.override!r}: a value with spaces, brackets, commas or "
+            f"quotes must be quoted for Hydra inside the shell's quotes, e.g. '{key}=\"{value}\"'"
+        )
+    if isinstance(error, MissingConfigException) and error.options is not None and "/" in error.missing_cfg_file:
+        group, value = error.missing_cfg_file.rsplit("/", 1)
+        return ConfigError(
+            f"{group}={value} is not a choice of {group!r}{_did_you_mean(_closest(value, error.options))} "
+            f"The choices: {', '.join(error.options)}"
+        )
+    cause = error.__cause__
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(cause.parent_node, DictConfig):
+        full_key, parent = str(cause.full_key), cause.parent_node
+        known = [str(k) for k in parent.keys() if k != "hydra"]
+        if "." not in full_key:  # the config's top level: its keys and the config groups
+            known = sorted({*known, *(g.split("/")[0] for g in groups)} - {"hydra"})
+            return ConfigError(
+                f"there is no key or config group {full_key!r}{_did_you_mean(_closest(full_key, known))} "
+                f"Known: {', '.join(known)}"
+            )
+        parent_key, leaf = full_key.rsplit(".", 1)
+        match = _closest(leaf, known)
+        return ConfigError(
+            f"{parent_key!r} has no key {leaf!r}{_did_you_mean(match and f'{parent_key}.{match}')} "
+            f"Its keys: {', '.join(known)}"
+        )
+    return ConfigError(f"Hydra refuses the command line: {_one_line(str(error))}")
+
+
+def check_added_keys(cfg: DictConfig, overrides: list[Any], groups: list[str]) -> None:
+    """Refuse a key that ``+`` or ``++`` added, from the composed ``cfg`` and Hydra's parsed
+    ``overrides``: a new top-level key (``+optimiser=sgd``), one close to a known top-level name
+    (``++optimiser=sgd``), and a new nested key close to one of its siblings (``+trainer.epochs=3``).
+    A new nested key close to none is a deliberate one (``+trainer.benchmark=true``: Lightning checks
+    it); ``++`` on a nested key sets or adds it, as Hydra documents, and is taken as meant."""
+    tops = {g.split("/")[0] for g in groups}
+    for override in overrides:
+        key = override.key_or_group
+        top = key.split(".")[0].split("/")[0]
+        added = override.is_add() or override.is_force_add()
+        if top == "hydra" or override.package is not None or key in groups or override.is_delete() or not added:
+            continue
+        known_tops = sorted(({str(k) for k in cfg.keys()} | tops) - {"hydra", top})
+        match = _closest(top, known_tops)
+        # `+top=...` succeeds only for a key that was not there (or, in a sweep, is not in the sweep's config)
+        if top not in tops and (match or ("." not in key and override.is_add()) or top not in cfg):
+            raise ConfigError(
+                f"{override.input_line!r}: there is no key or config group {top!r}{_did_you_mean(match)} "
+                f"Known: {', '.join(known_tops)}"
+            )
+        if "." not in key or not override.is_add():
+            continue
+        parent_key, leaf = key.rsplit(".", 1)
+        parent = OmegaConf.select(cfg, parent_key, default=None)
+        if not isinstance(parent, DictConfig):
+            continue
+        known = [str(k) for k in parent.keys() if k != leaf]
+        match = _closest(leaf, known)
+        if match is not None:
+            raise ConfigError(
+                f"{override.input_line!r}: {parent_key!r} has no key {leaf!r}"
+                f"{_did_you_mean(f'{parent_key}.{match}')} Its keys: {', '.join(known)}"
+            )
+
+
+def parse(overrides: list[str]) -> list[Any]:
+    """Hydra's parse of the overrides (its public override grammar), or the ConfigError of ``explain``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     try:
-        return parser.parse_overrides(overrides)
+        return OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as error:
-        key, _, value = error.override.partition("=")
-        raise ConfigError(
-            f"Hydra cannot read the override {error.override!r}: a value with spaces, brackets, commas or "
-            f"quotes must be quoted for Hydra inside the shell's quotes, e.g. '{key}=\"{value}\"'"
-        ) from None
+        raise explain(error, []) from None
 
 
 def check_overrides(config_dir: str | Path, config_name: str, overrides: list[str]) -> None:
-    """Raise ConfigError for a group choice that does not exist, a top-level key or group that does
-    not exist (with or without ``+``), or a nested key that the composed config lacks; each with
-    the closest known name. ``hydra.*`` overrides are left to Hydra."""
+    """The scripts' checks of a command line without running it (the docs' commands, the tests), with
+    Hydra's compose API: one composition, or one per value of a sweep (``loss=a,b``)."""
     from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra.errors import ConfigCompositionException
 
-    if not overrides:
-        return
     config_dir = Path(config_dir).resolve()
-    groups = {
-        p.relative_to(config_dir).as_posix(): sorted(f.stem for f in p.glob("*.yaml"))
-        for p in config_dir.rglob("*")
-        if p.is_dir()
-    }
-    parsed = [
-        o
-        for o in _parse(OverridesParser.create(), overrides)
-        if o.key_or_group.split(".")[0].split("/")[0] != "hydra" and o.package is None
-    ]
-
-    choices, swept_groups = [], set()
-    for override in parsed:
-        if override.key_or_group not in groups or override.is_delete():
-            continue
-        options = groups[override.key_or_group]
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
-            if value is not None and str(value) not in options:
-                raise ConfigError(
-                    f"{override.key_or_group}={value} is not a choice of {override.key_or_group!r}"
-                    f"{_did_you_mean(_closest(str(value), options))} The choices: {', '.join(options)}"
-                )
-        if override.is_sweep_override():
-            swept_groups.add(override.key_or_group)
-        else:
-            choices.append(override.input_line)
-
-    try:
-        with initialize_config_dir(str(config_dir), version_base="1.3"):
-            cfg = compose(config_name, overrides=choices)
-    except (HydraException, OmegaConfBaseException):
-        return  # a composition Hydra itself refuses: its own message says why
-    top_level = sorted({*cfg.keys(), *(g.split("/")[0] for g in groups)} - {"hydra"})
-    for override in parsed:
-        key = override.key_or_group
-        if key in groups:
-            continue
-        top = key.split(".")[0]
-        if top not in top_level:
-            raise ConfigError(
-                f"{override.input_line!r}: there is no key or config group {top!r}"
-                f"{_did_you_mean(_closest(top, top_level))} Known: {', '.join(top_level)}"
-            )
-        if "." not in key or top in swept_groups or override.is_delete():
-            continue
-        parent_key, leaf = key.rsplit(".", 1)
-        parent = OmegaConf.select(cfg, parent_key, default=_MISSING)
-        if not isinstance(parent, DictConfig) or leaf in parent:
-            continue
-        known = [str(k) for k in parent.keys()]
-        match = _closest(leaf, known)
-        if (override.is_add() or override.is_force_add()) and match is None:
-            continue  # a deliberate new key (e.g. +trainer.<a Lightning argument>): Lightning checks it
-        raise ConfigError(
-            f"{override.input_line!r}: {parent_key!r} has no key {leaf!r}"
-            f"{_did_you_mean(match and f'{parent_key}.{match}')} Its keys: {', '.join(known)}"
-        )
-
-
-def check_command_line(config_dir: str | Path, config_name: str, argv: list[str] | None = None) -> None:
-    """For a script's ``if __name__ == "__main__"``: check the overrides on the command line (none: no
-    cost), print the ConfigError and exit with code 2 on a bad one."""
-    from hydra._internal.utils import get_args_parser  # Hydra's own command-line parser: the same split
-
-    args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    if not args.overrides or args.help or args.hydra_help or args.shell_completion:
-        return
-    try:
-        check_overrides(config_dir, config_name, args.overrides)
-    except ConfigError as error:
-        print(f"ConfigError: {error}", file=sys.stderr)
-        sys.exit(2)
+    groups = config_groups(config_dir)
+    parsed = parse(overrides)
+    runs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
+    for override in (o for o in parsed if o.is_sweep_override()):
+        element = override.get_key_element()
+        runs += [[*runs[0], f"{element}={value}"] for value in override.sweep_iterator()]
+    for run in runs:
+        try:
+            with initialize_config_dir(str(config_dir), version_base="1.3"):
+                cfg = compose(config_name, overrides=run)
+        except ConfigCompositionException as error:
+            raise explain(error, groups) from None
+        check_added_keys(cfg, parse(run), groups)
