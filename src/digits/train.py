@@ -139,7 +139,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         "steps": trainer.global_step,
         "parameters": count_parameters(module.net),
         "loss": cfg.get("loss_choice"),  # as typed: loss=nll
-        "loss_class": cfg.loss._target_.rsplit(".", 1)[-1],
+        "loss_class": module.loss_name,
         "fit_seconds": round(fit_seconds, 2),
         "fit_cpu_seconds": round(fit_cpu_seconds, 2),
         "startup_seconds": round(clock.at - started, 2) if clock.at else None,
