@@ -220,10 +220,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.epoch, self.start, self.batches_done = state["epoch"], state["batches_done"], state["batches_done"]
 
 
-def split_defaults(config_dir: Path = CONFIG_DIR) -> dict[str, int]:
+def split_defaults() -> dict[str, int]:
     """``val_size`` and ``split_seed`` as configs/data/mnist.yaml sets them: the Python API's default and
     the split of a checkpoint that stored no data config, so the numbers are written in one place."""
-    data = yaml.safe_load((config_dir / "data" / "mnist.yaml").read_text())
+    data = yaml.safe_load((CONFIG_DIR / "data" / "mnist.yaml").read_text())
     return {"val_size": int(data["val_size"]), "split_seed": int(data["split_seed"])}
 
 
