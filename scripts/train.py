@@ -32,8 +32,8 @@ def main(cfg, started: float) -> float:
         log.info("resuming %s from %s", cfg.paths.output_dir, cfg.ckpt_path)
     metrics, _ = train(cfg, started=started)
     if rank_zero_only.rank == 0:  # under DDP every process gets here; one summary is enough
-        log.info("%s\n%s", "stopped" if "stopped_early" in metrics else "done", summary(metrics))
-    if "stopped_early" in metrics:
+        log.info("%s\n%s", "stopped" if metrics.stopped_early else "done", summary(metrics))
+    if metrics.stopped_early:
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"
     # what a sweep optimises: validation accuracy within a CPU-time budget, never the test set
     objective = cfg.get("objective") or {}  # a resumed run's older config.yaml may lack it

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from digits.console import quiet_console
-from digits.data import RAW_FILES
+from digits.data import RAW_FILES, default_data_dir
 from digits.resolvers import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +26,8 @@ CUDA = pytest.mark.gpu
 
 
 def mnist_dir() -> Path:
-    """$DIGITS_DATA_DIR, else ../shared/data beside the checkout."""
-    return Path(os.environ.get("DIGITS_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
+    """The scripts' own rule (digits.mnist_files.default_data_dir): $DIGITS_DATA_DIR, else data/."""
+    return Path(default_data_dir()).resolve()
 
 
 def has_mnist(path: Path) -> bool:

@@ -92,7 +92,7 @@ def test_event_files_hold_what_the_readme_promises(monitored_run):
         assert counts.trace() / counts.sum() == pytest.approx(accuracy, abs=1e-6)
     rates = [event.value for event in accumulator.Scalars("train/images_per_s")]
     assert len(rates) >= 4 and all(100 < rate < 1e6 for rate in rates)
-    assert 0 <= metrics["monitoring_seconds"] < 0.05 * metrics["fit_seconds"] + 0.5
+    assert 0 <= metrics.monitoring_seconds < 0.05 * metrics.fit_seconds + 0.5
 
 
 def test_a_constant_learning_rate_is_logged_under_the_optimizer_name(tmp_path, data_dir):

@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
 from conftest import compose_train, run_script
 
 from digits.config import ConfigError
+from digits.run_metrics import RunMetrics
 from digits.studies.objective import score
 from digits.train import train
 
 
 def test_score_is_validation_accuracy_less_the_budget_overrun():
-    metrics = {"val/acc_best": 0.99, "fit_cpu_seconds": 30.0, "test/acc": 0.5}
+    metrics = RunMetrics(
+        val_acc_best=0.99,
+        epochs=1,
+        steps=100,
+        parameters=1000,
+        loss="cross_entropy",
+        loss_class="CrossEntropyLoss",
+        fit_seconds=40.0,
+        fit_cpu_seconds=30.0,
+        startup_seconds=2.0,
+        train_seconds=35.0,
+        monitoring_seconds=0.1,
+        test_acc=0.5,
+    )
     assert score(metrics, None, 0.02) == 0.99  # no budget: the validation accuracy alone
     assert score(metrics, 40.0, 0.02) == 0.99  # within the budget
     assert score(metrics, 20.0, 0.02) == pytest.approx(0.99 - 0.02 * 0.5)  # 50 % over
-    assert score({**metrics, "test/acc": 1.0}, 20.0, 0.02) == score(metrics, 20.0, 0.02)  # never the test set
+    assert score(replace(metrics, test_acc=1.0), 20.0, 0.02) == score(metrics, 20.0, 0.02)  # never the test set
 
 
 def test_a_bad_budget_is_refused(tmp_path):

@@ -80,7 +80,7 @@ def test_loss_sigmoid_trains_evaluates_and_predicts(tmp_path, data_dir):
     )  # fmt: skip
     assert cfg.loss.threshold == 0.5
     metrics, _ = train(cfg)
-    assert metrics["test/acc"] > 0.8  # accuracy is the argmax of the logits, as for cross-entropy
+    assert metrics.test_acc > 0.8  # accuracy is the argmax of the logits, as for cross-entropy
     checkpoint = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
 
     results = run_evaluation(checkpoint, tmp_path / "eval", "test", str(data_dir), device="cpu", tensorboard=False)

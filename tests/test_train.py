@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from digits.config import ConfigError
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule, NonFiniteLossError, build_loss
+from digits.run_metrics import RunMetrics
 from digits.train import plain, train
 
 LOSSES = ["cross_entropy", "nll", "manual", "manual_naive"]
@@ -55,11 +56,12 @@ def test_each_loss_choice_trains_with_a_falling_loss(loss, batches, tmp_path, da
 def test_train_task_in_process_writes_metrics_and_a_safe_checkpoint(tmp_path, data_dir):
     cfg = compose_train(["debug=limit", "logger=none", *QUIET], tmp_path, data_dir)
     metrics, objects = train(cfg)
-    assert metrics["steps"] == 20 and metrics["epochs"] == 1
-    assert 0.5 < metrics["test/acc"] <= 1.0  # 20 steps of 256 images already beat chance by far
+    assert metrics.steps == 20 and metrics.epochs == 1
+    assert 0.5 < metrics.test_acc <= 1.0  # 20 steps of 256 images already beat chance by far
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["test/acc"] == pytest.approx(metrics["test/acc"])
-    best = Path(metrics["best_checkpoint"])
+    assert saved == metrics.to_json() and RunMetrics.read(tmp_path) == metrics  # the file is the record
+    assert list(saved) == [key for key in RunMetrics.json_keys() if key != "stopped_early"]
+    best = Path(metrics.best_checkpoint)
     assert best.parent == tmp_path / "checkpoints" and best.name.startswith("best-epoch00-acc")
     checkpoint = torch.load(best, weights_only=True)  # plain values only: no pickled code
     assert checkpoint["hyper_parameters"]["model"]["_target_"] == "digits.models.DigitCNN"
@@ -97,8 +99,8 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
     a, _ = train(compose_train(overrides, tmp_path / "a", data_dir))
     b, _ = train(compose_train(overrides, tmp_path / "b", data_dir))
     c, _ = train(compose_train([*overrides[:-1], "seed=4"], tmp_path / "c", data_dir))
-    assert a["test/loss"] == b["test/loss"]
-    assert a["test/loss"] != c["test/loss"]
+    assert a.test_loss == b.test_loss
+    assert a.test_loss != c.test_loss
 
 
 @pytest.mark.parametrize(
@@ -293,7 +295,7 @@ def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
     """The README's accuracy claim: the default run, as `make train` runs it."""
     cfg = compose_train(["logger=none", *QUIET], tmp_path, data_dir)
     metrics, _ = train(cfg)
-    assert metrics["test/acc"] >= 0.993, metrics  # the default recipe's bar (README, Results)
+    assert metrics.test_acc >= 0.993, metrics  # the default recipe's bar (README, Results)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):

@@ -31,8 +31,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MODULE_GROUPS = ("model", "loss", "optimizer", "scheduler")
 RUN_GROUPS = (*MODULE_GROUPS, "data", "trainer", "callbacks", "logger")
 GROUPS_OF_ENTRIES = ("callbacks", "logger")
-# The constructor arguments of DigitsModule: the only keys a checkpoint's hyperparameters may have.
-HYPERPARAMETER_KEYS = ("model", "loss", "optimizer", "scheduler", "num_classes", "channels_last", "run_config")
 # Deeper nesting is refused (a crafted file 5,000 lists deep would otherwise end in RecursionError).
 MAX_DEPTH = 64
 
@@ -133,16 +131,27 @@ def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
             _check_plain({key: value}, where, str(source))
 
 
+@functools.cache
+def hyperparameter_keys() -> tuple[str, ...]:
+    """DigitsModule's constructor arguments, read from its signature: the only keys a checkpoint's
+    hyperparameters may have (``save_hyperparameters`` stores exactly those)."""
+    import inspect
+
+    from digits.module import DigitsModule  # here: digits.module imports this module
+
+    return tuple(name for name in inspect.signature(DigitsModule.__init__).parameters if name != "self")
+
+
 def check_hyperparameters(hparams: Any, source: str | Path) -> None:
     """A checkpoint's ``hyper_parameters``, checked before DigitsModule (or anything) is built from them."""
     if not isinstance(hparams, dict):
         _check_plain(hparams, "hyper_parameters", str(source))
         raise UnsafeConfigError(f"{source}: hyper_parameters is not a dict of config sections")
     for key, value in hparams.items():
-        if key not in HYPERPARAMETER_KEYS:
+        if key not in hyperparameter_keys():
             raise UnsafeConfigError(
                 f"{source}: refusing to instantiate anything from it: hyper_parameters has "
-                f"an unknown entry {str(key)[:80]!r} (expected {', '.join(HYPERPARAMETER_KEYS)})"
+                f"an unknown entry {str(key)[:80]!r} (expected {', '.join(hyperparameter_keys())})"
             )
         if key in MODULE_GROUPS:
             _check_plain(value, key, str(source), offered_targets()[key])

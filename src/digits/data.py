@@ -16,9 +16,11 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from digits.allowlist import CONFIG_DIR
 from digits.augment import Augmentation, augment, batch_generator
 from digits.errors import DigitsError
 from digits.mnist_files import (  # noqa: F401  (default_data_dir: part of this module's API)
@@ -218,6 +220,13 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.epoch, self.start, self.batches_done = state["epoch"], state["batches_done"], state["batches_done"]
 
 
+def split_defaults() -> dict[str, int]:
+    """``val_size`` and ``split_seed`` as configs/data/mnist.yaml sets them: the Python API's default and
+    the split of a checkpoint that stored no data config, so the numbers are written in one place."""
+    data = yaml.safe_load((CONFIG_DIR / "data" / "mnist.yaml").read_text())
+    return {"val_size": int(data["val_size"]), "split_seed": int(data["split_seed"])}
+
+
 class MNISTDataModule(L.LightningDataModule):
     """MNIST with a fixed, seeded train/validation split of the 60,000 training images and the
     official 10,000-image test set. ``setup()`` is idempotent and loads each file once.
@@ -231,8 +240,8 @@ class MNISTDataModule(L.LightningDataModule):
         data_dir: str | None = None,
         batch_size: int = 256,
         eval_batch_size: int = 1000,
-        val_size: int = 5_000,
-        split_seed: int = 12345,
+        val_size: int | None = None,
+        split_seed: int | None = None,
         shuffle_seed: int = 0,
         download: bool = True,
         verify: bool = True,
@@ -243,8 +252,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir = resolve_data_dir(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.val_size = val_size
-        self.split_seed = split_seed
+        defaults = split_defaults()  # None: configs/data/mnist.yaml's split, the one place it is written
+        self.val_size = defaults["val_size"] if val_size is None else val_size
+        self.split_seed = defaults["split_seed"] if split_seed is None else split_seed
         self.shuffle_seed = shuffle_seed
         self.download = download
         self.verify = verify

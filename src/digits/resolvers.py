@@ -3,7 +3,8 @@
 
 * ``${run_name:prefix,overrides}``: a run folder's name (``digits.run_names.run_name``);
 * ``${if_set:value,then,otherwise}``: the run folder and Hydra's snapshot folder depend on ``resume``;
-* ``${choice:group}``: the file a config group was composed from (``loss=nll`` -> ``nll``).
+* ``${choice:group}``: the file a config group was composed from (``loss=nll`` -> ``nll``);
+* ``${default_data_dir:}``: where MNIST is by default (``digits.mnist_files.default_data_dir``, the one rule).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from digits.mnist_files import default_data_dir
 from digits.run_names import run_name
 
 
@@ -26,6 +28,11 @@ def _choice(group: str) -> str | None:
 
 def register_resolvers() -> None:
     """Register each resolver once (calling it again is harmless)."""
-    for name, function in (("run_name", run_name), ("if_set", _if_set), ("choice", _choice)):
+    for name, function in (
+        ("run_name", run_name),
+        ("if_set", _if_set),
+        ("choice", _choice),
+        ("default_data_dir", default_data_dir),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped,
 from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_weights
+from digits.run_metrics import RunClock, RunMetrics, tested
 from digits.writing import write_text, writing
 
 
@@ -38,17 +38,6 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     return config
 
 
-class FirstStepClock(Callback):
-    """Notes when the first training step starts: the end of start-up."""
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.at is None:
-            self.at = time.perf_counter()
-
-
 class LogHyperparameters(Callback):
     """Writes TensorBoard's hparams view when training starts, not before: a run that fails earlier
     (no data, a bad checkpoint) leaves no event file, so TensorBoard lists no empty runs."""
@@ -62,28 +51,87 @@ class LogHyperparameters(Callback):
             logger.log_hyperparams(self.hparams, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
 
 
-def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, dict[str, Any]]:
     """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder.
 
-    ``started``: ``time.perf_counter()`` at process start, to report start-up time (imports included).
+    ``started``: ``time.perf_counter()`` at process start (``digits.entry.STARTED``), to report start-up
+    time with the imports; without it, start-up counts from this call.
     """
-    started = started or time.perf_counter()
+    clock = RunClock(started)
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
-    # the checkpoint's own checks (digits.checkpoints); its weights are checked against the module below
+    start = check_start(cfg, output_dir, is_rank_zero)
+    set_up_torch(cfg)
+
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg)
+    if start is not None:  # a checkpoint of another network: refused before anything is written
+        check_weights(module, start["state_dict"], cfg.ckpt_path)
+    if is_rank_zero:
+        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    callbacks, loggers = (
+        configured_callbacks(cfg),
+        [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None],
+    )
+    if not loggers:  # logger=none: nothing to write the learning rate to (LearningRateMonitor refuses)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    stopper = StopOnCtrlC(output_dir / "checkpoints")
+    trainer = build_trainer(cfg, [*callbacks, clock, stopper, LogHyperparameters(hyperparameters(cfg))], loggers)
+
+    # a disk that fills up while TensorBoard or a callback writes: the same WriteError as any other write
+    intact = f"The checkpoints already written are intact: continue with resume={output_dir}."
+    with clock.fitting(), writing(output_dir, intact):
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        except TrainingStopped:
+            pass  # Ctrl-C or SIGTERM: StopOnCtrlC has saved last.ckpt
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    stopped = {"step": trainer.global_step, "checkpoint": str(stopper.path)} if stopper.path else None
+    results = {}
+    if stopped is None and cfg.get("test"):
+        results = tested(trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False))
+    metrics = RunMetrics(
+        val_acc_best=float(module.val_acc_best.compute()) if trainer.current_epoch else float("nan"),
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        parameters=count_parameters(module.net),
+        loss=cfg.get("loss_choice"),  # as typed: loss=nll
+        loss_class=module.loss_name,
+        monitoring_seconds=round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
+        stopped_early=stopped,
+        **results,
+        best_checkpoint=best_path,
+        output_dir=str(output_dir),
+        **clock.seconds(),
+    )
+    if is_rank_zero:
+        write_text(output_dir / "metrics.json", json.dumps(metrics.to_json(), indent=2) + "\n")
+    return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+
+
+def check_start(cfg: DictConfig, output_dir: Path, is_rank_zero: bool) -> dict[str, Any] | None:
+    """The checkpoint to start from, after its own checks (digits.checkpoints), and the run folder's."""
     start = check_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") is not None else None
     if is_rank_zero:  # only resume= continues a folder; a ckpt_path= alone is a new run in a new folder
         check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
+    return start
 
+
+def set_up_torch(cfg: DictConfig) -> None:
+    """Threads, matmul precision and every seed, before anything random is built."""
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
-    module = DigitsModule(
+
+def build_module(cfg: DictConfig) -> DigitsModule:
+    return DigitsModule(
         model=plain(cfg.model),
         loss=plain(cfg.loss),
         optimizer=plain(cfg.optimizer),
@@ -92,93 +140,44 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         channels_last=cfg.channels_last,
         run_config=plain(cfg),
     )
-    if start is not None:  # a checkpoint of another network: refused before anything is written
-        check_weights(module, start["state_dict"], cfg.ckpt_path)
-    if is_rank_zero:
-        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def configured_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The config's callbacks; ``trainer.enable_progress_bar=false`` turns the bar off, whichever it is."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    if cfg.trainer.get("enable_progress_bar") is False:  # one switch turns the bar off, whichever it is
+    if cfg.trainer.get("enable_progress_bar") is False:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    if not loggers:  # logger=none: nothing to write the learning rate to (LearningRateMonitor refuses)
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    clock = FirstStepClock()
-    stopper = StopOnCtrlC(output_dir / "checkpoints")
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Any]) -> L.Trainer:
+    output_dir = Path(cfg.paths.output_dir)
     plugins = [AtomicCheckpointIO(), *(instantiate(p) for p in cfg.trainer.get("plugins") or [])]
     # fit-profile.txt and test-profile.txt in the run folder
     profiler = (
         get_class(PROFILERS[cfg.profiler])(dirpath=output_dir, filename="profile") if cfg.get("profiler") else None
     )
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[*callbacks, clock, stopper, LogHyperparameters(hyperparameters(cfg))],
-        logger=loggers or False,
-        plugins=plugins,
-        profiler=profiler,
-    )
-
-    fit_start, fit_cpu_start = time.perf_counter(), time.process_time()
-    # a disk that fills up while TensorBoard or a callback writes: the same WriteError as any other write
-    intact = f"The checkpoints already written are intact: continue with resume={output_dir}."
-    try:
-        with writing(output_dir, intact):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except TrainingStopped:
-        pass  # Ctrl-C or SIGTERM: StopOnCtrlC has saved last.ckpt
-    fit_end = time.perf_counter()
-    fit_seconds = fit_end - fit_start
-    fit_cpu_seconds = (
-        time.process_time() - fit_cpu_start
-    )  # all threads: what a search budgets (digits.studies.objective)
-
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    best_path = checkpoint.best_model_path if checkpoint else ""
-    metrics: dict[str, Any] = {
-        "val/acc_best": float(module.val_acc_best.compute()) if trainer.current_epoch else float("nan"),
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "parameters": count_parameters(module.net),
-        "loss": cfg.get("loss_choice"),  # as typed: loss=nll
-        "loss_class": cfg.loss._target_.rsplit(".", 1)[-1],
-        "fit_seconds": round(fit_seconds, 2),
-        "fit_cpu_seconds": round(fit_cpu_seconds, 2),
-        "startup_seconds": round(clock.at - started, 2) if clock.at else None,
-        # first step to the end of fit, validation included (not the data set-up): what MNIST speed records time
-        "train_seconds": round(fit_end - clock.at, 2) if clock.at else None,
-        # time spent inside the monitoring callbacks (digits.monitoring), measured by themselves
-        "monitoring_seconds": round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
-    }
-    if stopper.path is not None:
-        metrics["stopped_early"] = {"step": trainer.global_step, "checkpoint": str(stopper.path)}
-    elif cfg.get("test"):
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
-        metrics.update({key: float(value) for key, value in results[0].items()})
-    metrics["best_checkpoint"] = best_path
-    metrics["output_dir"] = str(output_dir)
-    metrics["total_seconds"] = round(time.perf_counter() - started, 2)
-    if is_rank_zero:
-        write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, profiler=profiler)
 
 
-def summary(metrics: dict[str, Any]) -> str:
+def summary(metrics: RunMetrics) -> str:
     """A few lines for the end of a run."""
-    if "stopped_early" in metrics:
-        stop = metrics["stopped_early"]
+    if metrics.stopped_early is not None:
+        stop = metrics.stopped_early
         return (
             f"stopped on request at step {stop['step']}; checkpoint {stop['checkpoint']}\n"
-            f"resume with: python scripts/train.py resume={metrics['output_dir']}"
+            f"resume with: python scripts/train.py resume={metrics.output_dir}"
         )
     lines = [
-        f"best val/acc   {metrics['val/acc_best']:.4f}",
-        f"test/acc       {metrics['test/acc']:.4f}"
-        if "test/acc" in metrics
+        f"best val/acc   {metrics.val_acc_best:.4f}",
+        f"test/acc       {metrics.test_acc:.4f}"
+        if metrics.test_acc is not None
         else "test/acc       (not run: test=false)",
-        f"epochs         {metrics['epochs']} ({metrics['steps']} steps, {metrics['fit_seconds']:.1f} s fitting, "
-        f"{metrics['total_seconds']:.1f} s in all, {metrics['startup_seconds']} s to the first step)",
-        f"outputs        {metrics['output_dir']}",
+        f"epochs         {metrics.epochs} ({metrics.steps} steps, {metrics.fit_seconds:.1f} s fitting, "
+        f"{metrics.total_seconds:.1f} s in all, {metrics.startup_seconds} s to the first step)",
+        f"outputs        {metrics.output_dir}",
     ]
-    if metrics["best_checkpoint"]:
-        lines.append(f"best ckpt      {metrics['best_checkpoint']}")
-    lines.append(f"tensorboard    tensorboard --logdir {Path(metrics['output_dir']).parent}")
+    if metrics.best_checkpoint:
+        lines.append(f"best ckpt      {metrics.best_checkpoint}")
+    lines.append(f"tensorboard    tensorboard --logdir {Path(metrics.output_dir).parent}")
     return "\n".join(lines)

@@ -56,8 +56,9 @@ def run_evaluation(
             "predictions_file": str(output_dir / "predictions.json"),
         }
     data = (module.hparams.run_config or {}).get("data", {})
+    # the checkpoint's own split; one without a stored data config gets configs/data/mnist.yaml's (None)
     datamodule = MNISTDataModule(
-        data_dir=data_dir, val_size=data.get("val_size", 5000), split_seed=data.get("split_seed", 12345), download=False
+        data_dir=data_dir, val_size=data.get("val_size"), split_seed=data.get("split_seed"), download=False
     )
     datamodule.setup("test" if split == "test" else "fit")
     dataset = datamodule.test_set if split == "test" else datamodule.val_set

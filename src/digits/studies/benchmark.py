@@ -7,7 +7,6 @@ training steps after a warm-up, medians reported. ``ThroughputMeter`` is shared 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -30,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from digits.data import MNIST_MEAN, MNIST_STD, MNISTDataModule
 from digits.models import ExampleNet
+from digits.run_metrics import RunMetrics
 
 
 class ThroughputMeter:
@@ -228,16 +228,16 @@ def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, outpu
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"the {name} run failed:\n{result.stderr[-2000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = RunMetrics.read(run_dir)
     return {
         "run": " ".join(overrides) or "(default)",
         "wall_seconds": wall,
-        "test_acc": metrics["test/acc"],
-        "val_acc": metrics["val/acc_best"],
-        "epochs": metrics["epochs"],
-        "steps": metrics["steps"],
-        "fit_seconds": metrics["fit_seconds"],
-        "startup_seconds": metrics.get("startup_seconds"),
+        "test_acc": metrics.test_acc,
+        "val_acc": metrics.val_acc_best,
+        "epochs": metrics.epochs,
+        "steps": metrics.steps,
+        "fit_seconds": metrics.fit_seconds,
+        "startup_seconds": metrics.startup_seconds,
     }
 
 
@@ -286,7 +286,7 @@ def startup(data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: 
             )
             if result.returncode != 0:
                 raise RuntimeError(f"the start-up run of {tree} failed:\n{result.stderr[-2000:]}")
-            seconds[name].append(json.loads((run_dir / "metrics.json").read_text())["startup_seconds"])
+            seconds[name].append(RunMetrics.read(run_dir).startup_seconds)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import lightning, hydra"], check=True, env=_tree_env(here, data_dir))
         seconds["floor: import lightning, hydra"].append(time.perf_counter() - start)
@@ -353,7 +353,7 @@ def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, step
                         "trainer.enable_progress_bar=false",
                     ]
                     subprocess.run(command, env=_tree_env(here, data_dir), capture_output=True, check=True)
-                    fit = json.loads((run_dir / "metrics.json").read_text())["fit_seconds"]
+                    fit = RunMetrics.read(run_dir).fit_seconds
                     seconds.setdefault((situation, threads), []).append(fit)
                     log(f"threads round {round_number + 1}/{rounds}, {situation}, threads={threads}: {fit:.2f} s")
             finally:

@@ -13,13 +13,13 @@ ranking carries over to two threads as long as the recipes parallelise alike.
 
 from __future__ import annotations
 
-from typing import Any
+from digits.run_metrics import RunMetrics
 
 
-def score(metrics: dict[str, Any], budget_seconds: float | None, penalty: float) -> float:
-    """The number a sweep maximises, from a run's ``metrics.json`` values."""
-    accuracy = metrics["val/acc_best"]
+def score(metrics: RunMetrics, budget_seconds: float | None, penalty: float) -> float:
+    """The number a sweep maximises, from a run's metrics (what its ``metrics.json`` holds)."""
+    accuracy = metrics.val_acc_best
     if budget_seconds is None:
         return accuracy
-    overrun = max(0.0, metrics["fit_cpu_seconds"] / budget_seconds - 1.0)
+    overrun = max(0.0, metrics.fit_cpu_seconds / budget_seconds - 1.0)
     return accuracy - penalty * overrun

@@ -7,7 +7,6 @@ any sweep folder (also one whose search was stopped early) with ``python -m digi
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from digits.report import markdown_table, write_json
+from digits.run_metrics import RunMetrics
 from digits.studies.objective import score
 
 
@@ -27,7 +27,7 @@ def trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
     for folder in Path(sweep_dir).iterdir():
         if not (folder / "metrics.json").is_file():
             continue
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = RunMetrics.read(folder)
         config = yaml.safe_load((folder / "config.yaml").read_text())
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()))
         objective = config.get("objective") or {}
@@ -36,10 +36,10 @@ def trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
                 folder.name,
                 overrides,
                 {
-                    "val_acc": metrics["val/acc_best"],
-                    "fit_cpu_s": metrics["fit_cpu_seconds"],
-                    "fit_wall_s": metrics["fit_seconds"],
-                    "steps": metrics["steps"],
+                    "val_acc": metrics.val_acc_best,
+                    "fit_cpu_s": metrics.fit_cpu_seconds,
+                    "fit_wall_s": metrics.fit_seconds,
+                    "steps": metrics.steps,
                     "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
                 },
             )

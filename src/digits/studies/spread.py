@@ -7,25 +7,25 @@ on; the docs quote it next to every accuracy that is one machine's.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from digits.report import markdown_table
+from digits.run_metrics import RunMetrics
 from digits.studies.benchmark import timed_train_run
 
 
 def finished_run(folder: Path, overrides: str) -> dict:
     """A run of an earlier spread that finished (its ``metrics.json``); its wall time was not kept."""
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics = RunMetrics.read(folder)
     return {
         "run": overrides or "(default)",
         "wall_seconds": None,
-        "test_acc": metrics["test/acc"],
-        "val_acc": metrics["val/acc_best"],
-        "epochs": metrics["epochs"],
-        "steps": metrics["steps"],
-        "fit_seconds": metrics["fit_seconds"],
-        "startup_seconds": metrics.get("startup_seconds"),
+        "test_acc": metrics.test_acc,
+        "val_acc": metrics.val_acc_best,
+        "epochs": metrics.epochs,
+        "steps": metrics.steps,
+        "fit_seconds": metrics.fit_seconds,
+        "startup_seconds": metrics.startup_seconds,
         "reused_from": str(folder),
     }
 
