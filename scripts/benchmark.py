@@ -83,6 +83,10 @@ def main(cfg: DictConfig) -> None:
             cfg.data_dir, output_dir, cfg.threads_under_load.rounds, cfg.threads_under_load.steps
         )
         lines += part
+    if cfg.contention.rounds:  # writes its own docs/results/contention.md (digits.studies.contention)
+        from digits.studies.contention import contention_section
+
+        contention_section(cfg.contention, cfg.data_dir, output_dir, cfg.paths.results_dir, log.info)
     report = publish()
     log.info("\n%s", report)
 

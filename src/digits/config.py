@@ -47,7 +47,12 @@ def validate_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key, its value and the allowed values."""
     _check(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
     threads = cfg.get("threads")
-    _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads, "null or an integer >= 1")
+    _check(
+        threads in (None, "auto") or (_is_int(threads) and threads >= 1),
+        "threads",
+        threads,
+        "null, auto or an integer >= 1",
+    )
     precision = cfg.get("matmul_precision")
     _check(
         precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"

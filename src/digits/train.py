@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped,
 from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_weights
+from digits.threads import apply_threads
 from digits.writing import write_text, writing
 
 
@@ -76,8 +78,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
     if is_rank_zero:  # only resume= continues a folder; a ckpt_path= alone is a new run in a new folder
         check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
 
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
+    threads = apply_threads(cfg)  # digits.threads: threads=auto from the load; omp_wait was set before torch
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
     L.seed_everything(cfg.seed, workers=True)
@@ -142,6 +143,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[dict[str, Any]
         "loss_class": cfg.loss._target_.rsplit(".", 1)[-1],
         "fit_seconds": round(fit_seconds, 2),
         "fit_cpu_seconds": round(fit_cpu_seconds, 2),
+        "threads": threads,  # the intra-op threads in effect, and OpenMP's wait policy (digits.threads)
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "startup_seconds": round(clock.at - started, 2) if clock.at else None,
         # first step to the end of fit, validation included (not the data set-up): what MNIST speed records time
         "train_seconds": round(fit_end - clock.at, 2) if clock.at else None,
