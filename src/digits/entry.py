@@ -12,8 +12,8 @@ script is its task function and one call, ``run(task, "<config name>")``.
    and before torch is imported, so a typo costs a second, not the imports, and leaves nothing behind;
 4. puts the config's OpenMP wait policy (``omp_wait``, digits.threads) into the environment before
    anything imports torch, quiets the console (``digits.console``, which imports Lightning) and calls
-   ``task(cfg, started)``; a DigitsError is one line and exit code 2, and a run folder this run made that holds nothing but Hydra's files and the
-   config is removed: a failed start leaves no litter.
+   ``task(cfg, started)``; a DigitsError is one line and exit code 2, and a run folder this run made
+   that holds nothing but Hydra's files and the config is removed: a failed start leaves no litter.
 """
 
 from __future__ import annotations
