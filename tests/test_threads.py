@@ -45,8 +45,9 @@ def test_policy_reaches_the_training_process(data_dir, tmp_path):
 def test_bad_policy_is_one_line_and_exit_2(data_dir, tmp_path, override, message):
     result = run_script("train.py", [*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path)
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if "Error" in line]
-    assert len(errors) == 1 and errors[0].endswith(message), result.stderr[-2000:]
+    output = result.stderr + result.stdout
+    errors = [line for line in output.splitlines() if "Error" in line]
+    assert len(errors) == 1 and errors[0].endswith(message), output[-2000:]
     assert not (tmp_path / "run").exists()
 
 
