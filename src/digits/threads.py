@@ -12,12 +12,13 @@ Two keys address it:
 
 OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it, so ``set_wait_policy`` must run before the
 first ``import torch`` of the process: scripts/train.py calls it first thing in its task. In a ``-m`` sweep
-the later jobs run in the same process with torch loaded: the first job's policy holds for all of them,
-and a sweep over ``omp_wait`` is refused with one line (run each value as its own command).
+the later jobs run in the same process with torch loaded: the first job's policy holds for all of them;
+a later job that asks for another one gets a warning, and its metrics.json records the policy in effect.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 
 from digits.config import ConfigError
 
+log = logging.getLogger("digits")
 WAIT_POLICIES = {"passive": "PASSIVE", "active": "ACTIVE"}
 
 
@@ -47,10 +49,14 @@ def set_wait_policy(cfg: Any) -> None:
         return
     value = WAIT_POLICIES[wait]
     if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY") != value:
-        raise ConfigError(
-            f"omp_wait={wait}: torch is already loaded in this process with OMP_WAIT_POLICY="
-            f"{os.environ.get('OMP_WAIT_POLICY')}, and OpenMP reads it once; run each omp_wait as its own command"
+        # a -m sweep's later job, or a caller that loaded torch first: OpenMP has read its policy already
+        log.warning(
+            "omp_wait=%s not applied: torch was loaded earlier in this process with OMP_WAIT_POLICY=%s, and OpenMP "
+            "reads it once; run it as its own command",
+            wait,
+            os.environ.get("OMP_WAIT_POLICY"),
         )
+        return
     os.environ["OMP_WAIT_POLICY"] = value
 
 
