@@ -78,6 +78,7 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
             "threads_under_load.steps=3",
             "compile.rounds=1",
             "compile.steps=2",
+            "contention.rounds=0",  # fifteen whole runs; tests/test_threads.py runs the study small
         ],
         data_dir,
     )

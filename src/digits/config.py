@@ -96,7 +96,12 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check(_is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in [0, 2**32)")
     threads = cfg.get("threads")
     # train() skips a falsy value: threads=0 would silently mean all cores
-    _check(threads is None or (_is_int(threads) and threads >= 1), "threads", threads, "null or an integer >= 1")
+    _check(
+        threads in (None, "auto") or (_is_int(threads) and threads >= 1),
+        "threads",
+        threads,
+        "null, auto or an integer >= 1",
+    )
     precision = cfg.get("matmul_precision")
     # torch only warns about an unknown value and keeps its setting
     _check(

@@ -13,7 +13,9 @@ script is its task function and one call, ``run(task, "<config name>")``.
    configs/hydra/default.yaml) then refuses a stray ``+key`` and checks the paths the config names,
    before Hydra makes the run folder and before torch is imported, so a typo costs a second, not the
    imports, and leaves nothing behind;
-3. quiets the console (``digits.console``) and calls ``task(cfg, started)``; a DigitsError is one
+3. puts the config's OpenMP wait policy (``omp_wait``, digits.threads) into the environment before
+   anything imports torch, quiets the console (``digits.console``, which imports Lightning) and calls
+   ``task(cfg, started)``; a DigitsError is one
    line and exit code 2, and a run folder this run made that holds nothing but Hydra's files and the
    config is removed: a failed start leaves no litter.
 """
@@ -72,11 +74,13 @@ def _job(task: Callable[[Any, float], Any], cfg: Any) -> Any:
 
     from digits.console import quiet_console
     from digits.errors import DigitsError
+    from digits.threads import set_wait_policy
 
     global _started
     started, _started = _started or time.perf_counter(), None
-    quiet_console()
     try:
+        set_wait_policy(cfg)  # OpenMP reads it once, when torch loads: before quiet_console imports Lightning
+        quiet_console()
         return task(cfg, started)
     except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)

@@ -46,6 +46,8 @@ class RunMetrics:
     train_seconds: float | None
     # time spent inside the monitoring callbacks (digits.monitoring), measured by themselves
     monitoring_seconds: float
+    threads: int | None = None  # torch's intra-op threads in effect (threads=auto chooses them at start)
+    omp_wait_policy: str | None = None  # OMP_WAIT_POLICY when torch loaded (digits.threads)
     stopped_early: dict[str, Any] | None = None  # {"step", "checkpoint"} after Ctrl-C or SIGTERM
     test_loss: float | None = None  # None: test=false, or the run was stopped
     test_acc: float | None = None
@@ -67,8 +69,10 @@ class RunMetrics:
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> RunMetrics:
+        """An older run's file may lack a field added since (its default) or hold a key since removed."""
         names = {key: name for name, key in _KEYS.items()}
-        return cls(**{names.get(key, key): value for key, value in values.items()})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{names.get(k, k): v for k, v in values.items() if names.get(k, k) in fields})
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunMetrics:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_weights
 from digits.run_metrics import RunClock, RunMetrics, tested
+from digits.threads import apply_threads
 from digits.writing import write_text, writing
 
 
@@ -62,7 +64,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
     start = check_start(cfg, output_dir, is_rank_zero)
-    set_up_torch(cfg)
+    threads = set_up_torch(cfg)
 
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
@@ -102,6 +104,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
         loss=cfg.get("loss_choice"),  # as typed: loss=nll
         loss_class=module.loss_name,
         monitoring_seconds=round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
+        threads=threads,  # the intra-op threads in effect, and OpenMP's wait policy (digits.threads)
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
         stopped_early=stopped,
         **results,
         best_checkpoint=best_path,
@@ -121,13 +125,14 @@ def check_start(cfg: DictConfig, output_dir: Path, is_rank_zero: bool) -> dict[s
     return start
 
 
-def set_up_torch(cfg: DictConfig) -> None:
-    """Threads, matmul precision and every seed, before anything random is built."""
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
+
+def set_up_torch(cfg: DictConfig) -> int:
+    """Threads, matmul precision and every seed, before anything random is built; the threads in effect."""
+    threads = apply_threads(cfg)  # digits.threads: threads=auto from the load; omp_wait was set before torch
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
     L.seed_everything(cfg.seed, workers=True)
+    return threads
 
 
 def build_module(cfg: DictConfig) -> DigitsModule:

@@ -720,6 +720,12 @@ def _compile(cfg, output_dir: Path) -> tuple[dict, list[str]]:
     return compile_section(model, cfg.data_dir, cfg.default_run.batch_size, cfg.compile.steps, cfg.compile.rounds)
 
 
+def _contention(cfg, output_dir: Path) -> tuple[dict, list[str]]:
+    from digits.studies.contention import contention_section
+
+    return contention_section(cfg.contention, cfg.data_dir, output_dir, cfg.paths.results_dir, log.info)
+
+
 @dataclass(frozen=True)
 class Section:
     """One part of benchmark.md: it runs when the config value ``switch`` is true (non-zero, non-empty);
@@ -752,6 +758,9 @@ SECTIONS = [
         "threads_under_load",
         lambda cfg, out: threads_section(cfg.data_dir, out, **cfg.threads_under_load),
     ),
+    # the default run quiet, beside one and three busy processes, per thread option (digits.studies.contention;
+    # it also writes docs/results/contention.md)
+    Section("contention.rounds", "contention", _contention),
 ]
 
 
