@@ -83,6 +83,11 @@ def main(cfg: DictConfig) -> None:
             cfg.data_dir, output_dir, cfg.threads_under_load.rounds, cfg.threads_under_load.steps
         )
         lines += part
+    if cfg.profile.rounds:  # also writes profile.json and profile.md
+        from digits.studies import profile
+
+        results["profile"], part = profile.section(cfg, output_dir)
+        lines += part
     report = publish()
     log.info("\n%s", report)
 
