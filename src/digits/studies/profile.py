@@ -45,7 +45,9 @@ BEFORE_FIRST_STEP = re.compile(
     r"train_dataloader|val_dataloader)$"
 )
 # Hooks the optimizer step runs inside its closure: counted in their own pieces, not in the optimizer's.
-IN_CLOSURE = re.compile(r"\.(on_before_backward|on_after_backward|on_before_optimizer_step|on_before_zero_grad)$")
+IN_CLOSURE = re.compile(
+    r"\.(on_before_backward|on_after_backward|on_before_optimizer_step|on_before_zero_grad|configure_gradient_clipping)$"
+)
 
 
 class StepLosses(Callback):
@@ -54,10 +56,15 @@ class StepLosses(Callback):
 
     def __init__(self) -> None:
         self.losses: list[Tensor] = []
+        self.started: tuple[float, float] | None = None  # (wall, CPU) seconds at the first step's start
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         for logger in trainer.loggers:
             logger.log_metrics = _profiled(logger.log_metrics, trainer.profiler, f"[Logger]{type(logger).__name__}")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.started is None:
+            self.started = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.losses.append(outputs["loss"].detach())
@@ -99,18 +106,18 @@ def fit_config(overrides: list[str], steps: int, data_dir: str | Path, run_dir: 
 
 
 def lightning_fit(cfg: DictConfig) -> dict[str, Any]:
-    """``digits.train.train``: seconds per step (first step to the end of fit), the losses, the trainer."""
-    from digits.train import FirstStepClock, train
+    """``digits.train.train``: wall and CPU seconds (first step to the end of fit), the losses, the trainer."""
+    from digits.train import train
 
     metrics, objects = train(cfg)
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     trainer = objects["trainer"]
-    clock = next(c for c in trainer.callbacks if isinstance(c, FirstStepClock))
-    losses = next(c for c in trainer.callbacks if isinstance(c, StepLosses)).losses
+    record = next(c for c in trainer.callbacks if isinstance(c, StepLosses))
     return {
-        "seconds": end - clock.at,
+        "seconds": end - record.started[0],
+        "cpu_seconds": cpu_end - record.started[1],
         "steps": metrics["steps"],
-        "losses": torch.stack(losses).float().cpu(),
+        "losses": torch.stack(record.losses).float().cpu(),
         "val_acc": metrics["val/acc_best"],
         "trainer": trainer,
     }
@@ -150,7 +157,7 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
     datamodule.train_sampler.load_state_dict({"epoch": 0, "batches_done": 0})  # the first epoch, from its start
     losses = []
     net.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for step, (images, labels) in enumerate(datamodule.train_dataloader()):
         if step == steps:
             break
@@ -172,8 +179,14 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
     val_acc = float(correct / seen)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "steps": len(losses), "losses": torch.stack(losses).float().cpu(), "val_acc": val_acc}
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "steps": len(losses),
+        "losses": torch.stack(losses).float().cpu(),
+        "val_acc": val_acc,
+    }
 
 
 # (piece, what it covers, a pattern on SimpleProfiler's action names); the first pattern that matches wins.
@@ -277,15 +290,18 @@ def profile(overrides: list[str], data_dir: str | Path, output_dir: Path, rounds
             if result["steps"] != steps:
                 raise RuntimeError(f"the {path} fit took {result['steps']} steps, not {steps}")
             row[f"{path}_s_per_step"] = result["seconds"] / steps
+            row[f"{path}_cpu_s_per_step"] = result["cpu_seconds"] / steps
             row[f"{path}_val_acc"] = result["val_acc"]
             first.setdefault(path, result["losses"])
             log(f"round {number + 1}/{rounds}, {path}: {1000 * result['seconds'] / steps:.1f} ms per step")
         row["ratio"] = row["lightning_s_per_step"] / row["plain_s_per_step"]
+        row["cpu_ratio"] = row["lightning_cpu_s_per_step"] / row["plain_cpu_s_per_step"]
         per_round.append(row)
     profiled = lightning_fit(fit_config(overrides, steps, data_dir, output_dir / "profile" / "profiled", profiler=True))
     durations = dict(profiled["trainer"].profiler.recorded_durations)
     lightning = statistics.median(row["lightning_s_per_step"] for row in per_round)
     plain = statistics.median(row["plain_s_per_step"] for row in per_round)
+    cpu = {p: statistics.median(row[f"{p}_cpu_s_per_step"] for row in per_round) for p in ("lightning", "plain")}
     difference = (first["lightning"] - first["plain"]).abs()
     return {
         "overrides": overrides,
@@ -294,6 +310,9 @@ def profile(overrides: list[str], data_dir: str | Path, output_dir: Path, rounds
         "lightning_ms_per_step": 1000 * lightning,
         "plain_ms_per_step": 1000 * plain,
         "ratio": lightning / plain,
+        "lightning_cpu_ms_per_step": 1000 * cpu["lightning"],
+        "plain_cpu_ms_per_step": 1000 * cpu["plain"],
+        "cpu_ratio": cpu["lightning"] / cpu["plain"],
         "ratio_min": min(row["ratio"] for row in per_round),
         "ratio_max": max(row["ratio"] for row in per_round),
         "target_ratio": TARGET_RATIO,
@@ -325,7 +344,8 @@ def report(result: dict[str, Any]) -> str:
             f"The default recipe's fit, {result['steps']} steps and one validation, through Lightning "
             f"(`digits.train.train`, overrides: {overrides}) and as a plain PyTorch loop, same network, recipe and "
             f"batches, {len(result['rounds'])} rounds side by side. Seconds per step: first step to the end of the "
-            "fit, validation included.",
+            "fit, validation included; medians over the rounds; CPU seconds (all threads) move less with the "
+            "machine's load than wall seconds.",
             "",
             markdown_table(
                 [
@@ -333,8 +353,16 @@ def report(result: dict[str, Any]) -> str:
                         "path": "Lightning",
                         "ms_per_step": result["lightning_ms_per_step"],
                         "vs_plain": result["ratio"],
+                        "cpu_ms_per_step": result["lightning_cpu_ms_per_step"],
+                        "cpu_vs_plain": result["cpu_ratio"],
                     },
-                    {"path": "plain loop", "ms_per_step": result["plain_ms_per_step"], "vs_plain": 1.0},
+                    {
+                        "path": "plain loop",
+                        "ms_per_step": result["plain_ms_per_step"],
+                        "vs_plain": 1.0,
+                        "cpu_ms_per_step": result["plain_cpu_ms_per_step"],
+                        "cpu_vs_plain": 1.0,
+                    },
                 ]
             ),
             f"Ratio per round: {result['ratio_min']:.3f} to {result['ratio_max']:.3f}; target at most "
