@@ -125,7 +125,6 @@ def check_start(cfg: DictConfig, output_dir: Path, is_rank_zero: bool) -> dict[s
     return start
 
 
-
 def set_up_torch(cfg: DictConfig) -> int:
     """Threads, matmul precision and every seed, before anything random is built; the threads in effect."""
     threads = apply_threads(cfg)  # digits.threads: threads=auto from the load; omp_wait was set before torch

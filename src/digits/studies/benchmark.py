@@ -723,7 +723,13 @@ def _compile(cfg, output_dir: Path) -> tuple[dict, list[str]]:
 def _contention(cfg, output_dir: Path) -> tuple[dict, list[str]]:
     from digits.studies.contention import contention_section
 
-    return contention_section(cfg.contention, cfg.data_dir, output_dir, cfg.paths.results_dir, log.info)
+    return contention_section(cfg.contention, cfg.data_dir, output_dir, cfg.paths.results_dir, log)
+
+
+def _profile(cfg, output_dir: Path) -> tuple[dict, list[str]]:
+    from digits.studies import profile
+
+    return profile.section(cfg, output_dir)
 
 
 @dataclass(frozen=True)
@@ -761,6 +767,9 @@ SECTIONS = [
     # the default run quiet, beside one and three busy processes, per thread option (digits.studies.contention;
     # it also writes docs/results/contention.md)
     Section("contention.rounds", "contention", _contention),
+    # the default fit through Lightning against a plain loop, and its breakdown (digits.studies.profile; it also
+    # writes docs/results/profile.md)
+    Section("profile.rounds", "profile", _profile),
 ]
 
 

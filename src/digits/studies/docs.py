@@ -459,6 +459,7 @@ def commands(text: str) -> list[str]:
     inline code, without trailing comments."""
     found = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        block = re.sub(r"\\ *(?:#[^\n]*)?\n", " ", block)  # a command continued on the next line is one command
         found += [line.split("  #")[0].strip() for line in block.splitlines()]
     found += re.findall(r"`((?:python scripts/|make )[^`]+)`", text)
     return sorted({c for c in found if c.startswith(("python scripts/", "make "))})
