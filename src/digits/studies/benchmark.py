@@ -227,7 +227,8 @@ def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, outpu
     )
     wall = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"the {name} run failed:\n{result.stderr[-2000:]}")
+        output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
+        raise RuntimeError(f"the {name} run failed:\n{output}")
     metrics = RunMetrics.read(run_dir)
     return {
         "run": " ".join(overrides) or "(default)",

@@ -16,7 +16,6 @@ running then, so they are not counted).
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from digits.report import markdown_table, write_result
+from digits.run_metrics import RunMetrics
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
 BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
@@ -61,15 +61,16 @@ def timed_run(overrides: list[str], env: dict[str, str], data_dir: str | Path, r
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
-        raise RuntimeError(f"scripts/train.py {' '.join(overrides)} failed:\n{result.stderr[-2000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+        output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
+        raise RuntimeError(f"scripts/train.py {' '.join(overrides)} failed:\n{output}")
+    metrics = RunMetrics.read(run_dir)
     return {
         "wall_seconds": wall,
-        "fit_seconds": metrics["fit_seconds"],
+        "fit_seconds": metrics.fit_seconds,
         "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-        "threads": metrics.get("threads"),
-        "omp_wait_policy": metrics.get("omp_wait_policy"),
-        "steps": metrics["steps"],
+        "threads": metrics.threads,
+        "omp_wait_policy": metrics.omp_wait_policy,
+        "steps": metrics.steps,
     }
 
 

@@ -116,9 +116,9 @@ def lightning_fit(cfg: DictConfig) -> dict[str, Any]:
     return {
         "seconds": end - record.started[0],
         "cpu_seconds": cpu_end - record.started[1],
-        "steps": metrics["steps"],
+        "steps": metrics.steps,
         "losses": torch.stack(record.losses).float().cpu(),
-        "val_acc": metrics["val/acc_best"],
+        "val_acc": metrics.val_acc_best,
         "trainer": trainer,
     }
 
