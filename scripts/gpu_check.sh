@@ -12,7 +12,7 @@
 #   1. train.py experiment=fast_gpu (train), timed command to exit, its test accuracy against 99.0 %
 #   2. evaluate.py device=cuda on that run's best checkpoint (evaluate)
 #   3. benchmark_losses.py and 4. compare_losses.py with devices=[cpu,cuda]
-#   5. every CUDA test case (tests: pytest -k cuda; a CUDA case skipped on a GPU machine is a failure)
+#   5. every CUDA test case (tests: pytest -m gpu, the cases tests/conftest.py marks; a CUDA case skipped on a GPU machine is a failure)
 # and writes one report, gpu_check.md + gpu_check.json, into --out (default outputs/gpu_check/<time>).
 # A failing step does not stop the others; the exit code is 1 when any step failed.
 # --cpu runs the same steps on the CPU with the smallest settings (to test this script without a GPU);
@@ -67,7 +67,7 @@ STEPS="train|$PYTHON scripts/train.py experiment=fast_gpu trainer.enable_progres
 evaluate|$PYTHON scripts/evaluate.py ckpt_path=$OUT/train device=$DEVICE hydra.run.dir=$OUT/evaluate
 benchmark_losses|$PYTHON scripts/benchmark_losses.py devices=$DEVICES hydra.run.dir=$OUT/benchmark_losses $BENCH_EXTRA
 compare_losses|$PYTHON scripts/compare_losses.py devices=$DEVICES hydra.run.dir=$OUT/compare_losses $COMPARE_EXTRA
-tests|$PYTHON -m pytest tests -q -k cuda -rs -p no:randomly -p no:cacheprovider --junitxml=$OUT/tests/junit.xml"
+tests|$PYTHON -m pytest tests -q -m gpu -rs -p no:randomly -p no:cacheprovider --junitxml=$OUT/tests/junit.xml"
 if [ -n "$ONLY" ]; then
   STEPS="$(while IFS="|" read -r name command; do
     case "$ONLY" in *",$name,"*) echo "$name|$command" ;; esac

@@ -26,7 +26,7 @@ def test_the_gpu_plan_names_every_step_and_each_command_composes(tmp_path):
     assert result.returncode == 0, result.stderr
     steps = dict(line.split("|", 1) for line in result.stdout.splitlines())
     assert list(steps) == ["train", "evaluate", "benchmark_losses", "compare_losses", "tests"]
-    assert "-k cuda" in steps["tests"]
+    assert "-m gpu" in steps["tests"]
     only = gpu_check(["--dry-run", "--only", "tests,train", "--out", str(tmp_path)])
     assert [line.split("|")[0] for line in only.stdout.splitlines()] == ["train", "tests"]
     expected = {  # what each command must ask for on the GPU, read back from Hydra's composed config
@@ -56,7 +56,7 @@ def test_cpu_mode_runs_every_step_and_writes_one_report(tmp_path, data_dir):
     assert [s["step"] for s in report["steps"]] == ["train", "evaluate", "benchmark_losses", "compare_losses", "tests"]
     assert all(s["exit"] == 0 and s["seconds"] > 0 for s in report["steps"]) and report["problems"] == []
     assert report["machine"]["torch"] and report["machine"]["gpu"] is None
-    # on the CPU the CUDA parametrisations are not collected (tests/conftest.py): -k cuda selects none, and
+    # on the CPU the CUDA parametrisations are not collected (tests/conftest.py): -m gpu selects none, and
     # gpu_check.sh takes pytest's "no tests collected" as the CPU mode's expected answer
     assert report["tests"]["tests"] == 0 and report["tests"]["failures"] == report["tests"]["errors"] == 0
     assert report["train"]["steps"] == 20 and 0 < report["train"]["test_acc"] <= 1

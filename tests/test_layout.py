@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digits"
 TRAINING_PATH = [
     "data", "augment", "models", "losses", "loss_checks", "loss_weights", "loss_backward", "module", "monitoring",
     "train", "run_metrics", "checkpoints", "sync_batchnorm", "config", "overrides", "run_names", "resolvers",
-    "allowlist", "console", "errors", "entry", "early_checks", "writing", "mnist_files", "sigmoid",
+    "allowlist", "console", "errors", "entry", "early_checks", "writing", "mnist_files", "sigmoid", "threads",
 ]  # fmt: skip
 OUTSIDE = ("digits.evaluation", "digits.demo", "digits.studies", "digits.export", "digits.handwriting")
 

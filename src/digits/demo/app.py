@@ -61,6 +61,7 @@ class BusyError(DigitsError, RuntimeError):
     """No turn to decode a picture within ``queue_timeout_s``: ``max_decodes`` pictures are being read."""
 
 
+DRAIN_FACTOR = 4  # how far over max_upload_bytes a body is still read (and dropped) so its client sees the 413
 STATUS = {UploadTooLargeError: 413, UploadTimeoutError: 408, BusyError: 503}  # any other DigitsError: 422
 
 
@@ -151,27 +152,35 @@ def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body, refused as soon as it passes ``limit`` bytes (never held whole), or when it
-    has not arrived whole within ``timeout`` seconds (a slow upload would hold its connection forever)."""
+    """The request body, refused when it passes ``limit`` bytes (never held beyond it), or when it
+    has not arrived whole within ``timeout`` seconds (a slow upload would hold its connection forever).
+
+    A body somewhat over the limit is read to its end and dropped before the refusal: a client that is
+    still sending when the server answers and closes gets a broken pipe instead of the message. One over
+    ``DRAIN_FACTOR`` times the limit is refused at once."""
     too_large = UploadTooLargeError(
         f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
         "the config value max_upload_bytes): send a smaller PNG or JPEG"
     )
+    drain_limit = DRAIN_FACTOR * limit
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdigit() and int(declared) > drain_limit:
         raise too_large
     chunks, size = [], 0
     try:
         with anyio.fail_after(timeout):
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
+                if size > drain_limit:
                     raise too_large
-                chunks.append(chunk)
+                if size <= limit:
+                    chunks.append(chunk)
     except TimeoutError:
         raise UploadTimeoutError(
             f"the picture did not arrive within {timeout:g} s (the config value body_timeout_s)"
         ) from None
+    if size > limit:
+        raise too_large
     return b"".join(chunks)
 
 

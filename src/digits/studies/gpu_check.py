@@ -139,7 +139,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     lines += ["## Problems", ""] + ([f"* {p}" for p in results["problems"]] or ["none"]) + [""]
     if "tests" in results:
-        lines += ["## CUDA test cases (pytest -k cuda)", "", markdown_table([results["tests"]]), ""]
+        lines += ["## CUDA test cases (pytest -m gpu)", "", markdown_table([results["tests"]]), ""]
     if "train" in results:
         lines += [
             f"## experiment=fast_gpu (target {TARGET_ACCURACY:.1%} test accuracy; the public record trains "
