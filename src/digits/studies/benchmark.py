@@ -229,10 +229,15 @@ def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, outpu
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
         raise RuntimeError(f"the {name} run failed:\n{output}")
+    return run_row(run_dir, " ".join(overrides), wall)
+
+
+def run_row(run_dir: Path, overrides: str, wall_seconds: float | None) -> dict:
+    """A finished ``scripts/train.py`` run as one row of the runs tables (benchmark, spread)."""
     metrics = RunMetrics.read(run_dir)
     return {
-        "run": " ".join(overrides) or "(default)",
-        "wall_seconds": wall,
+        "run": overrides or "(default)",
+        "wall_seconds": wall_seconds,
         "test_acc": metrics.test_acc,
         "val_acc": metrics.val_acc_best,
         "epochs": metrics.epochs,

@@ -10,24 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from digits.report import markdown_table
-from digits.run_metrics import RunMetrics
-from digits.studies.benchmark import timed_train_run
+from digits.studies.benchmark import run_row, timed_train_run
 
 
 def finished_run(folder: Path, overrides: str) -> dict:
     """A run of an earlier spread that finished (its ``metrics.json``); its wall time was not kept."""
-    metrics = RunMetrics.read(folder)
-    return {
-        "run": overrides or "(default)",
-        "wall_seconds": None,
-        "test_acc": metrics.test_acc,
-        "val_acc": metrics.val_acc_best,
-        "epochs": metrics.epochs,
-        "steps": metrics.steps,
-        "fit_seconds": metrics.fit_seconds,
-        "startup_seconds": metrics.startup_seconds,
-        "reused_from": str(folder),
-    }
+    return {**run_row(folder, overrides, None), "reused_from": str(folder)}
 
 
 def measure(runs: list[str], data_dir: str | Path, output_dir: Path, reuse: str | None = None) -> dict:
