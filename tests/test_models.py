@@ -6,8 +6,9 @@ from digits.models import DigitCNN, ExampleNet, ModelArgumentError, count_parame
 
 @pytest.mark.parametrize("channels", [(16, 32, 64), (8, 16), (4,), (8, 8, 8, 8)])
 @pytest.mark.parametrize("hidden", [0, 32])
-def test_cnn_maps_images_to_ten_logits(channels, hidden):
-    model = DigitCNN(channels=channels, hidden=hidden, dropout=0.2)
+@pytest.mark.parametrize("downsample", ["pool", "stride"])
+def test_cnn_maps_images_to_ten_logits(channels, hidden, downsample):
+    model = DigitCNN(channels=channels, hidden=hidden, dropout=0.2, downsample=downsample)
     logits = model(torch.randn(5, 1, 28, 28))
     assert logits.shape == (5, 10)
     assert logits.dtype == torch.float32
@@ -20,6 +21,15 @@ def test_widths_set_the_parameter_count():
     assert count_parameters(model) == expected
     assert count_parameters(ExampleNet()) == 1_199_882  # pytorch/examples' network
     assert ExampleNet()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_stride_halves_each_block_in_its_conv_rounding_up():
+    # 28 -> 14 -> 7 -> 4: no block works at 28 pixels, and the head sees 4x4 maps (pooling gives 3x3)
+    model = DigitCNN(channels=(16, 32, 48), downsample="stride")
+    assert not any(isinstance(layer, torch.nn.MaxPool2d) for layer in model.modules())
+    assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 4, 4)
+    assert DigitCNN(channels=(16, 32, 48)).features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 3, 3)
+    assert DigitCNN(channels=(4,) * 5, downsample="stride")(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_channels_last_gives_the_same_logits():
@@ -38,6 +48,7 @@ def test_channels_last_gives_the_same_logits():
         (dict(channels=(16, 0)), "model.channels=.* a non-empty list of integers >= 1"),
         (dict(dropout=1.0), r"model.dropout=1.0 is not allowed: a number in \[0, 1\)"),
         (dict(channels=(4, 4, 4, 4, 4)), "5 blocks are too many"),
+        (dict(downsample="avg"), "model.downsample='avg' is not allowed: pool or stride"),
     ],
 )
 def test_bad_model_arguments_are_refused(kwargs, match):

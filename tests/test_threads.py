@@ -17,7 +17,7 @@ from digits.threads import set_wait_policy, thread_count
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", "trainer.enable_progress_bar=false"]
 
 
-def test_policy_reaches_the_training_process(data_dir, tmp_path):
+def test_policy_reaches_the_training_process(data_dir, tmp_path, monkeypatch):
     # set before torch loads: had anything imported torch earlier, the policy would not be set (a warning)
     run = tmp_path / "run"
     result = run_script(
@@ -27,17 +27,23 @@ def test_policy_reaches_the_training_process(data_dir, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["threads"] == 1
     assert metrics["omp_wait_policy"] == "PASSIVE"
-    # threads=auto: between one thread and the cores this process may use
+    # threads=auto: between one thread and the cores this process may use; brief: a bounded spin, even when
+    # the shell asks for passive waiting
     run = tmp_path / "auto"
-    result = run_script("train.py", [*TINY, "threads=auto", f"hydra.run.dir={run}"], data_dir, cwd=tmp_path)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    result = run_script(
+        "train.py", [*TINY, "threads=auto", "omp_wait=brief", f"hydra.run.dir={run}"], data_dir, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 1 <= json.loads((run / "metrics.json").read_text())["threads"] <= len(os.sched_getaffinity(0))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 1 <= metrics["threads"] <= len(os.sched_getaffinity(0))
+    assert metrics["omp_wait_policy"] == "GOMP_SPINCOUNT=10000"
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("omp_wait=sleepy", "ConfigError: omp_wait='sleepy' is not allowed: null, passive or active"),
+        ("omp_wait=sleepy", "ConfigError: omp_wait='sleepy' is not allowed: null, passive, brief or active"),
         ("threads=many", "ConfigError: threads='many' is not allowed: null, auto or an integer >= 1"),
         ("threads=0", "ConfigError: threads=0 is not allowed: null, auto or an integer >= 1"),
     ],

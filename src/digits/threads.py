@@ -8,7 +8,8 @@ Two keys address it:
 * ``threads``: null (torch's default, one per core), an integer, or ``auto`` (the cores this process may
   use, ``os.sched_getaffinity``, less the busy ones, ``os.getloadavg``'s last minute; at least one);
 * ``omp_wait``: null (the OpenMP runtime's default, or whatever ``OMP_WAIT_POLICY`` the shell sets),
-  ``passive`` (waiting threads sleep) or ``active`` (they spin).
+  ``passive`` (waiting threads sleep at once), ``brief`` (they spin ``BRIEF_SPINS`` turns, then sleep:
+  GNU OpenMP's ``GOMP_SPINCOUNT``, the runtime of PyTorch's Linux wheels) or ``active`` (they spin).
 
 OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it, so ``set_wait_policy`` must run before the
 first ``import torch`` of the process: scripts/train.py calls it first thing in its task. In a ``-m`` sweep
@@ -27,7 +28,15 @@ from typing import Any
 from digits.config import ConfigError
 
 log = logging.getLogger("digits")
-WAIT_POLICIES = {"passive": "PASSIVE", "active": "ACTIVE"}
+# A wait of a few microseconds: long enough for the next operator of the same step (the default's step is
+# many small ones, each a parallel region), too short to burn a core that another process needs.
+BRIEF_SPINS = 10_000
+# What each omp_wait puts into the environment; OMP_WAIT_POLICY, when set, overrides GOMP_SPINCOUNT.
+WAIT_POLICIES = {
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "brief": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": str(BRIEF_SPINS)},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+}
 
 
 def check_thread_policy(cfg: Any) -> None:
@@ -38,7 +47,7 @@ def check_thread_policy(cfg: Any) -> None:
         raise ConfigError(f"threads={threads!r} is not allowed: null, auto or an integer >= 1")
     wait = cfg.get("omp_wait")
     if not (wait is None or wait in WAIT_POLICIES):
-        raise ConfigError(f"omp_wait={wait!r} is not allowed: null, passive or active")
+        raise ConfigError(f"omp_wait={wait!r} is not allowed: null, passive, brief or active")
 
 
 def set_wait_policy(cfg: Any) -> None:
@@ -47,17 +56,28 @@ def set_wait_policy(cfg: Any) -> None:
     wait = cfg.get("omp_wait")
     if wait is None:
         return
-    value = WAIT_POLICIES[wait]
-    if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY") != value:
+    values = WAIT_POLICIES[wait]
+    if "torch" in sys.modules and any(os.environ.get(name) != value for name, value in values.items()):
         # a -m sweep's later job, or a caller that loaded torch first: OpenMP has read its policy already
         log.warning(
-            "omp_wait=%s not applied: torch was loaded earlier in this process with OMP_WAIT_POLICY=%s, and OpenMP "
+            "omp_wait=%s not applied: torch was loaded earlier in this process with %s, and OpenMP "
             "reads it once; run it as its own command",
             wait,
-            os.environ.get("OMP_WAIT_POLICY"),
+            wait_policy_in_effect() or "the runtime's default",
         )
         return
-    os.environ["OMP_WAIT_POLICY"] = value
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def wait_policy_in_effect() -> str | None:
+    """The OpenMP wait settings of this process's environment, as metrics.json records them
+    (``PASSIVE``, ``GOMP_SPINCOUNT=10000``, ...); None: the runtime's default."""
+    policy, spins = os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT")
+    return policy or (f"GOMP_SPINCOUNT={spins}" if spins else None)
 
 
 def thread_count(threads: Any) -> int | None:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_weights
 from digits.run_metrics import RunClock, RunMetrics, tested
-from digits.threads import apply_threads
+from digits.threads import apply_threads, wait_policy_in_effect
 from digits.writing import write_text, writing
 
 
@@ -105,7 +104,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
         loss_class=module.loss_name,
         monitoring_seconds=round(sum(getattr(c, "seconds", 0.0) for c in callbacks), 3),
         threads=threads,  # the intra-op threads in effect, and OpenMP's wait policy (digits.threads)
-        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+        omp_wait_policy=wait_policy_in_effect(),
         stopped_early=stopped,
         **results,
         best_checkpoint=best_path,
