@@ -30,6 +30,9 @@ def test_stride_halves_each_block_in_its_conv_rounding_up():
     assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 4, 4)
     assert DigitCNN(channels=(16, 32, 48)).features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 3, 3)
     assert DigitCNN(channels=(4,) * 5, downsample="stride")(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    # one per block: 28 -stride-> 14 -pool-> 7 -pool-> 3
+    mixed = DigitCNN(channels=(16, 32, 48), downsample=["stride", "pool", "pool"])
+    assert mixed.features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 3, 3)
 
 
 def test_channels_last_gives_the_same_logits():
@@ -48,7 +51,8 @@ def test_channels_last_gives_the_same_logits():
         (dict(channels=(16, 0)), "model.channels=.* a non-empty list of integers >= 1"),
         (dict(dropout=1.0), r"model.dropout=1.0 is not allowed: a number in \[0, 1\)"),
         (dict(channels=(4, 4, 4, 4, 4)), "5 blocks are too many"),
-        (dict(downsample="avg"), "model.downsample='avg' is not allowed: pool or stride"),
+        (dict(downsample="avg"), "model.downsample='avg' is not allowed: pool, stride, or one of them per block"),
+        (dict(channels=(8, 8), downsample=["stride"]), r"one of them per block \(2 blocks\)"),
     ],
 )
 def test_bad_model_arguments_are_refused(kwargs, match):

@@ -21,6 +21,7 @@ class DigitCNN(nn.Module):
     ``downsample="pool"``: each block's conv keeps the size and a MaxPool2 halves it; ``channels=[16, 32, 64]``
     gives feature maps of 14, 7 and 3 pixels. ``downsample="stride"``: the conv itself steps by 2 (14, 7, 4
     pixels), so no block computes, normalises or pools at the full size: about 2.5x less time per step on a CPU.
+    A list gives each block its own, e.g. ``[stride, pool, pool]``.
     ``hidden`` > 0 adds a hidden linear layer before the head (the classic recipe has 128).
     """
 
@@ -32,7 +33,7 @@ class DigitCNN(nn.Module):
         batch_norm: bool = True,
         num_classes: int = 10,
         image_size: int = 28,
-        downsample: str = "pool",
+        downsample: str | Sequence[str] = "pool",
     ) -> None:
         super().__init__()
         # torch builds a zero-width convolution and nn.Dropout(1.0) without a word: both train nothing
@@ -42,19 +43,23 @@ class DigitCNN(nn.Module):
             )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ModelArgumentError(f"model.dropout={dropout!r} is not allowed: a number in [0, 1)")
-        if downsample not in ("pool", "stride"):
-            raise ModelArgumentError(f"model.downsample={downsample!r} is not allowed: pool or stride")
-        stride = 2 if downsample == "stride" else 1
+        per_block = [downsample] * len(channels) if isinstance(downsample, str) else list(downsample)
+        if len(per_block) != len(channels) or not all(d in ("pool", "stride") for d in per_block):
+            raise ModelArgumentError(
+                f"model.downsample={downsample!r} is not allowed: pool, stride, or one of them per block "
+                f"({len(channels)} blocks), e.g. [stride,pool,pool]"
+            )
         layers: list[nn.Module] = []
         in_channels, size = 1, image_size
-        for width in channels:
+        for width, how in zip(channels, per_block):
             # The conv's bias is redundant before BatchNorm, which subtracts the mean anyway.
+            stride = 2 if how == "stride" else 1
             layers += [nn.Conv2d(in_channels, width, 3, stride=stride, padding=1, bias=not batch_norm)]
             layers += [nn.BatchNorm2d(width)] if batch_norm else []
             layers += [nn.ReLU(inplace=True)]
-            layers += [nn.MaxPool2d(2)] if downsample == "pool" else []
+            layers += [nn.MaxPool2d(2)] if how == "pool" else []
             # a strided 3x3 conv with padding 1 rounds up (7 -> 4), pooling rounds down (7 -> 3)
-            in_channels, size = width, (size + 1) // 2 if downsample == "stride" else size // 2
+            in_channels, size = width, (size + 1) // 2 if how == "stride" else size // 2
         if size == 0:
             raise ModelArgumentError(
                 f"model.channels={list(channels)} is not allowed: {len(channels)} blocks are too many 2x poolings "
