@@ -213,31 +213,38 @@ def conv_peak_gflops(repeats: int = 10) -> float:
     return 2 * 32 * 128 * 128 * 9 * 28 * 28 / statistics.median(times) / 1e9
 
 
-def timed_train_run(name: str, overrides: list[str], data_dir: str | Path, output_dir: Path) -> dict:
-    """``scripts/train.py`` with ``overrides`` in a fresh process, timed start to exit."""
+def train_run_command(run_dir: Path, overrides: list[str], seed: int | None = None) -> list[str]:
+    """The ``scripts/train.py`` command of a timed run: ``overrides``, then ``seed=N`` when a seed is given."""
     script = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
+    seeded = [f"seed={seed}"] if seed is not None else []
+    command = [sys.executable, str(script), f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false"]
+    return [*command, *overrides, *seeded]
+
+
+def timed_train_run(
+    name: str, overrides: list[str], data_dir: str | Path, output_dir: Path, seed: int | None = None
+) -> dict:
+    """``scripts/train.py`` with ``overrides`` (and ``seed=N``) in a fresh process, timed start to exit."""
     run_dir = output_dir / f"run_{name}"
     env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, str(script), f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", *overrides],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = subprocess.run(train_run_command(run_dir, overrides, seed), env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
         raise RuntimeError(f"the {name} run failed:\n{output}")
-    return run_row(run_dir, " ".join(overrides), wall)
+    return run_row(run_dir, " ".join(overrides), wall, seed)
 
 
-def run_row(run_dir: Path, overrides: str, wall_seconds: float | None) -> dict:
-    """A finished ``scripts/train.py`` run as one row of the runs tables (benchmark, spread)."""
+def run_row(run_dir: Path, overrides: str, wall_seconds: float | None, seed: int | None = None) -> dict:
+    """A finished ``scripts/train.py`` run as one row of the runs tables (benchmark, spread); ``run`` is the
+    recipe's overrides without the seed, so that the recipes table groups a recipe's seeds."""
     metrics = RunMetrics.read(run_dir)
     return {
         "run": overrides or "(default)",
+        "seed": seed,
         "wall_seconds": wall_seconds,
+        "train_seconds": metrics.train_seconds,
         "test_acc": metrics.test_acc,
         "val_acc": metrics.val_acc_best,
         "epochs": metrics.epochs,
@@ -585,26 +592,11 @@ def throughput_section(rows: list[dict], models: dict[str, dict], threads: int) 
 
 
 def recipes_table(results: dict) -> list[dict]:
-    """The headline rows: each timed ``scripts/train.py`` run and the baseline recipe, with test accuracy,
-    time (start to exit; the baseline's time to its target) and the ratio to the baseline's time."""
-    baseline = results.get("baseline_time_to_accuracy") or {}
-    base_seconds = baseline.get("seconds")
-    rows = [
-        {
-            "recipe": run["run"],
-            "test_acc": run["test_acc"],
-            "seconds": run["wall_seconds"],
-            "vs_baseline": run["wall_seconds"] / base_seconds if base_seconds else None,
-        }
-        for run in results.get("runs", [])
-    ]
-    if baseline:
-        last = baseline["history"][-1]
-        rows.append(
-            {"recipe": "baseline (pytorch/examples)", "test_acc": last["test_acc"], "seconds": last["seconds"]}
-            | {"vs_baseline": 1.0 if base_seconds else None}
-        )
-    return rows
+    """The headline rows: each recipe of the timed ``scripts/train.py`` runs over its seeds, and the baseline
+    recipe (digits.studies.recipes)."""
+    from digits.studies.recipes import table_rows
+
+    return table_rows(results)
 
 
 def recipes_section(results: dict) -> list[str]:
@@ -616,9 +608,11 @@ def recipes_section(results: dict) -> list[str]:
     return [
         "## Recipes",
         "",
-        "Test accuracy on the 10,000 official test images; `seconds`: `scripts/train.py` start to exit, and for the "
-        "baseline its training time until its test accuracy reached the target; `vs_baseline`: seconds over the "
-        "baseline's.",
+        "One row per recipe over its seeds (`run_seeds`), the runs timed side by side with the baseline. "
+        "`test accuracy`: the seeds' mean on the 10,000 official test images, with their min-max; "
+        "`train`: the mean `train_seconds` of `scripts/train.py` (first step to the end of fit); "
+        "`whole run`: the mean seconds from start to exit; in brackets, each over the baseline recipe's "
+        "seconds to its target accuracy, and the recipe's target (`targets`) with whether the mean meets it.",
         "",
         markdown_table(rows),
         "",
@@ -633,17 +627,40 @@ def baseline_section(data_dir: str | Path, target: float, max_epochs: int, seed:
     return result, [f"Baseline recipe to {target:.1%} test accuracy:", "", markdown_table(result["history"]), ""]
 
 
-def runs_section(runs: list[str], data_dir: str | Path, output_dir: Path) -> tuple[list[dict], list[str]]:
+# the per-seed runs table's columns, the recipes table's sources first
+RUN_COLUMNS = [
+    "run",
+    "seed",
+    "test_acc",
+    "train_seconds",
+    "wall_seconds",
+    "val_acc",
+    "epochs",
+    "steps",
+    "fit_seconds",
+    "startup_seconds",
+]
+
+
+def runs_section(
+    runs: list[str], seeds: list[int], data_dir: str | Path, output_dir: Path
+) -> tuple[list[dict], list[str]]:
+    """Each run once per seed, interleaved by seed (every run for the first seed, then the next), so that a
+    change of the machine's load reaches each recipe alike; no seeds: each run once with its config's seed."""
     from digits.report import markdown_table
 
     timed = []
-    for number, overrides in enumerate(runs):
-        log(f"timing scripts/train.py {overrides}")
-        timed.append(timed_train_run(str(number), overrides.split(), data_dir, output_dir))
+    for seed in seeds or [None]:
+        for number, overrides in enumerate(runs):
+            seeded = f" seed={seed}" if seed is not None else ""
+            log(f"timing scripts/train.py {overrides}{seeded}")
+            name = f"{number}_seed{seed}" if seed is not None else str(number)
+            timed.append(timed_train_run(name, overrides.split(), data_dir, output_dir, seed))
     return timed, [
-        "`scripts/train.py` runs, start to exit (the ratio to the baseline's time is in the recipes table):",
+        "`scripts/train.py` runs, one per recipe and seed in the order they ran (`wall_seconds`: start to exit; "
+        "the recipes table above gives their means and ratios to the baseline):",
         "",
-        markdown_table(timed),
+        markdown_table(timed, RUN_COLUMNS),
         "",
     ]
 
@@ -753,7 +770,7 @@ class Section:
 SECTIONS = [
     Section("rounds", None, _throughput),
     # before the baseline, the longest section
-    Section("runs", "runs", lambda cfg, out: runs_section(list(cfg.runs), cfg.data_dir, out)),
+    Section("runs", "runs", lambda cfg, out: runs_section(list(cfg.runs), list(cfg.run_seeds), cfg.data_dir, out)),
     Section(
         "baseline.time_to_accuracy",
         "baseline_time_to_accuracy",
@@ -786,6 +803,7 @@ def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
     from omegaconf import OmegaConf
 
     from digits.report import write_json, write_result
+    from digits.studies.recipes import summarise
 
     output_dir = Path(cfg.paths.output_dir)
     if cfg.threads:
@@ -794,6 +812,8 @@ def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
     results, lines = {"config": OmegaConf.to_container(cfg, resolve=True)}, []
 
     def publish() -> str:
+        if results.get("runs"):
+            results["recipes"] = summarise(results)  # the recipes table's numbers (means, ratios, targets met)
         report = "\n".join(recipes_section(results) + lines) + "\n"
         (output_dir / "benchmark.md").write_text(report)
         write_json(output_dir / "benchmark.json", results)
