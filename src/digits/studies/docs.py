@@ -159,44 +159,30 @@ def _where(result: dict) -> str:
 
 def recipes_table(root: Path) -> str:
     """The front page's table: the default, experiment=fast and the baseline from the newest committed
-    benchmark (without one, the default's runs from the committed spread); experiment=fast_gpu from the
-    newest committed GPU check."""
+    benchmark, one row per recipe over its seeds (digits.studies.recipes; without a benchmark, the default's
+    runs from the committed spread); experiment=fast_gpu from the newest committed GPU check."""
     from digits.report import markdown_table
+    from digits.studies import recipes
 
     results_dir = root / "docs/results"
     rows, notes = [], []
     if (results_dir / "benchmark.json").is_file():
         bench = json.loads((results_dir / "benchmark.json").read_text())
         results = bench["results"]
-        baseline = results.get("baseline_time_to_accuracy") or {}
-        base = baseline.get("seconds")
-        for run in results.get("runs", []):
-            name = "python scripts/train.py" + (f" {run['run']}" if run["run"] != "(default)" else "")
-            rows.append(
-                {
-                    "recipe": f"`{name}`",
-                    "test accuracy": _percent(run["test_acc"]),
-                    "time": _seconds(run["wall_seconds"]) + " (command to exit)",
-                    "vs baseline": f"{run['wall_seconds'] / base:.3f}" if base else "-",
-                    "measured on": _where(bench),
-                }
-            )
+        for row in recipes.summarise(results):
+            name = "python scripts/train.py" + (f" {row['recipe']}" if row["recipe"] != recipes.DEFAULT else "")
+            rows.append({"recipe": f"`{name}`", **recipes.cells(row), "measured on": _where(bench)})
+        baseline = recipes.baseline_cells(results)
         if baseline:
-            last = baseline["history"][-1]
-            target = results["config"]["baseline"]["target"]
             rows.append(
-                {
-                    "recipe": "baseline: pytorch/examples' MNIST recipe",
-                    "test accuracy": _percent(last["test_acc"]),
-                    "time": _seconds(last["seconds"]) + f" (to {target:.0%} test)",
-                    "vs baseline": "1" if base else "-",
-                    "measured on": _where(bench),
-                }
+                {"recipe": "baseline: pytorch/examples' MNIST recipe", **baseline, "measured on": _where(bench)}
             )
         load = " / ".join(str(x) for x in bench["machine"]["load_average"])
         notes.append(
             f"CPU rows from [docs/results/benchmark.md](docs/results/benchmark.md), load average {load} over "
-            "1 / 5 / 15 min when written."
+            "1 / 5 / 15 min when written. Accuracy: the seeds' mean (min-max); train: first step to the end of "
+            "fit; whole run: command to exit; in brackets, over the baseline's seconds to its target, and the "
+            "recipe's target."
         )
     elif (results_dir / "spread.json").is_file():
         spread = json.loads((results_dir / "spread.json").read_text())
@@ -205,8 +191,8 @@ def recipes_table(root: Path) -> str:
                 {
                     "recipe": f"`python scripts/train.py {run['run']}`".replace(" (default)", ""),
                     "test accuracy": _percent(run["test_acc"]),
-                    "time": _seconds(run["fit_seconds"]) + " (fit)",
-                    "vs baseline": "- (not measured)",
+                    "train (vs baseline)": _seconds(run["fit_seconds"]) + " (fit; baseline not measured)",
+                    "whole run (vs baseline)": "-",
                     "measured on": _where(spread),
                 }
             )
@@ -228,6 +214,8 @@ def recipes_table(root: Path) -> str:
 
 def newest_gpu_check(root: Path) -> dict | None:
     """The experiment=fast_gpu row of the newest GPU check report in docs/results/ (its fast_gpu table)."""
+    from digits.studies.recipes import seconds
+
     reports = sorted((root / "docs/results").glob("gpu_check*.md"))
     if not reports:
         return None
@@ -239,11 +227,12 @@ def newest_gpu_check(root: Path) -> dict | None:
         return None
     values = dict(zip(_cells(table[1]), _cells(table[2])))
     date = re.search(r"(\d{4}-\d{2}-\d{2})", report.name)
+    train = values.get("train_seconds")
     return {
         "recipe": "`python scripts/train.py experiment=fast_gpu`",
-        "test accuracy": _percent(float(values["test_acc"])),
-        "time": _seconds(float(values["wall_seconds"])) + " (command to exit)",
-        "vs baseline": "- (another machine)",
+        "test accuracy": _percent(float(values["test_acc"])) + " (1 seed)",
+        "train (vs baseline)": (seconds(float(train)) if train else "-") + " (another machine)",
+        "whole run (vs baseline)": seconds(float(values["wall_seconds"])) + " (another machine)",
         "measured on": f"{gpu[1]}, {date[1] if date else '?'}, [dated report](docs/results/{report.name})",
     }
 
