@@ -5,7 +5,10 @@ import json
 import pytest
 from conftest import ROOT, run_script
 
+from digits.run_metrics import RunMetrics
+from digits.studies import benchmark
 from digits.studies.benchmark import SECTIONS, Section, import_seconds_by_package, run_benchmark
+from digits.studies.recipes import summarise
 
 
 def test_import_breakdown_sums_self_times_by_package():
@@ -60,6 +63,137 @@ def test_each_switched_on_section_runs_in_order_and_is_written_when_it_ends(tmp_
     assert all(OmegaConf.select(config, s.switch, default="absent") != "absent" for s in SECTIONS)
 
 
+def test_a_timed_run_carries_its_seed_and_train_seconds(tmp_path):
+    """The command gets ``seed=N`` after the run's overrides; the row keeps the recipe's string (so the
+    recipes table groups its seeds), the seed, and train_seconds from the run's metrics.json."""
+    command = benchmark.train_run_command(tmp_path, ["experiment=fast"], seed=2)
+    assert command[-2:] == ["experiment=fast", "seed=2"] and command[1].endswith("scripts/train.py")
+    assert not any(word.startswith("seed=") for word in benchmark.train_run_command(tmp_path, [], None))
+    metrics = RunMetrics(
+        val_acc_best=0.994,
+        epochs=4,
+        steps=444,
+        parameters=1000,
+        loss="cross_entropy",
+        loss_class="CrossEntropyLoss",
+        fit_seconds=30.0,
+        fit_cpu_seconds=55.0,
+        startup_seconds=9.0,
+        train_seconds=28.5,
+        monitoring_seconds=0.1,
+        test_acc=0.9912,
+    )
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics.to_json()))
+    row = benchmark.run_row(tmp_path, "experiment=fast", 41.0, seed=2)
+    assert row["run"] == "experiment=fast" and row["seed"] == 2
+    assert row["train_seconds"] == 28.5 and row["wall_seconds"] == 41.0 and row["test_acc"] == 0.9912
+    assert benchmark.run_row(tmp_path, "", None)["run"] == "(default)"
+
+
+def test_runs_are_timed_once_per_seed_interleaved_by_seed(tmp_path, monkeypatch):
+    """Every run for the first seed, then every run for the next: load drift reaches each recipe alike."""
+    calls = []
+
+    def timed(name, overrides, data_dir, output_dir, seed=None):
+        calls.append((name, overrides, seed))
+        return {"run": " ".join(overrides) or "(default)", "seed": seed, "wall_seconds": 1.0}
+
+    monkeypatch.setattr(benchmark, "timed_train_run", timed)
+    rows, lines = benchmark.runs_section(["", "experiment=fast"], [0, 1, 2], "data", tmp_path)
+    assert calls == [
+        ("0_seed0", [], 0),
+        ("1_seed0", ["experiment=fast"], 0),
+        ("0_seed1", [], 1),
+        ("1_seed1", ["experiment=fast"], 1),
+        ("0_seed2", [], 2),
+        ("1_seed2", ["experiment=fast"], 2),
+    ]
+    assert [r["seed"] for r in rows] == [0, 0, 1, 1, 2, 2] and "| (default) | 0 |" in "\n".join(lines)
+    calls.clear()
+    benchmark.runs_section(["debug=limit"], [], "data", tmp_path)  # no seeds: once, the config's own seed
+    assert calls == [("0", ["debug=limit"], None)]
+
+
+def crafted_results(runs: list[dict]) -> dict:
+    return {
+        "config": {
+            "baseline": {"target": 0.99},
+            "targets": {
+                "": {"test_acc": 0.993, "train": 0.03, "whole": 0.05},
+                "experiment=fast": {"test_acc": 0.990, "train": 0.015, "whole": 0.03},
+            },
+        },
+        "runs": runs,
+        "baseline_time_to_accuracy": {
+            "seconds": 800.0,
+            "history": [{"epoch": 6, "test_acc": 0.9917, "seconds": 800.0}],
+        },
+    }
+
+
+def seeded_runs() -> list[dict]:
+    """Two recipes and one without a target, three seeds each, as runs_section writes them (interleaved);
+    accuracies as float32 stores them (0.993 -> 0.99299997)."""
+    runs = []
+    for seed, (acc, train, wall) in enumerate([(0.9926, 20.0, 36.0), (0.99299997, 24.0, 40.0), (0.9938, 28.0, 44.0)]):
+        runs.append({"run": "(default)", "seed": seed, "test_acc": acc, "train_seconds": train, "wall_seconds": wall})
+        runs.append(
+            {"run": "experiment=fast", "seed": seed, "test_acc": 0.9899, "train_seconds": 11.0, "wall_seconds": 23.0}
+        )
+        runs.append({"run": "debug=limit", "seed": seed, "test_acc": 0.5, "train_seconds": 1.0, "wall_seconds": 12.0})
+    return runs
+
+
+def test_the_recipes_table_gives_each_recipe_over_its_seeds_against_the_baseline_and_its_targets():
+    results = crafted_results(seeded_runs())
+    default, fast, limit = summarise(results)
+    assert default["recipe"] == "(default)" and default["seeds"] == [0, 1, 2]
+    assert default["test_acc"] == pytest.approx((0.9926 + 0.99299997 + 0.9938) / 3)
+    assert (default["test_acc_min"], default["test_acc_max"]) == (0.9926, 0.9938)
+    assert default["train_seconds"] == 24.0 and default["wall_seconds"] == 40.0
+    assert default["train_vs_baseline"] == 0.03 and default["whole_vs_baseline"] == 0.05
+    assert default["met"] == {"test_acc": True, "train": True, "whole": True}  # at the bars: met
+    assert fast["train_vs_baseline"] == pytest.approx(11.0 / 800)
+    assert fast["whole_vs_baseline"] == pytest.approx(23.0 / 800)
+    assert fast["met"] == {"test_acc": False, "train": True, "whole": True}  # 98.99 % < 99.0 %
+    assert limit["target"] is None and limit["met"] == {"test_acc": None, "train": None, "whole": None}
+    rows = {row["recipe"]: row for row in benchmark.recipes_table(results)}
+    assert rows["(default)"] == {
+        "recipe": "(default)",
+        "test accuracy": "99.31 % (99.26–99.38, 3 seeds; target 99.30 %: met)",
+        "train (vs baseline)": "24.0 s (0.03; target 0.03: met)",
+        "whole run (vs baseline)": "40.0 s (0.05; target 0.05: met)",
+    }
+    assert rows["experiment=fast"]["test accuracy"] == "98.99 % (98.99–98.99, 3 seeds; target 99.00 %: not met)"
+    assert rows["experiment=fast"]["train (vs baseline)"] == "11.0 s (0.0138; target 0.015: met)"
+    assert rows["debug=limit"]["test accuracy"] == "50.00 % (50.00–50.00, 3 seeds)"  # no target: no verdict
+    assert rows["debug=limit"]["whole run (vs baseline)"] == "12.0 s (0.015)"
+    assert rows["baseline (pytorch/examples)"]["whole run (vs baseline)"] == "800.0 s to 99 % test (1)"
+    slower = crafted_results([{**r, "train_seconds": r["train_seconds"] * 1.5} for r in seeded_runs()])
+    assert benchmark.recipes_table(slower)[0]["train (vs baseline)"] == "36.0 s (0.045; target 0.03: not met)"
+    # a mean exactly at the bar, as float32 stores 0.993, meets it; one test image fewer does not
+    at_bar = crafted_results([{**r, "test_acc": 0.99299997} for r in seeded_runs()])
+    assert summarise(at_bar)[0]["met"]["test_acc"] is True
+    below = crafted_results([{**r, "test_acc": 0.99289997} for r in seeded_runs()])
+    assert summarise(below)[0]["met"]["test_acc"] is False
+    section = "\n".join(benchmark.recipes_section(results))
+    assert section.startswith("## Recipes") and "| (default) | 99.31 % (99.26–99.38, 3 seeds; target" in section
+
+
+def test_the_recipes_table_reads_an_older_result_without_seeds_or_train_seconds():
+    """Runs timed once, before the rows carried a seed and train_seconds, and without targets."""
+    results = crafted_results([{"run": "(default)", "wall_seconds": 80.0, "test_acc": 0.9934}])
+    del results["config"]["targets"]
+    (row, baseline) = benchmark.recipes_table(results)
+    assert row == {
+        "recipe": "(default)",
+        "test accuracy": "99.34 % (1 seed)",
+        "train (vs baseline)": "-",
+        "whole run (vs baseline)": "80.0 s (0.1)",
+    }
+    assert baseline["test accuracy"] == "99.17 %"
+
+
 @pytest.mark.slow
 def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
     """One run of scripts/benchmark.py with every section on, each as small as it goes."""
@@ -73,6 +207,7 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
             "windows=2",
             "baseline.time_to_accuracy=false",
             "runs=['debug=limit']",
+            "run_seeds=[3]",
             "startup.rounds=1",
             "threads_under_load.rounds=1",
             "threads_under_load.steps=3",
@@ -93,6 +228,7 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
     assert report["training_flops_per_image"]["example"] > 5 * report["training_flops_per_image"]["default"]
     (run,) = report["runs"]
     assert run["run"] == "debug=limit" and run["epochs"] == 1 and run["startup_seconds"] > 0
+    assert run["seed"] == 3 and run["train_seconds"] > 0 and report["recipes"][0]["seeds"] == [3]
     assert "| baseline: torchvision Dataset" in (tmp_path / "benchmark.md").read_text()
     # the same results for the docs, with where and when they were measured (paths.results_dir)
     published = json.loads((results_dir / "benchmark.json").read_text())
