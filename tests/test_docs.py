@@ -222,9 +222,27 @@ def test_write_result_and_the_recipes_table(tmp_path):
     assert written["machine"]["load_average"] and written["versions"]["torch"]
     text = (results / "benchmark.md").read_text()
     assert text.startswith("# Speed\n\nMeasured ") and "load average" in text and text.endswith("| 1 |\n")
+    # an older result: one run per recipe, no seed, no train_seconds, no targets
     table = docs.recipes_table(tmp_path)
-    assert "| `python scripts/train.py` | 99.34 % | 30.0 s (command to exit) | 0.100 |" in table
-    assert "| baseline: pytorch/examples' MNIST recipe | 99.03 % | 300.0 s (to 99% test) | 1 |" in table
+    assert "| recipe | test accuracy | train (vs baseline) | whole run (vs baseline) | measured on |" in table
+    assert "| `python scripts/train.py` | 99.34 % (1 seed) | - | 30.0 s (0.1) | " in table
+    baseline = (
+        "| baseline: pytorch/examples' MNIST recipe | 99.03 % | 300.0 s to 99 % test (1) | 300.0 s to 99 % test (1) |"
+    )
+    assert baseline in table
+    # today's: each recipe over its seeds, against its targets
+    data["config"]["targets"] = {"experiment=fast": {"test_acc": 0.99, "train": 0.015, "whole": 0.03}}
+    data["runs"] = [
+        {"run": "experiment=fast", "seed": seed, "test_acc": acc, "train_seconds": train, "wall_seconds": wall}
+        for seed, acc, train, wall in [(0, 0.9904, 4.0, 8.0), (1, 0.9898, 5.0, 10.0), (2, 0.9910, 6.0, 12.0)]
+    ]
+    write_result(results, "benchmark", "Speed", data, "| a |\n|---|\n| 1 |")
+    table = docs.recipes_table(tmp_path)
+    fast = (
+        "| `python scripts/train.py experiment=fast` | 99.04 % (98.98–99.10, 3 seeds; target 99.00 %: met) "
+        "| 5.00 s (0.0167; target 0.015: not met) | 10.0 s (0.0333; target 0.03: not met) | "
+    )
+    assert fast in table and baseline in table and "`python scripts/train.py` |" not in table
 
 
 def fresh_copy(destination: Path) -> Path:
