@@ -243,6 +243,13 @@ def test_write_result_and_the_recipes_table(tmp_path):
         "| 5.00 s (0.0167; target 0.015: not met) | 10.0 s (0.0333; target 0.03: not met) | "
     )
     assert fast in table and baseline in table and "`python scripts/train.py` |" not in table
+    # no benchmark committed: the default's runs from the spread, without a baseline to compare with
+    (results / "benchmark.json").unlink()
+    runs = [{"run": "seed=1", "test_acc": 0.9926, "fit_seconds": 60.0, "wall_seconds": None}]
+    write_result(results, "spread", "Spread", {"runs": runs}, "")
+    table = docs.recipes_table(tmp_path)
+    assert "| `python scripts/train.py seed=1` | 99.26 % | 60.0 s (fit) | - | " in table
+    assert "No benchmark result is committed" in table
 
 
 def fresh_copy(destination: Path) -> Path:
