@@ -236,6 +236,8 @@ def test_write_result_and_the_recipes_table(tmp_path):
         {"run": "experiment=fast", "seed": seed, "test_acc": acc, "train_seconds": train, "wall_seconds": wall}
         for seed, acc, train, wall in [(0, 0.9904, 4.0, 8.0), (1, 0.9898, 5.0, 10.0), (2, 0.9910, 6.0, 12.0)]
     ]
+    # a candidate the benchmark also timed (no target): benchmark.md shows it, the front table does not
+    data["runs"].append({"run": "model.downsample=stride", "seed": 0, "test_acc": 0.99, "wall_seconds": 9.0})
     write_result(results, "benchmark", "Speed", data, "| a |\n|---|\n| 1 |")
     table = docs.recipes_table(tmp_path)
     fast = (
@@ -243,6 +245,7 @@ def test_write_result_and_the_recipes_table(tmp_path):
         "| 5.00 s (0.0167; target 0.015: not met) | 10.0 s (0.0333; target 0.03: not met) | "
     )
     assert fast in table and baseline in table and "`python scripts/train.py` |" not in table
+    assert "downsample" not in table
     # no benchmark committed: the default's runs from the spread, without a baseline to compare with
     (results / "benchmark.json").unlink()
     runs = [{"run": "seed=1", "test_acc": 0.9926, "fit_seconds": 60.0, "wall_seconds": None}]
