@@ -209,8 +209,6 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
             "runs=['debug=limit']",
             "run_seeds=[3]",
             "startup.rounds=1",
-            "threads_under_load.rounds=1",
-            "threads_under_load.steps=3",
             "compile.rounds=1",
             "compile.steps=2",
             "contention.rounds=0",  # fifteen whole runs; tests/test_threads.py runs the study small
@@ -234,15 +232,6 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
     published = json.loads((results_dir / "benchmark.json").read_text())
     assert published["results"]["runs"] == report["runs"] and published["commit"] and published["machine"]["cores"]
     assert "| debug=limit |" in (results_dir / "benchmark.md").read_text()
-    rows = report["threads_under_load"]
-    assert [(r["situation"], r["threads"]) for r in rows] == [
-        ("no extra process", 1),
-        ("no extra process", 2),
-        ("one core busy", 1),
-        ("one core busy", 2),
-    ]
-    assert all(r["fit_seconds_median"] > 0 and r["rounds"] == 1 for r in rows)
-    assert rows[0]["vs_threads_1"] == 1.0
     compiled = report["compile"]
     assert (
         compiled["compile_seconds"] > 0 and compiled["eager_ms_per_step"] > 0 and compiled["compiled_ms_per_step"] > 0

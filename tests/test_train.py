@@ -298,6 +298,16 @@ def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
     assert metrics.test_acc >= 0.993, metrics  # the default recipe's bar (README, Results)
 
 
+@pytest.mark.slow
+def test_the_fast_experiment_reaches_its_bar(tmp_path, data_dir):
+    """experiment=fast's claim is a three-seed mean of at least 99.0 % (the benchmark's recipes table); one run
+    with its own seed may land a seed's spread below it, about a tenth of a point on this machine."""
+    cfg = compose_train(["experiment=fast", "logger=none", *QUIET], tmp_path, data_dir)
+    metrics, _ = train(cfg)
+    assert metrics.test_acc >= 0.989, metrics
+    assert metrics.steps == 2 * 430  # two epochs of 55,000 images in batches of 128: the recipe as configured
+
+
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     args = [

@@ -341,52 +341,6 @@ def startup(data_dir: str | Path, output_dir: Path, rounds: int, baseline_tree: 
     }
 
 
-def threads_under_load(data_dir: str | Path, output_dir: Path, rounds: int, steps: int) -> list[dict]:
-    """The default recipe's fit time with ``threads=1`` and ``threads=2``, with no extra process and while
-    another process keeps one core busy (a Python busy loop), in ``rounds`` interleaved rounds: the
-    default ``threads`` must not collapse when the machine is shared."""
-    here = Path(__file__).resolve().parents[3]
-    seconds: dict[tuple[str, int], list[float]] = {}
-    for round_number in range(rounds):
-        for situation in ("no extra process", "one core busy"):
-            busy = (
-                subprocess.Popen([sys.executable, "-c", "while True: pass"]) if situation == "one core busy" else None
-            )
-            try:
-                for threads in (1, 2):
-                    run_dir = output_dir / "threads" / f"{situation.replace(' ', '_')}_{threads}_{round_number}"
-                    command = [
-                        sys.executable,
-                        str(here / "scripts" / "train.py"),
-                        f"hydra.run.dir={run_dir}",
-                        f"threads={threads}",
-                        f"trainer.limit_train_batches={steps}",
-                        "trainer.max_epochs=1",
-                        "test=false",
-                        "trainer.enable_progress_bar=false",
-                    ]
-                    subprocess.run(command, env=_tree_env(here, data_dir), capture_output=True, check=True)
-                    fit = RunMetrics.read(run_dir).fit_seconds
-                    seconds.setdefault((situation, threads), []).append(fit)
-                    log(f"threads round {round_number + 1}/{rounds}, {situation}, threads={threads}: {fit:.2f} s")
-            finally:
-                if busy is not None:
-                    busy.kill()
-                    busy.wait()
-    return [
-        {
-            "situation": situation,
-            "threads": threads,
-            "fit_seconds_median": statistics.median(values),
-            "fit_seconds_min": min(values),
-            "fit_seconds_max": max(values),
-            "rounds": len(values),
-            "vs_threads_1": statistics.median(values) / statistics.median(seconds[(situation, 1)]),
-        }
-        for (situation, threads), values in seconds.items()
-    ]
-
-
 def compile_tradeoff(model_cfg: dict, data_dir: str | Path, batch_size: int, steps: int, rounds: int) -> dict:
     """``torch.compile`` against eager for the default model's training step (plain loop, AdamW,
     channels-last): the compile time (first compiled step less a warm eager step) and ms per step,
@@ -706,20 +660,6 @@ def compile_section(
     ]
 
 
-def threads_section(data_dir: str | Path, output_dir: Path, rounds: int, steps: int) -> tuple[list[dict], list[str]]:
-    from digits.report import markdown_table
-
-    log("timing threads=1 and threads=2, with and without one core busy")
-    result = threads_under_load(data_dir, output_dir, rounds, steps)
-    return result, [
-        f"The default recipe's fit, {steps} steps, threads=1 and 2, with and without one core kept busy by "
-        "another process (rounds side by side):",
-        "",
-        markdown_table(result),
-        "",
-    ]
-
-
 def log(message: str) -> None:
     print(f"[benchmark] {message}", flush=True)
 
@@ -782,11 +722,6 @@ SECTIONS = [
         lambda cfg, out: startup_section(cfg.data_dir, out, cfg.startup.rounds, cfg.startup.baseline_tree),
     ),
     Section("compile.rounds", "compile", _compile),
-    Section(
-        "threads_under_load.rounds",
-        "threads_under_load",
-        lambda cfg, out: threads_section(cfg.data_dir, out, **cfg.threads_under_load),
-    ),
     # the default run quiet, beside one and three busy processes, per thread option (digits.studies.contention;
     # it also writes docs/results/contention.md)
     Section("contention.rounds", "contention", _contention),

@@ -159,8 +159,8 @@ def _where(result: dict) -> str:
 
 def recipes_table(root: Path) -> str:
     """The front page's table: the default, experiment=fast (the runs with targets) and the baseline from the
-    newest committed benchmark, one row per recipe over its seeds (digits.studies.recipes; without a benchmark, the default's
-    runs from the committed spread); experiment=fast_gpu from the newest committed GPU check."""
+    newest committed benchmark, one row per recipe over its seeds (digits.studies.recipes; without a benchmark,
+    the default's runs from the committed spread); experiment=fast_gpu from the newest committed GPU check."""
     from digits.report import markdown_table
     from digits.studies import recipes
 
