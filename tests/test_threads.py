@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import run_script
@@ -83,6 +86,38 @@ def test_busy_processes_are_killed_on_leaving():
         raise RuntimeError("a failed run inside the situation")
     assert all(p.poll() is not None for p in processes)
     assert time.monotonic() - started < 30
+
+
+def test_busy_processes_end_when_the_study_is_killed(tmp_path):
+    # SIGKILL (or a SIGTERM without handler) skips the study's cleanup: the loops notice their parent is gone
+    study = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom digits.studies.contention import busy_processes\n"
+            "with busy_processes(2, seconds=600) as processes:\n"
+            "    print(*[p.pid for p in processes], flush=True)\n"
+            "    time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    loops = [int(pid) for pid in study.stdout.readline().split()]
+    assert len(loops) == 2 and all(Path(f"/proc/{pid}").exists() for pid in loops)
+    study.kill()
+    study.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in loops) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in loops)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphaned loop is reaped by init once it exits)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.slow

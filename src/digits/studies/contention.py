@@ -31,16 +31,23 @@ from digits.report import markdown_table, write_result
 from digits.run_metrics import RunMetrics
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
-BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+# A busy core: it also ends when the study's process is gone (its parent changes), however that process ended.
+BUSY_LOOP = (
+    "import os, time\n"
+    "parent, end = {parent}, time.monotonic() + {seconds}\n"
+    "while time.monotonic() < end and os.getppid() == parent: pass"
+)
 
 
 @contextmanager
 def busy_processes(count: int, seconds: float) -> Iterator[list[subprocess.Popen]]:
-    """``count`` processes that keep one core each busy for at most ``seconds``; killed on leaving."""
+    """``count`` processes that keep one core each busy for at most ``seconds``; killed on leaving, and ending
+    by themselves when this process ends without leaving (killed, SIGTERM)."""
     processes: list[subprocess.Popen] = []
     try:
         for _ in range(count):
-            processes.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP.format(seconds=seconds)]))
+            loop = BUSY_LOOP.format(parent=os.getpid(), seconds=seconds)
+            processes.append(subprocess.Popen([sys.executable, "-c", loop]))
         yield processes
     finally:
         for process in processes:
