@@ -281,6 +281,7 @@ RECIPE_KEYS = [
     "scheduler.pct_start",
     "loss.label_smoothing",
     "trainer.precision",
+    "threads",
     "data.device",
     "trainer.accelerator",
 ]
