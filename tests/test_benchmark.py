@@ -176,6 +176,11 @@ def test_the_recipes_table_gives_each_recipe_over_its_seeds_against_the_baseline
     assert summarise(at_bar)[0]["met"]["test_acc"] is True
     below = crafted_results([{**r, "test_acc": 0.99289997} for r in seeded_runs()])
     assert summarise(below)[0]["met"]["test_acc"] is False
+    # so near the bar, a third decimal: at two, a mean one image below would read "99.30 % (...: not met)"
+    assert benchmark.recipes_table(at_bar)[0]["test accuracy"].startswith("99.300 % (")
+    just_below = crafted_results([{**r, "test_acc": 0.9929 if r["seed"] == 0 else 0.99299997} for r in seeded_runs()])
+    assert benchmark.recipes_table(just_below)[0]["test accuracy"].startswith("99.297 % (")
+    assert summarise(just_below)[0]["met"]["test_acc"] is False
     section = "\n".join(benchmark.recipes_section(results))
     assert section.startswith("## Recipes") and "| (default) | 99.31 % (99.26–99.38, 3 seeds; target" in section
 

@@ -53,6 +53,8 @@ def test_channels_last_gives_the_same_logits():
         (dict(channels=(4, 4, 4, 4, 4)), "5 blocks are too many"),
         (dict(downsample="avg"), "model.downsample='avg' is not allowed: pool, stride, or one of them per block"),
         (dict(channels=(8, 8), downsample=["stride"]), r"one of them per block \(2 blocks\)"),
+        (dict(downsample=None), "model.downsample=None is not allowed: pool, stride"),
+        (dict(downsample=2), "model.downsample=2 is not allowed: pool, stride"),
     ],
 )
 def test_bad_model_arguments_are_refused(kwargs, match):

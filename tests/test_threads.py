@@ -21,8 +21,10 @@ TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", "
 
 
 def test_policy_reaches_the_training_process(data_dir, tmp_path, monkeypatch):
-    # set before torch loads: had anything imported torch earlier, the policy would not be set (a warning)
+    # set before torch loads: had anything imported torch earlier, the policy would not be set (a warning);
+    # passive removes a GOMP_SPINCOUNT from the shell, which libgomp would obey over OMP_WAIT_POLICY
     run = tmp_path / "run"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
     result = run_script(
         "train.py", [*TINY, "threads=1", "omp_wait=passive", f"hydra.run.dir={run}"], data_dir, cwd=tmp_path
     )
@@ -103,13 +105,19 @@ def test_busy_processes_end_when_the_study_is_killed(tmp_path):
         text=True,
     )
     loops = [int(pid) for pid in study.stdout.readline().split()]
-    assert len(loops) == 2 and all(Path(f"/proc/{pid}").exists() for pid in loops)
-    study.kill()
-    study.wait()
-    deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in loops) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_running(pid) for pid in loops)
+    try:
+        assert len(loops) == 2 and all(Path(f"/proc/{pid}").exists() for pid in loops)
+        study.kill()
+        study.wait()
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in loops) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_running(pid) for pid in loops)
+    finally:  # a failed check must not leave the loops burning the machine's cores
+        study.kill()
+        for pid in loops:
+            if _running(pid):
+                os.kill(pid, 9)
 
 
 def _running(pid: int) -> bool:
@@ -135,3 +143,5 @@ def test_contention_study_measures_each_option_in_each_situation(data_dir, tmp_p
         if row["option"] == "passive":
             assert row["samples"][0]["omp_wait_policy"] == "PASSIVE"
     assert "**A reduced run**" in "\n".join(section_markdown(TINY, rows))
+    fast = "\n".join(section_markdown(["experiment=fast"], rows))  # a whole recipe, not a shortened run
+    assert "The run `python scripts/train.py experiment=fast`, not the default run." in fast and "reduced" not in fast

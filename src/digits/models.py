@@ -20,7 +20,8 @@ class DigitCNN(nn.Module):
 
     ``downsample="pool"``: each block's conv keeps the size and a MaxPool2 halves it; ``channels=[16, 32, 64]``
     gives feature maps of 14, 7 and 3 pixels. ``downsample="stride"``: the conv itself steps by 2 (14, 7, 4
-    pixels), so no block computes, normalises or pools at the full size: about 2.5x less time per step on a CPU.
+    pixels), so no block computes, normalises or pools at the full size: about half the training time on a 2-core
+    CPU (docs/results/benchmark.md), and less accuracy.
     A list gives each block its own, e.g. ``[stride, pool, pool]``.
     ``hidden`` > 0 adds a hidden linear layer before the head (the classic recipe has 128).
     """
@@ -43,7 +44,8 @@ class DigitCNN(nn.Module):
             )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ModelArgumentError(f"model.dropout={dropout!r} is not allowed: a number in [0, 1)")
-        per_block = [downsample] * len(channels) if isinstance(downsample, str) else list(downsample)
+        is_list = isinstance(downsample, Sequence) and not isinstance(downsample, str)
+        per_block = [downsample] * len(channels) if not is_list else list(downsample)
         if len(per_block) != len(channels) or not all(d in ("pool", "stride") for d in per_block):
             raise ModelArgumentError(
                 f"model.downsample={downsample!r} is not allowed: pool, stride, or one of them per block "

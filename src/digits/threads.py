@@ -8,7 +8,7 @@ Two keys address it:
 * ``threads``: null (torch's default, one per core), an integer, or ``auto`` (the cores this process may
   use, ``os.sched_getaffinity``, less the busy ones, ``os.getloadavg``'s last minute; at least one);
 * ``omp_wait``: null (the OpenMP runtime's default, or whatever ``OMP_WAIT_POLICY`` the shell sets),
-  ``passive`` (waiting threads sleep at once), ``brief`` (they spin ``BRIEF_SPINS`` turns, then sleep:
+  ``passive`` (waiting threads sleep at once), ``brief`` (they spin ``BRIEF_SPINS`` turns, about 0.1 ms, then sleep:
   GNU OpenMP's ``GOMP_SPINCOUNT``, the runtime of PyTorch's Linux wheels) or ``active`` (they spin).
 
 OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it, so ``set_wait_policy`` must run before the
@@ -28,14 +28,15 @@ from typing import Any
 from digits.config import ConfigError
 
 log = logging.getLogger("digits")
-# A wait of a few microseconds: long enough for the next operator of the same step (the default's step is
-# many small ones, each a parallel region), too short to burn a core that another process needs.
+# About 0.1 ms of spinning (libgomp counts about 100,000 spins per ms, more or less with the CPU): long enough
+# for the next operator of the same step (a step is many small ones, each a parallel region).
 BRIEF_SPINS = 10_000
-# What each omp_wait puts into the environment; OMP_WAIT_POLICY, when set, overrides GOMP_SPINCOUNT.
+# What each omp_wait puts into the environment (None: removed). In libgomp a set GOMP_SPINCOUNT decides the
+# spin count whatever OMP_WAIT_POLICY says, so passive and active remove it.
 WAIT_POLICIES = {
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None},
     "brief": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": str(BRIEF_SPINS)},
-    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": None},
 }
 
 
@@ -77,7 +78,9 @@ def wait_policy_in_effect() -> str | None:
     """The OpenMP wait settings of this process's environment, as metrics.json records them
     (``PASSIVE``, ``GOMP_SPINCOUNT=10000``, ...); None: the runtime's default."""
     policy, spins = os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT")
-    return policy or (f"GOMP_SPINCOUNT={spins}" if spins else None)
+    parts = [policy] if policy else []
+    parts += [f"GOMP_SPINCOUNT={spins}"] if spins else []
+    return " ".join(parts) or None
 
 
 def thread_count(threads: Any) -> int | None:

@@ -154,11 +154,15 @@ def contention_section(
 
 
 def section_markdown(run: list[str], rows: list[dict]) -> list[str]:
-    reduced = (
-        f"**A reduced run** (`{' '.join(run)}`), not the default run: the shape of the table, not its numbers."
-        if run
-        else "The default run (`python scripts/train.py`)."
-    )
+    shortened = any(o.startswith(("trainer.max_epochs=", "trainer.limit_train_batches=", "test=")) for o in run)
+    if not run:
+        reduced = "The default run (`python scripts/train.py`)."
+    elif shortened:
+        reduced = (
+            f"**A reduced run** (`{' '.join(run)}`), not the default run: the shape of the table, not its numbers."
+        )
+    else:
+        reduced = f"The run `python scripts/train.py {' '.join(run)}`, not the default run."
     table = [{k: v for k, v in row.items() if k != "samples"} for row in rows]
     return [
         "## Threads on a busy machine",

@@ -317,8 +317,10 @@ def profile(overrides: list[str], data_dir: str | Path, output_dir: Path, rounds
         "cpu_ratio": cpu["lightning"] / cpu["plain"],
         "ratio_min": min(row["ratio"] for row in per_round),
         "ratio_max": max(row["ratio"] for row in per_round),
+        # judged per round: a ratio of medians can pass while most rounds miss the target
+        "ratio_median": statistics.median(row["ratio"] for row in per_round),
         "target_ratio": TARGET_RATIO,
-        "meets_target": lightning / plain <= TARGET_RATIO,
+        "meets_target": statistics.median(row["ratio"] for row in per_round) <= TARGET_RATIO,
         "same_batches": {
             "first_step_loss_lightning": float(first["lightning"][0]),
             "first_step_loss_plain": float(first["plain"][0]),
@@ -367,8 +369,9 @@ def report(result: dict[str, Any]) -> str:
                     },
                 ]
             ),
-            f"Ratio per round: {result['ratio_min']:.3f} to {result['ratio_max']:.3f}; target at most "
-            f"{result['target_ratio']}: {'met' if result['meets_target'] else 'not met'}. Same batches: first-step "
+            f"Ratio per round: {result['ratio_min']:.3f} to {result['ratio_max']:.3f}, median "
+            f"{result['ratio_median']:.3f}; target at most {result['target_ratio']} on the rounds' median: "
+            f"{'met' if result['meets_target'] else 'not met'}. Same batches: first-step "
             f"loss {same['first_step_loss_lightning']:.6f} (Lightning) and {same['first_step_loss_plain']:.6f} "
             f"(plain), largest difference over the first round's steps {same['max_loss_difference']:.2g}.",
             "",
