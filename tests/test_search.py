@@ -86,6 +86,7 @@ def test_two_trial_search_through_the_optuna_sweeper(tmp_path, data_dir):
     assert "trials, best score first" in (sweep / "trials.md").read_text()
     assert set(best["best_params"]) == {
         "model.channels",
+        "model.downsample",
         "model.dropout",
         "data.batch_size",
         "optimizer.lr",
