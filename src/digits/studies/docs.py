@@ -143,10 +143,6 @@ def refresh(root: Path = ROOT) -> list[Path]:
     return changed
 
 
-def _percent(value: float | None) -> str:
-    return f"{value:.2%}".replace("%", " %") if value is not None else "-"
-
-
 def _seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value is not None else "-"
 
@@ -194,7 +190,7 @@ def recipes_table(root: Path) -> str:
             rows.append(
                 {
                     "recipe": f"`python scripts/train.py {run['run']}`".replace(" (default)", ""),
-                    "test accuracy": _percent(run["test_acc"]),
+                    "test accuracy": recipes.percent(run["test_acc"]),
                     "train (vs baseline)": _seconds(train) if train else _seconds(run["fit_seconds"]) + " (fit)",
                     "whole run (vs baseline)": _seconds(run.get("wall_seconds")),
                     "measured on": _where(spread),
@@ -218,7 +214,7 @@ def recipes_table(root: Path) -> str:
 
 def newest_gpu_check(root: Path) -> dict | None:
     """The experiment=fast_gpu row of the newest GPU check report in docs/results/ (its fast_gpu table)."""
-    from digits.studies.recipes import seconds
+    from digits.studies.recipes import percent, seconds
 
     reports = sorted((root / "docs/results").glob("gpu_check*.md"))
     if not reports:
@@ -234,7 +230,7 @@ def newest_gpu_check(root: Path) -> dict | None:
     train = values.get("train_seconds")
     return {
         "recipe": "`python scripts/train.py experiment=fast_gpu`",
-        "test accuracy": _percent(float(values["test_acc"])) + " (1 seed)",
+        "test accuracy": percent(float(values["test_acc"])) + " (1 seed)",
         "train (vs baseline)": (seconds(float(train)) if train else "-") + " (another machine)",
         "whole run (vs baseline)": seconds(float(values["wall_seconds"])) + " (another machine)",
         "measured on": f"{gpu[1]}, {date[1] if date else '?'}, [dated report](docs/results/{report.name})",
