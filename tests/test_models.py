@@ -6,7 +6,7 @@ from digits.models import DigitCNN, ExampleNet, ModelArgumentError, count_parame
 
 @pytest.mark.parametrize("channels", [(16, 32, 64), (8, 16), (4,), (8, 8, 8, 8)])
 @pytest.mark.parametrize("hidden", [0, 32])
-@pytest.mark.parametrize("downsample", ["pool", "stride"])
+@pytest.mark.parametrize("downsample", ["pool", "pool_first", "stride"])
 def test_cnn_maps_images_to_ten_logits(channels, hidden, downsample):
     model = DigitCNN(channels=channels, hidden=hidden, dropout=0.2, downsample=downsample)
     logits = model(torch.randn(5, 1, 28, 28))
@@ -35,6 +35,25 @@ def test_stride_halves_each_block_in_its_conv_rounding_up():
     assert mixed.features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 3, 3)
 
 
+def test_pool_first_normalises_pooled_maps_and_is_pool_reordered():
+    # BatchNorm sees 14x14 maps in the first block, not 28x28: a quarter of the pixels to normalise and activate
+    seen = []
+    model = DigitCNN(channels=(16, 32, 48), downsample="pool_first")
+    model.features[2].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    assert isinstance(model.features[2], torch.nn.BatchNorm2d)
+    assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 3, 3)
+    assert seen == [(2, 16, 14, 14)]
+    assert count_parameters(model) == count_parameters(DigitCNN(channels=(16, 32, 48)))
+    # without BatchNorm the two orders are the same function (ReLU commutes with max-pooling): same weights,
+    # same logits
+    late = DigitCNN(channels=(8, 16), batch_norm=False, downsample="pool").eval()
+    early = DigitCNN(channels=(8, 16), batch_norm=False, downsample="pool_first").eval()
+    early.load_state_dict(late.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(early(x), late(x))
+    assert not torch.equal(late.features[1](late.features[0](x)), early.features[1](early.features[0](x)))
+
+
 def test_channels_last_gives_the_same_logits():
     model = DigitCNN().eval()
     x = torch.randn(4, 1, 28, 28)
@@ -51,10 +70,10 @@ def test_channels_last_gives_the_same_logits():
         (dict(channels=(16, 0)), "model.channels=.* a non-empty list of integers >= 1"),
         (dict(dropout=1.0), r"model.dropout=1.0 is not allowed: a number in \[0, 1\)"),
         (dict(channels=(4, 4, 4, 4, 4)), "5 blocks are too many"),
-        (dict(downsample="avg"), "model.downsample='avg' is not allowed: pool, stride, or one of them per block"),
+        (dict(downsample="avg"), "model.downsample='avg' is not allowed: pool, pool_first, stride, or one of them"),
         (dict(channels=(8, 8), downsample=["stride"]), r"one of them per block \(2 blocks\)"),
-        (dict(downsample=None), "model.downsample=None is not allowed: pool, stride"),
-        (dict(downsample=2), "model.downsample=2 is not allowed: pool, stride"),
+        (dict(downsample=None), "model.downsample=None is not allowed: pool, pool_first, stride"),
+        (dict(downsample=2), "model.downsample=2 is not allowed: pool, pool_first, stride"),
     ],
 )
 def test_bad_model_arguments_are_refused(kwargs, match):

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+# How a block halves the image (DigitCNN's docstring): the values of model.downsample.
+DOWNSAMPLE = ("pool", "pool_first", "stride")
+
 
 class ModelArgumentError(ValueError):
     """A network argument out of range; its message names the config key (``model.<argument>``), and the
@@ -19,9 +22,11 @@ class DigitCNN(nn.Module):
     """Blocks of conv3x3 -> [BatchNorm] -> ReLU, each halving the image, then dropout and a linear head.
 
     ``downsample="pool"``: each block's conv keeps the size and a MaxPool2 halves it; ``channels=[16, 32, 64]``
-    gives feature maps of 14, 7 and 3 pixels. ``downsample="stride"``: the conv itself steps by 2 (14, 7, 4
-    pixels), so no block computes, normalises or pools at the full size: about half the training time on a 2-core
-    CPU (docs/results/benchmark.md), and less accuracy.
+    gives feature maps of 14, 7 and 3 pixels. ``downsample="pool_first"``: the same, with the MaxPool2 straight
+    after the conv, so BatchNorm and ReLU work on a quarter of the pixels (ReLU commutes with max-pooling; the
+    batch statistics are taken after pooling), as the fast CIFAR-10 recipes (airbench, hlb-CIFAR10) do.
+    ``downsample="stride"``: the conv itself steps by 2 (14, 7, 4 pixels), so no block computes, normalises or
+    pools at the full size: the cheapest, and less accurate. Costs: docs/performance.md.
     A list gives each block its own, e.g. ``[stride, pool, pool]``.
     ``hidden`` > 0 adds a hidden linear layer before the head (the classic recipe has 128).
     """
@@ -46,9 +51,9 @@ class DigitCNN(nn.Module):
             raise ModelArgumentError(f"model.dropout={dropout!r} is not allowed: a number in [0, 1)")
         is_list = isinstance(downsample, Sequence) and not isinstance(downsample, str)
         per_block = [downsample] * len(channels) if not is_list else list(downsample)
-        if len(per_block) != len(channels) or not all(d in ("pool", "stride") for d in per_block):
+        if len(per_block) != len(channels) or not all(d in DOWNSAMPLE for d in per_block):
             raise ModelArgumentError(
-                f"model.downsample={downsample!r} is not allowed: pool, stride, or one of them per block "
+                f"model.downsample={downsample!r} is not allowed: {', '.join(DOWNSAMPLE)}, or one of them per block "
                 f"({len(channels)} blocks), e.g. [stride,pool,pool]"
             )
         layers: list[nn.Module] = []
@@ -57,6 +62,7 @@ class DigitCNN(nn.Module):
             # The conv's bias is redundant before BatchNorm, which subtracts the mean anyway.
             stride = 2 if how == "stride" else 1
             layers += [nn.Conv2d(in_channels, width, 3, stride=stride, padding=1, bias=not batch_norm)]
+            layers += [nn.MaxPool2d(2)] if how == "pool_first" else []
             layers += [nn.BatchNorm2d(width)] if batch_norm else []
             layers += [nn.ReLU(inplace=True)]
             layers += [nn.MaxPool2d(2)] if how == "pool" else []
