@@ -202,7 +202,7 @@ def test_the_config_reference_names_every_group_and_choice():
         group = path.parent.relative_to(ROOT / "configs").as_posix()
         assert f"`{group}={path.stem}`" in reference
     assert "Choices: adadelta, **adamw** (default), sgd." in reference
-    assert "| `max_epochs` | `4` |" in reference  # configs/trainer/default.yaml
+    assert "| `max_epochs` | `3` |" in reference  # configs/trainer/default.yaml
 
 
 def test_write_result_and_the_recipes_table(tmp_path):
