@@ -365,6 +365,21 @@ def test_a_checkpoint_of_another_network_through_train_ckpt_path(short_run, tmp_
     assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
 
 
+def test_a_checkpoint_of_another_block_order_names_the_override_that_fits(short_run, tmp_path, monkeypatch, capsys):
+    """Weights of the default network (pool_first) as the start of a run configured with pool: refused, and the
+    message gives the model.* override that rebuilds the checkpoint's network, read from its hyperparameters."""
+    out = tmp_path / "new"
+    last = short_run / "checkpoints" / "last.ckpt"
+    code = run_in_process(
+        "train.py", [f"ckpt_path={last}", "model.downsample=pool", f"hydra.run.dir={out}"], monkeypatch
+    )
+    shown = "".join(capsys.readouterr())
+    assert code == 2 and "Traceback" not in shown
+    assert "do not fit the network its config describes" in shown
+    assert "its network was built with model.downsample=pool_first: add that to the command" in shown
+    assert not (out / "config.yaml").exists()
+
+
 def test_lightnings_trainer_paths_pass_the_same_gate(short_run, canary, tmp_path, data_dir):
     """Trainer.fit/test(ckpt_path=...) with a module built from a clean config: the class's
     on_load_checkpoint refuses a crafted file before any step (not just the scripts' checks)."""

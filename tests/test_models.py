@@ -51,7 +51,21 @@ def test_pool_first_normalises_pooled_maps_and_is_pool_reordered():
     early.load_state_dict(late.state_dict())
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(early(x), late(x))
-    assert not torch.equal(late.features[1](late.features[0](x)), early.features[1](early.features[0](x)))
+    assert [type(layer) for layer in early.features[:3]] == [torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.ReLU]
+
+
+def test_the_block_orders_by_default_and_in_a_list():
+    # the class's own default stays pool: checkpoints saved before model.downsample existed rebuild with it
+    assert [type(layer) for layer in DigitCNN(channels=(16, 32, 48)).features[:4]] == [
+        torch.nn.Conv2d,
+        torch.nn.BatchNorm2d,
+        torch.nn.ReLU,
+        torch.nn.MaxPool2d,
+    ]
+    # experiment=fast's network: 28 -stride-> 14 -pool-> 7 -pool-> 3
+    fast = DigitCNN(channels=(16, 32, 48), downsample=["stride", "pool_first", "pool_first"])
+    assert fast.features(torch.randn(2, 1, 28, 28)).shape == (2, 48, 3, 3)
+    assert fast(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_channels_last_gives_the_same_logits():

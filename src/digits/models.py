@@ -19,12 +19,13 @@ class ModelArgumentError(ValueError):
 
 
 class DigitCNN(nn.Module):
-    """Blocks of conv3x3 -> [BatchNorm] -> ReLU, each halving the image, then dropout and a linear head.
+    """Blocks of conv3x3, [BatchNorm], ReLU and a 2x downsampling, then dropout and a linear head.
 
     ``downsample="pool"``: each block's conv keeps the size and a MaxPool2 halves it; ``channels=[16, 32, 64]``
     gives feature maps of 14, 7 and 3 pixels. ``downsample="pool_first"``: the same, with the MaxPool2 straight
-    after the conv, so BatchNorm and ReLU work on a quarter of the pixels (ReLU commutes with max-pooling; the
-    batch statistics are taken after pooling), as the fast CIFAR-10 recipes (airbench, hlb-CIFAR10) do.
+    after the conv, so BatchNorm and ReLU work on a quarter of the pixels, as the fast CIFAR-10 recipes (airbench,
+    hlb-CIFAR10) do: ReLU commutes with max-pooling, BatchNorm takes its statistics over the pooled maps, and a
+    channel whose BatchNorm scale turns negative keeps its minimum where ``pool`` would keep the maximum.
     ``downsample="stride"``: the conv itself steps by 2 (14, 7, 4 pixels), so no block computes, normalises or
     pools at the full size: the cheapest, and less accurate. Costs: docs/performance.md.
     A list gives each block its own, e.g. ``[stride, pool, pool]``.
@@ -39,7 +40,7 @@ class DigitCNN(nn.Module):
         batch_norm: bool = True,
         num_classes: int = 10,
         image_size: int = 28,
-        downsample: str | Sequence[str] = "pool",
+        downsample: str | Sequence[str] = "pool",  # checkpoints from before model.downsample rebuild with it
     ) -> None:
         super().__init__()
         # torch builds a zero-width convolution and nn.Dropout(1.0) without a word: both train nothing

@@ -42,9 +42,28 @@ class WeightMismatchError(DigitsError, ValueError):
     """A checkpoint's weights do not fit the network its hyperparameters describe."""
 
 
-def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str | Path) -> None:
+def network_overrides(checkpoint: dict[str, Any], model: dict[str, Any]) -> str:
+    """How to rebuild a checkpoint's network from a run's ``model`` config, read from the checkpoint's saved
+    hyperparameters: the hint of a WeightMismatchError (empty when they do not say)."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("model")
+    if not isinstance(saved, dict):
+        return ""
+    if saved.get("_target_") != model.get("_target_"):
+        return f"; it holds a {saved.get('_target_')}, the config builds a {model.get('_target_')}"
+    changes = [f"model.{key}={override_value(value)}" for key, value in saved.items() if model.get(key) != value]
+    return f"; its network was built with {' '.join(changes)}: add that to the command" if changes else ""
+
+
+def override_value(value: Any) -> str:
+    """A plain value as a Hydra override writes it: lists without spaces or quotes, [stride,pool,pool]."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str | Path, hint: str = "") -> None:
     """Compare names and shapes before ``load_state_dict``, so a checkpoint of another network is
-    recognised by what it holds, not by the wording of PyTorch's error."""
+    recognised by what it holds, not by the wording of PyTorch's error. ``hint``: appended to the message."""
     expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     given = {key: tuple(getattr(value, "shape", ())) for key, value in state_dict.items()}
     problems = [f"missing {key}" for key in expected if key not in given]
@@ -58,17 +77,17 @@ def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise WeightMismatchError(
             f"{source}: its weights do not fit the network its config describes "
-            f"(a checkpoint of another model?): {shown}"
+            f"(a checkpoint of another model?): {shown}{hint}"
         )
 
 
-def check_weights(module: nn.Module, state_dict: Any, source: str | Path) -> None:
+def check_weights(module: nn.Module, state_dict: Any, source: str | Path, hint: str = "") -> None:
     """A dict of tensors that fits the network (``check_weights_fit``) and holds only finite values."""
     if not isinstance(state_dict, dict) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in state_dict.items()
     ):
         raise CheckpointError(f"{source}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
-    check_weights_fit(module, state_dict, source)
+    check_weights_fit(module, state_dict, source, hint)
     broken = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
     if broken:
         raise CheckpointError(

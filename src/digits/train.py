@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
 from digits.config import PROFILERS, check_run_folder, validate_train_config
 from digits.models import count_parameters
-from digits.module import DigitsModule, check_weights
+from digits.module import DigitsModule, check_weights, network_overrides
 from digits.run_metrics import RunClock, RunMetrics, tested
 from digits.threads import apply_threads, wait_policy_in_effect
 from digits.writing import write_text, writing
@@ -68,7 +68,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     if start is not None:  # a checkpoint of another network: refused before anything is written
-        check_weights(module, start["state_dict"], cfg.ckpt_path)
+        check_weights(module, start["state_dict"], cfg.ckpt_path, network_overrides(start, plain(cfg.model)))
     if is_rank_zero:
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
