@@ -145,3 +145,19 @@ def test_contention_study_measures_each_option_in_each_situation(data_dir, tmp_p
     assert "**A reduced run**" in "\n".join(section_markdown(TINY, rows))
     fast = "\n".join(section_markdown(["experiment=fast"], rows))  # a whole recipe, not a shortened run
     assert "The run `python scripts/train.py experiment=fast`, not the default run." in fast and "reduced" not in fast
+
+
+def test_contention_results_are_named_and_titled_by_the_run(tmp_path, data_dir):
+    """Another run's contention study writes its own files (contention.result_name), headed by the run."""
+    from omegaconf import OmegaConf
+
+    from digits.studies.contention import contention_section
+
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "configs" / "benchmark.yaml").contention
+    cfg.rounds, cfg.run, cfg.result_name = 0, ["experiment=fast"], "contention_fast"
+    contention_section(cfg, data_dir, tmp_path / "runs", tmp_path / "results", log=lambda message: None)
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["contention_fast.json", "contention_fast.md"]
+    assert (tmp_path / "results" / "contention_fast.md").read_text().startswith("# `experiment=fast` on a busy machine")
+    cfg.run, cfg.result_name = [], "contention"
+    contention_section(cfg, data_dir, tmp_path / "runs", tmp_path / "results", log=lambda message: None)
+    assert (tmp_path / "results" / "contention.md").read_text().startswith("# The default run on a busy machine")

@@ -149,8 +149,13 @@ def contention_section(
     )
     results = {"run": run, "options": options, "situations": situations, "rows": rows}
     lines = section_markdown(run, rows)
-    write_result(results_dir, "contention", "The default run on a busy machine", results, "\n".join(lines[1:]))
+    write_result(results_dir, cfg.get("result_name", "contention"), title(run), results, "\n".join(lines[1:]))
     return results, lines
+
+
+def title(run: list[str]) -> str:
+    """The result file's heading: which run was measured."""
+    return "The default run on a busy machine" if not run else f"`{' '.join(run)}` on a busy machine"
 
 
 def section_markdown(run: list[str], rows: list[dict]) -> list[str]:
