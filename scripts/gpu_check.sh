@@ -10,6 +10,7 @@
 # without dependencies plus whatever else is missing from --wheels DIR (pip --no-index), then runs, quickest
 # first (a lent GPU is held for minutes; a late step that runs out of time should cost the least):
 #   1. train.py experiment=fast_gpu (train), timed command to exit, its test accuracy against 99.0 %
+#   1b. the same with compile=reduce-overhead (train_graphs): the step captured as CUDA graphs
 #   2. evaluate.py device=cuda on that run's best checkpoint (evaluate)
 #   3. benchmark_losses.py and 4. compare_losses.py with devices=[cpu,cuda]
 #   5. every CUDA test case (tests: pytest -m gpu, the cases tests/conftest.py marks; a CUDA case skipped on a GPU machine is a failure)
@@ -58,12 +59,15 @@ if [ "$CPU" = 1 ]; then
   COMPARE_EXTRA="dtypes=[float32] training.steps=5 naive_logit_std=[1] pytorch_suite=false"
   BENCH_EXTRA="repeats=3 warmup=1 sizes=[[256,10]]"
   TRAIN_EXTRA="trainer.accelerator=cpu data.device=cpu trainer.precision=32-true debug=limit logger=none"
+  GRAPHS=default  # CUDA graphs need a GPU: the CPU mode compiles without them
 else
   DEVICES="[cpu,cuda]" DEVICE=cuda COMPARE_EXTRA="training.accelerator=gpu" BENCH_EXTRA="" TRAIN_EXTRA=""
+  GRAPHS=reduce-overhead
 fi
 
 # name|command: one line per step, run in this order.
 STEPS="train|$PYTHON scripts/train.py experiment=fast_gpu trainer.enable_progress_bar=false hydra.run.dir=$OUT/train $TRAIN_EXTRA
+train_graphs|$PYTHON scripts/train.py experiment=fast_gpu compile=$GRAPHS trainer.enable_progress_bar=false hydra.run.dir=$OUT/train_graphs $TRAIN_EXTRA
 evaluate|$PYTHON scripts/evaluate.py ckpt_path=$OUT/train device=$DEVICE hydra.run.dir=$OUT/evaluate
 benchmark_losses|$PYTHON scripts/benchmark_losses.py devices=$DEVICES hydra.run.dir=$OUT/benchmark_losses $BENCH_EXTRA
 compare_losses|$PYTHON scripts/compare_losses.py devices=$DEVICES hydra.run.dir=$OUT/compare_losses $COMPARE_EXTRA

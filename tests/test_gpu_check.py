@@ -25,7 +25,7 @@ def test_the_gpu_plan_names_every_step_and_each_command_composes(tmp_path):
     result = gpu_check(["--dry-run", "--out", str(tmp_path)])
     assert result.returncode == 0, result.stderr
     steps = dict(line.split("|", 1) for line in result.stdout.splitlines())
-    assert list(steps) == ["train", "evaluate", "benchmark_losses", "compare_losses", "tests"]
+    assert list(steps) == ["train", "train_graphs", "evaluate", "benchmark_losses", "compare_losses", "tests"]
     assert "-m gpu" in steps["tests"]
     only = gpu_check(["--dry-run", "--only", "tests,train", "--out", str(tmp_path)])
     assert [line.split("|")[0] for line in only.stdout.splitlines()] == ["train", "tests"]
@@ -36,6 +36,7 @@ def test_the_gpu_plan_names_every_step_and_each_command_composes(tmp_path):
             (c["trainer"]["accelerator"], c["data"]["device"], c["trainer"]["precision"])
             == ("gpu", "cuda", "bf16-mixed")
         ),
+        "train_graphs": lambda c: c["compile"] == "reduce-overhead" and c["trainer"]["accelerator"] == "gpu",
         "evaluate": lambda c: c["device"] == "cuda" and c["ckpt_path"] == str(tmp_path / "train"),
     }
     for name, check in expected.items():
@@ -53,13 +54,15 @@ def test_cpu_mode_runs_every_step_and_writes_one_report(tmp_path, data_dir):
     result = gpu_check(["--cpu", "--no-install", "--out", str(out)], data_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
-    assert [s["step"] for s in report["steps"]] == ["train", "evaluate", "benchmark_losses", "compare_losses", "tests"]
+    steps = ["train", "train_graphs", "evaluate", "benchmark_losses", "compare_losses", "tests"]
+    assert [s["step"] for s in report["steps"]] == steps
     assert all(s["exit"] == 0 and s["seconds"] > 0 for s in report["steps"]) and report["problems"] == []
     assert report["machine"]["torch"] and report["machine"]["gpu"] is None
     # on the CPU the CUDA parametrisations are not collected (tests/conftest.py): -m gpu selects none, and
     # gpu_check.sh takes pytest's "no tests collected" as the CPU mode's expected answer
     assert report["tests"]["tests"] == 0 and report["tests"]["failures"] == report["tests"]["errors"] == 0
     assert report["train"]["steps"] == 20 and 0 < report["train"]["test_acc"] <= 1
+    assert report["train_graphs"]["steps"] == 20 and 0 < report["train_graphs"]["test_acc"] <= 1  # compile=default
     assert report["train"]["wall_seconds"] > report["train"]["fit_seconds"] > report["train"]["train_seconds"] > 0
     assert 0 < report["evaluate"]["accuracy"] <= 1
     assert {row["device"] for row in report["benchmark_losses"]["rows"]} == {"cpu"}

@@ -114,6 +114,7 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
         ("trainer.accelerator=banana", "trainer.accelerator='banana' is refused by Lightning: "),
         ("threads=0", "threads=0 is not allowed"),
         ("matmul_precision=low", "matmul_precision='low' is not allowed"),
+        ("compile=fast", "compile='fast' is not allowed: null or one of default, reduce-overhead, max-autotune"),
     ],
 )
 def test_bad_values_are_refused_before_any_data_is_loaded(override, message, tmp_path):
@@ -129,6 +130,31 @@ def test_a_gpu_recipe_without_a_gpu_is_refused_before_any_data_is_loaded(tmp_pat
     with pytest.raises(ConfigError, match="no CUDA GPU is visible: use trainer=cpu"):
         train(cfg)
     assert not (tmp_path / "no-data").exists()
+
+
+def test_cuda_graphs_on_the_cpu_are_refused_before_any_data_is_loaded(tmp_path):
+    cfg = compose_train(["trainer=cpu", "compile=reduce-overhead"], tmp_path, tmp_path / "no-data")
+    with pytest.raises(
+        ConfigError, match=r"compile=reduce-overhead records CUDA graphs, which need a GPU.*compile=def"
+    ):
+        train(cfg)
+    assert not (tmp_path / "no-data").exists()
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_and_its_checkpoint_loads_as_an_eager_network(tmp_path, data_dir):
+    """compile=default on the CPU: the network's forward and backward run through torch.compile (Inductor), and
+    the checkpoint keeps the eager network's names, so Lightning's own load_from_checkpoint rebuilds it."""
+    overrides = ["debug=limit", "logger=none", "callbacks=minimal", "model.channels=[4,8]", *QUIET]
+    metrics, objects = train(compose_train([*overrides, "compile=default"], tmp_path / "compiled", data_dir))
+    net = objects["module"].net
+    assert net._compiled_call_impl is not None  # nn.Module.compile: the calls went through torch.compile
+    assert metrics.test_acc > 0.3 and metrics.steps > 0
+    loaded = DigitsModule.load_from_checkpoint(metrics.best_checkpoint)
+    assert loaded.net._compiled_call_impl is None
+    assert list(loaded.net.state_dict()) == list(net.state_dict())
+    images = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(loaded.net.eval()(images), net.eval()(images), rtol=1e-4, atol=1e-4)
 
 
 def test_the_loss_options_are_checked_early_by_the_losses_own_rule(tmp_path):

@@ -86,6 +86,26 @@ def check_model(model: DictConfig) -> None:
         raise ConfigError(f"model ({model._target_}): {_one_line(error)}") from error
 
 
+# torch.compile's modes (the `compile` key); reduce-overhead records CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def check_compile(cfg: DictConfig) -> None:
+    """A torch.compile mode, and CUDA graphs only where the run has a GPU (on the CPU torch would skip them
+    with a warning, and the run would pay the compile for nothing)."""
+    mode = cfg.get("compile")
+    _check(mode is None or mode in COMPILE_MODES, "compile", mode, f"null or one of {', '.join(COMPILE_MODES)}")
+    if mode == "reduce-overhead":
+        import torch
+
+        accelerator = cfg.trainer.get("accelerator")
+        if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
+            raise ConfigError(
+                f"compile=reduce-overhead records CUDA graphs, which need a GPU, and this run trains on the CPU "
+                f"(trainer.accelerator={accelerator}): use compile=default there, or trainer=gpu on a GPU machine"
+            )
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key, its value and the allowed values.
 
@@ -109,6 +129,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     )
     profiler = cfg.get("profiler")
     _check(profiler is None or profiler in PROFILERS, "profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
+    check_compile(cfg)
 
     data = cfg.data
     # our own sampler (digits.data.EpochBatchSampler) cuts the batches; torch never sees these sizes

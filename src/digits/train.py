@@ -67,6 +67,8 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
 
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
+    if cfg.get("compile"):
+        module.net.compile(mode=cfg.compile)  # in place: the state_dict and the checkpoints keep their names
     if start is not None:  # a checkpoint of another network: refused before anything is written
         check_weights(module, start["state_dict"], cfg.ckpt_path, network_overrides(start, plain(cfg.model)))
     if is_rank_zero:
