@@ -3,8 +3,9 @@
     python scripts/benchmark.py
     python scripts/benchmark.py baseline.time_to_accuracy=false runs=[]   # throughput only
 
-Writes benchmark.json and benchmark.md into its run folder and into docs/results/ (paths.results_dir),
-where the README's results table comes from (python -m digits.studies.docs). The sections and their order:
+Writes benchmark.json and benchmark.md into its run folder after each section, and at the end into
+docs/results/ (paths.results_dir), where the README's results table comes from (python -m digits.studies.docs),
+when every section ran (publish=complete; the second command above publishes nothing). The sections and their order:
 digits.studies.benchmark.SECTIONS.
 """
 

@@ -1,6 +1,7 @@
 """The training benchmark runs for a few steps and writes its files (numbers come from the script)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_script
@@ -24,43 +25,87 @@ import time:        30 |       2180 | digits"""
     assert import_seconds_by_package(log, leave_out=floor) == pytest.approx({"torch": 0.0001, "digits": 0.00008})
 
 
-def test_each_switched_on_section_runs_in_order_and_is_written_when_it_ends(tmp_path):
-    """run_benchmark's sequence: a section is one entry of SECTIONS; it runs when its switch is set, its
-    results go under its key (or the top level), and benchmark.json holds them as soon as it ends."""
+def _sections_config(tmp_path, **values):
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create(
-        {
-            "threads": None,
-            "seed": 0,
-            "on": 1,
-            "off": 0,
-            "paths": {"output_dir": str(tmp_path), "results_dir": str(tmp_path / "r")},
-        }
-    )
-    seen = []
+    paths = {"output_dir": str(tmp_path / "run"), "results_dir": str(tmp_path / "published")}
+    (tmp_path / "run").mkdir(exist_ok=True)
+    return OmegaConf.create({"threads": None, "seed": 0, "on": 1, "off": 0, "paths": paths, **values})
 
+
+def _recording_sections(seen: list, output_dir: Path) -> list[Section]:
     def section(name, measured):
-        def measure(cfg, output_dir):
-            seen.append((name, sorted(json.loads((output_dir / "benchmark.json").read_text())) if seen else None))
+        def measure(cfg, out):
+            written = output_dir / "benchmark.json"
+            seen.append((name, sorted(json.loads(written.read_text())) if written.exists() else None))
             return measured, [f"{name} line"]
 
         return measure
 
-    sections = [
+    return [
         Section("on", "first", section("first", [1])),
         Section("off", "skipped", section("skipped", [2])),
         Section("on", None, section("merged", {"top": 3})),
     ]
-    report = run_benchmark(cfg, sections)
+
+
+def test_each_switched_on_section_runs_in_order_and_is_written_when_it_ends(tmp_path):
+    """run_benchmark's sequence: a section is one entry of SECTIONS; it runs when its switch is set, its
+    results go under its key (or the top level), and the run folder's benchmark.json holds them as soon as
+    it ends."""
+    from omegaconf import OmegaConf
+
+    seen = []
+    cfg = _sections_config(tmp_path, publish="always")
+    report = run_benchmark(cfg, _recording_sections(seen, tmp_path / "run"))
     assert seen == [("first", None), ("merged", ["config", "first"])]  # written after the first one ended
-    assert report == "first line\nmerged line\n" == (tmp_path / "benchmark.md").read_text()
-    results = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report == "first line\nmerged line\n" == (tmp_path / "run" / "benchmark.md").read_text()
+    results = json.loads((tmp_path / "run" / "benchmark.json").read_text())
     assert results["first"] == [1] and results["top"] == 3 and "skipped" not in results
-    assert json.loads((tmp_path / "r" / "benchmark.json").read_text())["results"] == results
+    assert json.loads((tmp_path / "published" / "benchmark.json").read_text())["results"] == results
     # the real sequence: every switch is a value of configs/benchmark.yaml
     config = OmegaConf.load(ROOT / "configs" / "benchmark.yaml")
     assert all(OmegaConf.select(config, s.switch, default="absent") != "absent" for s in SECTIONS)
+    assert config.publish == "complete"
+
+
+def test_a_partial_or_stopped_run_leaves_the_published_report_alone(tmp_path, capsys):
+    """docs/results/benchmark.md feeds the README's table: only a run in which every section ran replaces
+    it (publish: complete); a run with a section switched off, or one stopped by an error, keeps its
+    results in its run folder."""
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "benchmark.md").write_text("the complete run\n")
+    partial = _sections_config(tmp_path)
+    run_benchmark(partial, _recording_sections([], tmp_path / "run"))
+    assert (published / "benchmark.md").read_text() == "the complete run\n"
+    assert not (published / "benchmark.json").exists()
+    assert json.loads((tmp_path / "run" / "benchmark.json").read_text())["top"] == 3
+    said = capsys.readouterr().out
+    assert "not published" in said and "switched off: off" in said and "publish=always" in said
+
+    def fails(cfg, out):
+        raise RuntimeError("stopped")
+
+    complete = _sections_config(tmp_path, off=1)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_benchmark(complete, [*_recording_sections([], tmp_path / "run"), Section("on", "last", fails)])
+    assert (published / "benchmark.md").read_text() == "the complete run\n"
+    assert json.loads((tmp_path / "run" / "benchmark.json").read_text())["skipped"] == [2]
+
+    run_benchmark(_sections_config(tmp_path, off=1, publish="never"), _recording_sections([], tmp_path / "run"))
+    assert (published / "benchmark.md").read_text() == "the complete run\n"
+    run_benchmark(complete, _recording_sections([], tmp_path / "run"))  # every section ran: published
+    assert json.loads((published / "benchmark.json").read_text())["results"]["skipped"] == [2]
+
+
+def test_an_unknown_publish_value_is_refused_before_anything_runs(tmp_path):
+    from digits.config import ConfigError
+
+    seen = []
+    with pytest.raises(ConfigError, match="publish='yes' is not allowed: complete .* always .* never"):
+        run_benchmark(_sections_config(tmp_path, publish="yes"), _recording_sections(seen, tmp_path / "run"))
+    assert seen == [] and not (tmp_path / "run" / "benchmark.json").exists()
 
 
 def test_a_timed_run_carries_its_seed_and_train_seconds(tmp_path):
@@ -217,6 +262,7 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
             "compile.rounds=1",
             "compile.steps=2",
             "contention.rounds=0",  # fifteen whole runs; tests/test_threads.py runs the study small
+            "publish=always",  # a section is off: published only when asked
         ],
         data_dir,
     )

@@ -731,36 +731,59 @@ SECTIONS = [
 ]
 
 
+# publish: when the report also goes into paths.results_dir (docs/results/, where the README's table comes from).
+PUBLISH = {
+    "complete": "when every section ran to its end",
+    "always": "at the end of any run, also one with sections switched off",
+    "never": "the run folder only",
+}
+
+
 def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
-    """Each switched-on section in turn; the results so far are written after each one (benchmark.json
-    and .md in the run folder and in ``paths.results_dir``), so a run stopped in a long section keeps what
-    the earlier ones measured. Returns benchmark.md's text."""
+    """Each switched-on section in turn. The results so far go into the run folder (benchmark.json and .md)
+    after each section, so a run stopped in a long section keeps what the earlier ones measured; they go into
+    ``paths.results_dir`` once, at the end, and by default (``publish: complete``) only when every section
+    ran, so a partial or stopped run never replaces the published one. Returns benchmark.md's text."""
     from omegaconf import OmegaConf
 
+    from digits.config import ConfigError
     from digits.report import write_json, write_result
     from digits.studies.recipes import summarise
 
+    publish = cfg.get("publish", "complete")
+    if publish not in PUBLISH:
+        allowed = "; ".join(f"{name} ({meaning})" for name, meaning in PUBLISH.items())
+        raise ConfigError(f"publish={publish!r} is not allowed: {allowed}")
     output_dir = Path(cfg.paths.output_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     results, lines = {"config": OmegaConf.to_container(cfg, resolve=True)}, []
 
-    def publish() -> str:
+    def write() -> str:
         if results.get("runs"):
             results["recipes"] = summarise(results)  # the recipes table's numbers (means, ratios, targets met)
         report = "\n".join(recipes_section(results) + lines) + "\n"
         (output_dir / "benchmark.md").write_text(report)
         write_json(output_dir / "benchmark.json", results)
-        title = "Training speed against the plain-PyTorch recipe"
-        write_result(cfg.paths.results_dir, "benchmark", title, results, report)
         return report
 
+    switched_off = [section.switch for section in sections if not OmegaConf.select(cfg, section.switch)]
     report = None
     for section in sections:
-        if OmegaConf.select(cfg, section.switch):
+        if section.switch not in switched_off:
             measured, part = section.measure(cfg, output_dir)
             results.update(measured if section.key is None else {section.key: measured})
             lines += part
-            report = publish()
-    return report or publish()
+            report = write()
+    report = report or write()
+    if publish == "always" or (publish == "complete" and not switched_off):
+        title = "Training speed against the plain-PyTorch recipe"
+        log(f"published: {write_result(cfg.paths.results_dir, 'benchmark', title, results, report)}")
+    else:
+        why = "publish=never" if publish == "never" else f"switched off: {', '.join(switched_off)}"
+        log(
+            f"not published to {cfg.paths.results_dir} ({why}): the report is {output_dir / 'benchmark.md'}; "
+            "publish=always publishes a partial run"
+        )
+    return report
