@@ -262,6 +262,8 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
             "compile.rounds=1",
             "compile.steps=2",
             "contention.rounds=0",  # fifteen whole runs; tests/test_threads.py runs the study small
+            "profile.rounds=1",
+            "profile.steps=3",
             "publish=always",  # a section is off: published only when asked
         ],
         data_dir,
@@ -287,6 +289,7 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
     assert (
         compiled["compile_seconds"] > 0 and compiled["eager_ms_per_step"] > 0 and compiled["compiled_ms_per_step"] > 0
     )
+    assert report["profile"]["steps"] == 3 and report["profile"]["ratio"] > 0
     startup = report["startup"]
     assert [row["what"] for row in startup["rows"]] == ["this tree", "floor: import lightning, hydra"]
     assert all(row["median_s"] > 0 for row in startup["rows"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -221,18 +222,29 @@ def train_run_command(run_dir: Path, overrides: list[str], seed: int | None = No
     return [*command, *overrides, *seeded]
 
 
+def run_train_script(
+    run_dir: Path, overrides: list[str], env: dict[str, str], seed: int | None = None, timeout: float | None = None
+) -> tuple[float, float]:
+    """``scripts/train.py`` in a fresh process with the environment ``env``: wall seconds command to exit and
+    the CPU seconds of its process tree; a failed run raises with its last output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    command = train_run_command(run_dir, overrides, seed)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
+        raise RuntimeError(f"scripts/train.py {' '.join(command[2:])} failed:\n{output}")
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def timed_train_run(
     name: str, overrides: list[str], data_dir: str | Path, output_dir: Path, seed: int | None = None
 ) -> dict:
     """``scripts/train.py`` with ``overrides`` (and ``seed=N``) in a fresh process, timed start to exit."""
     run_dir = output_dir / f"run_{name}"
-    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
-    start = time.perf_counter()
-    result = subprocess.run(train_run_command(run_dir, overrides, seed), env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
-        raise RuntimeError(f"the {name} run failed:\n{output}")
+    wall, _ = run_train_script(run_dir, overrides, {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}, seed)
     return run_row(run_dir, " ".join(overrides), wall, seed)
 
 

@@ -17,11 +17,9 @@ running then, so they are not counted).
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +28,6 @@ from typing import Any
 from digits.report import markdown_table, write_result
 from digits.run_metrics import RunMetrics
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
 # A busy core: it also ends when the study's process is gone (its parent changes), however that process ended.
 BUSY_LOOP = (
     "import os, time\n"
@@ -58,23 +55,17 @@ def busy_processes(count: int, seconds: float) -> Iterator[list[subprocess.Popen
 
 def timed_run(overrides: list[str], env: dict[str, str], data_dir: str | Path, run_dir: Path, timeout: float) -> dict:
     """scripts/train.py in a fresh process: wall seconds command to exit, its fit seconds, and the CPU
-    seconds of its process tree."""
+    seconds of its process tree. The shell's OpenMP wait settings are left out: each option sets its own."""
+    from digits.studies.benchmark import run_train_script
+
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     environment.update({"DIGITS_DATA_DIR": str(data_dir), "PYTHONWARNINGS": "ignore", **env})
-    command = [sys.executable, str(SCRIPT), f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run([*command, *overrides], env=environment, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr)[-2000:]  # the run's own error line is logged on stdout
-        raise RuntimeError(f"scripts/train.py {' '.join(overrides)} failed:\n{output}")
+    wall, cpu = run_train_script(run_dir, overrides, environment, timeout=timeout)
     metrics = RunMetrics.read(run_dir)
     return {
         "wall_seconds": wall,
         "fit_seconds": metrics.fit_seconds,
-        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "cpu_seconds": cpu,
         "threads": metrics.threads,
         "omp_wait_policy": metrics.omp_wait_policy,
         "steps": metrics.steps,
