@@ -3,9 +3,10 @@
     python scripts/benchmark.py
     python scripts/benchmark.py baseline.time_to_accuracy=false runs=[]   # throughput only
 
-Writes benchmark.json and benchmark.md into its run folder after each section, and at the end into
-docs/results/ (paths.results_dir), where the README's results table comes from (python -m digits.studies.docs),
-when every section ran (publish=complete; the second command above publishes nothing). The sections and their order:
+Writes benchmark.json and benchmark.md into its run folder after each section. When it ends it publishes into
+docs/results/ (paths.results_dir): benchmark.*, where the README's results table comes from
+(python -m digits.studies.docs), when every section was switched on, and the contention and profile sections'
+own files when they ran (publish=complete; the second command above publishes nothing). The sections and their order:
 digits.studies.benchmark.SECTIONS.
 """
 

@@ -1,6 +1,7 @@
 """The training benchmark runs for a few steps and writes its files (numbers come from the script)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,8 @@ def _recording_sections(seen: list, output_dir: Path) -> list[Section]:
         def measure(cfg, out):
             written = output_dir / "benchmark.json"
             seen.append((name, sorted(json.loads(written.read_text())) if written.exists() else None))
+            (out / benchmark.STAGED).mkdir(exist_ok=True)  # a section's own result file, as contention's
+            (out / benchmark.STAGED / f"{name}.md").write_text(f"{name} result\n")
             return measured, [f"{name} line"]
 
         return measure
@@ -70,19 +73,22 @@ def test_each_switched_on_section_runs_in_order_and_is_written_when_it_ends(tmp_
 
 
 def test_a_partial_or_stopped_run_leaves_the_published_report_alone(tmp_path, capsys):
-    """docs/results/benchmark.md feeds the README's table: only a run in which every section ran replaces
-    it (publish: complete); a run with a section switched off, or one stopped by an error, keeps its
-    results in its run folder."""
+    """docs/results/benchmark.md feeds the README's table: only a run in which every section was switched on
+    replaces it (publish: complete), while a section's own result file (as contention.md) is published when
+    that section ran; a stopped run publishes nothing, and every run keeps its files in its run folder."""
     published = tmp_path / "published"
     published.mkdir()
     (published / "benchmark.md").write_text("the complete run\n")
-    partial = _sections_config(tmp_path)
-    run_benchmark(partial, _recording_sections([], tmp_path / "run"))
+
+    def names() -> list[str]:
+        return sorted(path.name for path in published.iterdir())
+
+    run_benchmark(_sections_config(tmp_path), _recording_sections([], tmp_path / "run"))
     assert (published / "benchmark.md").read_text() == "the complete run\n"
-    assert not (published / "benchmark.json").exists()
-    assert json.loads((tmp_path / "run" / "benchmark.json").read_text())["top"] == 3
+    assert names() == ["benchmark.md", "first.md", "merged.md"]  # the sections that ran: their own files
+    assert json.loads((tmp_path / "run" / "results" / "benchmark.json").read_text())["results"]["top"] == 3
     said = capsys.readouterr().out
-    assert "not published" in said and "switched off: off" in said and "publish=always" in said
+    assert "benchmark.md not published" in said and "switched off: off" in said and "publish=always" in said
 
     def fails(cfg, out):
         raise RuntimeError("stopped")
@@ -90,13 +96,16 @@ def test_a_partial_or_stopped_run_leaves_the_published_report_alone(tmp_path, ca
     complete = _sections_config(tmp_path, off=1)
     with pytest.raises(RuntimeError, match="stopped"):
         run_benchmark(complete, [*_recording_sections([], tmp_path / "run"), Section("on", "last", fails)])
-    assert (published / "benchmark.md").read_text() == "the complete run\n"
-    assert json.loads((tmp_path / "run" / "benchmark.json").read_text())["skipped"] == [2]
+    assert names() == ["benchmark.md", "first.md", "merged.md"]
+    assert json.loads((tmp_path / "run" / "benchmark.json").read_text())["skipped"] == [2]  # the run folder has it
 
     run_benchmark(_sections_config(tmp_path, off=1, publish="never"), _recording_sections([], tmp_path / "run"))
+    assert names() == ["benchmark.md", "first.md", "merged.md"]
     assert (published / "benchmark.md").read_text() == "the complete run\n"
     run_benchmark(complete, _recording_sections([], tmp_path / "run"))  # every section ran: published
     assert json.loads((published / "benchmark.json").read_text())["results"]["skipped"] == [2]
+    assert (published / "benchmark.md").read_text().startswith("# Training speed")
+    assert (published / "skipped.md").read_text() == "skipped result\n"
 
 
 def test_an_unknown_publish_value_is_refused_before_anything_runs(tmp_path):
@@ -106,6 +115,14 @@ def test_an_unknown_publish_value_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="publish='yes' is not allowed: complete .* always .* never"):
         run_benchmark(_sections_config(tmp_path, publish="yes"), _recording_sections(seen, tmp_path / "run"))
     assert seen == [] and not (tmp_path / "run" / "benchmark.json").exists()
+
+
+def test_a_failed_timed_run_raises_with_its_command_and_its_own_error(tmp_path, data_dir):
+    """benchmark.run_train_script, which the recipe runs and the contention study share: a run that fails
+    stops the study with the run's overrides and the last of its output, not a missing metrics.json later."""
+    env = {**os.environ, "DIGITS_DATA_DIR": str(data_dir)}
+    with pytest.raises(RuntimeError, match=r"(?s)scripts/train.py .*optimizer=no_such_optimizer failed:.*no_such"):
+        benchmark.run_train_script(tmp_path / "run", ["optimizer=no_such_optimizer"], env)
 
 
 def test_a_timed_run_carries_its_seed_and_train_seconds(tmp_path):
@@ -245,7 +262,7 @@ def test_the_recipes_table_reads_an_older_result_without_seeds_or_train_seconds(
 
 
 @pytest.mark.slow
-def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
+def test_benchmark_script_writes_every_section(tmp_path, data_dir):
     """One run of scripts/benchmark.py with every section on, each as small as it goes."""
     result = run_script(
         "benchmark.py",
@@ -265,6 +282,7 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
             "profile.rounds=1",
             "profile.steps=3",
             "publish=always",  # a section is off: published only when asked
+            f"paths.results_dir={tmp_path / 'published'}",
         ],
         data_dir,
     )
@@ -281,10 +299,16 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir, results_dir):
     assert run["run"] == "debug=limit" and run["epochs"] == 1 and run["startup_seconds"] > 0
     assert run["seed"] == 3 and run["train_seconds"] > 0 and report["recipes"][0]["seeds"] == [3]
     assert "| baseline: torchvision Dataset" in (tmp_path / "benchmark.md").read_text()
-    # the same results for the docs, with where and when they were measured (paths.results_dir)
-    published = json.loads((results_dir / "benchmark.json").read_text())
+    # the same results for the docs, with where and when they were measured (paths.results_dir), and the
+    # profile section's own result file
+    folder = tmp_path / "published"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{n}.{e}" for n in ("benchmark", "profile") for e in ("json", "md")
+    ]
+    published = json.loads((folder / "benchmark.json").read_text())
     assert published["results"]["runs"] == report["runs"] and published["commit"] and published["machine"]["cores"]
-    assert "| debug=limit |" in (results_dir / "benchmark.md").read_text()
+    assert "| debug=limit |" in (folder / "benchmark.md").read_text()
+    assert json.loads((folder / "profile.json").read_text())["results"]["steps"] == 3
     compiled = report["compile"]
     assert (
         compiled["compile_seconds"] > 0 and compiled["eager_ms_per_step"] > 0 and compiled["compiled_ms_per_step"] > 0

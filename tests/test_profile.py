@@ -17,7 +17,7 @@ def test_the_study_runs_both_paths_on_the_same_batches_and_writes_its_result(tmp
             "benchmark",
             overrides=[f"paths.output_dir={tmp_path}", f"data_dir={data_dir}", "profile.rounds=2", "profile.steps=3"],
         )
-    summary, lines = profile.section(cfg, tmp_path)
+    summary, lines = profile.section(cfg, tmp_path, results_dir)
 
     result = json.loads((results_dir / "profile.json").read_text())["results"]
     assert summary["ratio"] == pytest.approx(result["ratio"])
@@ -37,6 +37,9 @@ def test_the_study_runs_both_paths_on_the_same_batches_and_writes_its_result(tmp
     text = (results_dir / "profile.md").read_text()
     assert "| Lightning |" in text and "| plain loop |" in text and "| backward |" in text
     assert "profile.md" in lines[0]
+    # benchmark.md's line gives the number the target is judged on
+    assert f"{result['ratio_median']:.3f}x, the median of the rounds' ratios" in lines[0]
+    assert ("not met" in lines[0]) == (not result["meets_target"])
 
 
 def test_the_breakdown_keeps_its_pieces_apart():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -698,13 +699,13 @@ def _compile(cfg, output_dir: Path) -> tuple[dict, list[str]]:
 def _contention(cfg, output_dir: Path) -> tuple[dict, list[str]]:
     from digits.studies.contention import contention_section
 
-    return contention_section(cfg.contention, cfg.data_dir, output_dir, cfg.paths.results_dir, log)
+    return contention_section(cfg.contention, cfg.data_dir, output_dir, output_dir / STAGED, log)
 
 
 def _profile(cfg, output_dir: Path) -> tuple[dict, list[str]]:
     from digits.studies import profile
 
-    return profile.section(cfg, output_dir)
+    return profile.section(cfg, output_dir, output_dir / STAGED)
 
 
 @dataclass(frozen=True)
@@ -717,6 +718,10 @@ class Section:
     key: str | None
     measure: Callable[..., tuple[Any, list[str]]]
 
+
+# The run folder's subfolder of result files (benchmark, contention, profile): what publishing copies into
+# paths.results_dir.
+STAGED = "results"
 
 # The sections in the order they run; a new one is one entry (and its config block in configs/benchmark.yaml).
 SECTIONS = [
@@ -735,27 +740,29 @@ SECTIONS = [
     ),
     Section("compile.rounds", "compile", _compile),
     # the default run quiet, beside one and three busy processes, per thread option (digits.studies.contention;
-    # it also writes docs/results/contention.md)
+    # it also writes contention.md)
     Section("contention.rounds", "contention", _contention),
     # the default fit through Lightning against a plain loop, and its breakdown (digits.studies.profile; it also
-    # writes docs/results/profile.md)
+    # writes profile.md)
     Section("profile.rounds", "profile", _profile),
 ]
 
 
-# publish: when the report also goes into paths.results_dir (docs/results/, where the README's table comes from).
+# publish: which of the run's result files go into paths.results_dir (docs/results/) at its end. benchmark.md
+# holds every section and feeds the README's table; contention.md and profile.md are studies of their own.
 PUBLISH = {
-    "complete": "when every section ran to its end",
-    "always": "at the end of any run, also one with sections switched off",
+    "complete": "benchmark.md only when every section was switched on, a section's own file when it ran",
+    "always": "every file, benchmark.md also from a run with sections switched off",
     "never": "the run folder only",
 }
 
 
 def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
     """Each switched-on section in turn. The results so far go into the run folder (benchmark.json and .md)
-    after each section, so a run stopped in a long section keeps what the earlier ones measured; they go into
-    ``paths.results_dir`` once, at the end, and by default (``publish: complete``) only when every section
-    ran, so a partial or stopped run never replaces the published one. Returns benchmark.md's text."""
+    after each section, so a run stopped in a long section keeps what the earlier ones measured. The result
+    files (benchmark, and contention's and profile's own) are written into the run folder's ``results/`` and
+    copied into ``paths.results_dir`` once, at the end of a run that ended (``publish``): a stopped run
+    publishes nothing, and a partial one never replaces the published benchmark.md. Returns its text."""
     from omegaconf import OmegaConf
 
     from digits.config import ConfigError
@@ -789,13 +796,20 @@ def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
             lines += part
             report = write()
     report = report or write()
-    if publish == "always" or (publish == "complete" and not switched_off):
-        title = "Training speed against the plain-PyTorch recipe"
-        log(f"published: {write_result(cfg.paths.results_dir, 'benchmark', title, results, report)}")
-    else:
-        why = "publish=never" if publish == "never" else f"switched off: {', '.join(switched_off)}"
+    staged = output_dir / STAGED
+    write_result(staged, "benchmark", "Training speed against the plain-PyTorch recipe", results, report)
+    files = [] if publish == "never" else sorted(staged.iterdir())
+    if publish == "complete" and switched_off:
+        files = [path for path in files if path.stem != "benchmark"]
         log(
-            f"not published to {cfg.paths.results_dir} ({why}): the report is {output_dir / 'benchmark.md'}; "
-            "publish=always publishes a partial run"
+            f"benchmark.md not published (switched off: {', '.join(switched_off)}): it is in {staged}; "
+            "publish=always publishes a partial one"
         )
+    results_dir = Path(cfg.paths.results_dir)
+    for path in files:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, results_dir / path.name)
+        log(f"published: {results_dir / path.name}")
+    if publish == "never":
+        log(f"nothing published (publish=never): the result files are in {staged}")
     return report

@@ -387,8 +387,8 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def section(cfg: DictConfig, output_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The benchmark's ``profile`` section: measures, writes profile.json and profile.md (``paths.results_dir``),
+def section(cfg: DictConfig, output_dir: Path, results_dir: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The benchmark's ``profile`` section: measures, writes profile.json and profile.md into ``results_dir``,
     and returns the results and two lines for benchmark.md."""
     from digits.report import write_result
 
@@ -396,13 +396,19 @@ def section(cfg: DictConfig, output_dir: Path) -> tuple[dict[str, Any], list[str
     result = profile(
         list(cfg.profile.get("overrides") or []), cfg.data_dir, output_dir, cfg.profile.rounds, cfg.profile.steps
     )
-    write_result(cfg.paths.results_dir, "profile", "Where the fit's time goes", result, report(result))
-    summary = {k: result[k] for k in ("steps", "lightning_ms_per_step", "plain_ms_per_step", "ratio", "meets_target")}
-    return summary, [
+    write_result(results_dir, "profile", "Where the fit's time goes", result, report(result))
+    keys = ("steps", "lightning_ms_per_step", "plain_ms_per_step", "ratio", "ratio_median", "meets_target")
+    return {k: result[k] for k in keys}, [summary_line(result), ""]
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """benchmark.md's line: the ratio the target is judged on (the rounds' median), not the ratio of medians."""
+    met = "met" if result["meets_target"] else "not met"
+    return (
         f"The default fit through Lightning against a plain loop ({result['steps']} steps, "
-        f"{len(result['rounds'])} rounds): {result['ratio']:.3f}x; the breakdown is in profile.md.",
-        "",
-    ]
+        f"{len(result['rounds'])} rounds): {result['ratio_median']:.3f}x, the median of the rounds' ratios "
+        f"(target at most {result['target_ratio']}: {met}); the breakdown is in profile.md."
+    )
 
 
 def log(message: str) -> None:
