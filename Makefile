@@ -1,19 +1,34 @@
-# make train: set up .venv and train the default model; make test: set up .venv and run the tests.
+# make train: set up .venv with the package alone and train the default model; make test: add what the
+# product's tests need and run them; make test-lab: add the lab (lab/) and run its tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # torch 2.14.1 / torchvision 0.29.1 are the newest this machine's pip may install (see README).
 TORCH := torch==2.14.1 torchvision==0.29.1
+PIP := $(BIN)/pip install --quiet
 
-.PHONY: setup train test lint docs docs-check clean
+.PHONY: setup setup-test setup-lab train test test-lab lint docs docs-check clean
 
 setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
+setup-lab: $(VENV)/.installed-lab
 
+# The package and what training needs: no TensorFlow, JAX, ONNX, selenium or optuna.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e .
+	touch $@
+
+# The commands' extras (demo, export, sweep, slurm) and the test tools (dev).
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e ".[test]"
+	touch $@
+
+# The lab: its package (lab/, editable) and its extra (TensorFlow, JAX, PyTorch's test material).
+$(VENV)/.installed-lab: $(VENV)/.installed-test lab/pyproject.toml
+	$(PIP) -e ".[lab]" -e lab
 	touch $@
 
 train: setup
@@ -21,21 +36,27 @@ train: setup
 	@echo "Every other command in the README runs in the project's environment; enter it once per shell:"
 	@echo "    source $(BIN)/activate"
 
-test: setup
+# The product's tests (tests/): at most 5 minutes on 2 cores.
+test: setup-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff's linter and formatter, configured in pyproject.toml; CI runs this before the tests.
-lint: setup
+# The lab's tests (lab/tests/): the studies, run small.
+test-lab: setup-lab
+	$(BIN)/python -m pytest lab/tests $(PYTEST_ARGS)
+
+# ruff's linter and formatter (pyproject.toml) and the import layering (.importlinter); CI runs this first.
+lint: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
-# The docs' generated blocks from docs/results/ and configs/ (digits.studies.docs); docs-check changes
+# The docs' generated blocks from docs/results/ and configs/ (digits_lab.docs); docs-check changes
 # nothing and fails on a stale block, a broken link or anchor, a refused command or a measured number in prose.
-docs: setup
-	$(BIN)/python -m digits.studies.docs
+docs: setup-lab
+	$(BIN)/python -m digits_lab.docs
 
-docs-check: setup
-	$(BIN)/python -m digits.studies.docs --check
+docs-check: setup-lab
+	$(BIN)/python -m digits_lab.docs --check
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

@@ -14,7 +14,7 @@ TRAINING_PATH = [
     "train", "run_metrics", "checkpoints", "sync_batchnorm", "config", "overrides", "run_names", "resolvers",
     "allowlist", "console", "errors", "entry", "early_checks", "writing", "mnist_files", "sigmoid", "threads",
 ]  # fmt: skip
-OUTSIDE = ("digits.evaluation", "digits.demo", "digits.studies", "digits.export", "digits.handwriting")
+OUTSIDE = ("digits.evaluation", "digits.demo", "digits_lab", "digits.export", "digits.handwriting")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -42,6 +42,6 @@ def test_every_module_is_placed():
 
 def test_the_search_command_reports_a_missing_folder_in_one_line(tmp_path):
     missing = subprocess.run(
-        [sys.executable, "-m", "digits.studies.search", str(tmp_path / "nope")], capture_output=True, text=True
+        [sys.executable, "-m", "digits.sweeps", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr

@@ -16,12 +16,13 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CUDA
+from fixtures import CUDA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from digits.errors import DigitsError
+from digits.loss_inputs import make_inputs
 from digits.losses import (
     LogSoftmaxNLLLoss,
     LossArgumentError,
@@ -34,7 +35,6 @@ from digits.losses import (
     nll_cross_entropy,
     softmax_floor,
 )
-from digits.studies.compare import make_inputs
 
 IMPLEMENTATIONS = {
     "nll": nll_cross_entropy,
@@ -55,7 +55,7 @@ SMOOTHING = [0.0, 0.25, 1.0]
 
 
 def make_case(shape, target_kind, weighted, dtype, device, seed=0, scale=3.0, ignore_index=-100):
-    """digits.studies.compare.make_inputs (the report's inputs), cast to ``dtype`` and moved to ``device``."""
+    """digits.loss_inputs.make_inputs (the report's inputs), cast to ``dtype`` and moved to ``device``."""
     logits, target, weight = make_inputs(target_kind, shape, weighted, seed, scale, ignore_index)
     target = target.to(dtype) if target_kind == "probabilities" else target
     return logits.to(dtype).to(device), target.to(device), None if weight is None else weight.to(dtype).to(device)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 import torch
 import yaml
-from conftest import QUIET, compose_train
+from fixtures import QUIET, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits.train import train

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from conftest import CUDA, QUIET, compose_train
+from fixtures import CUDA, QUIET, compose_train
 from lightning.pytorch.callbacks import Callback
 from omegaconf import open_dict
 

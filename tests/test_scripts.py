@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_in_process
+from fixtures import ROOT, run_in_process
 
 # Runs a script as `python scripts/<name>` would, then says whether torch was imported by the end.
 PROBE = (
@@ -96,7 +96,7 @@ def test_every_script_is_its_task_and_the_shared_frame():
     for script in scripts:
         text = script.read_text()
         lines = text.splitlines()
-        assert len(lines) <= 45, f"{script.name}: {len(lines)} lines; move the work into digits.studies"
+        assert len(lines) <= 45, f"{script.name}: {len(lines)} lines; move the work into digits_lab"
         assert "from digits.entry import run" in text, script.name
         call = re.fullmatch(r'    run\(main, "(\w+)"\)', lines[-1])
         assert lines[-2] == 'if __name__ == "__main__":' and call, f"{script.name} does not end in run(main, ...)"
@@ -202,7 +202,7 @@ def test_a_read_only_run_folder_is_one_write_error(script, tmp_path, data_dir, s
 
 
 def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, short_run, tmp_path, data_dir, small_disk):
-    from conftest import QUIET, compose_train
+    from fixtures import QUIET, compose_train
 
     from digits.evaluation.run import run_evaluation
     from digits.export import run_export

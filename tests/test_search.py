@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 import yaml
-from conftest import compose_train, run_script
+from fixtures import compose_train, run_script
 
 from digits.config import ConfigError
 from digits.run_metrics import RunMetrics
-from digits.studies.objective import score
+from digits.sweeps import score
 from digits.train import train
 
 
@@ -74,13 +74,13 @@ def test_two_trial_search_through_the_optuna_sweeper(tmp_path, data_dir):
         assert config["threads"] == 1 and config["test"] is False
         assert not any(key.startswith("test/") for key in metrics)
         assert metrics["steps"] == 5 and 0 < metrics["val/acc_best"] <= 1 and metrics["fit_cpu_seconds"] > 0
-        # the objective as digits.studies.objective documents it: val accuracy - 0.02 * (cpu / 0.5 s - 1)
+        # the objective as digits.sweeps documents it: val accuracy - 0.02 * (cpu / 0.5 s - 1)
         scores.append(metrics["val/acc_best"] - 0.02 * max(0.0, metrics["fit_cpu_seconds"] / 0.5 - 1))
         recipes.append({k: v for k, v in overrides.items() if k.split(".")[0] in ("model", "optimizer", "data")})
     assert recipes[0] != recipes[1]  # the sampler proposed two recipes
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(scores), abs=1e-6)
-    table = json.loads((sweep / "trials.json").read_text())  # digits.studies.search.TrialsTable, best first
+    table = json.loads((sweep / "trials.json").read_text())  # digits.sweeps.TrialsTable, best first
     assert [row["score"] for row in table] == pytest.approx(sorted(scores, reverse=True), abs=1e-6)
     assert {"model.channels", "optimizer.lr", "val_acc", "fit_cpu_s"} <= table[0].keys()
     assert "trials, best score first" in (sweep / "trials.md").read_text()

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import QUIET, compose_train
+from fixtures import QUIET, compose_train
 from PIL import Image
 from torch import nn
 
@@ -48,23 +48,6 @@ def test_none_of_the_ten_when_no_probability_passes_the_threshold():
     # the sigmoid probabilities need not sum to 1: the second row sums to 0.9, the third to 1.1
     assert answers(SigmoidLoss(threshold=0.5), probabilities) == [1, None, None]
     assert answers(nn.CrossEntropyLoss(), probabilities.softmax(1)) is None  # a softmax model always answers
-
-
-def test_the_non_digit_pictures(data_dir):
-    from digits.data import to_pixels
-    from digits.studies.non_digits import KINDS, make_pictures
-
-    images, _ = load_mnist(data_dir, train=False, download=False)
-    pictures, kinds = make_pictures(images)
-    assert len(pictures) >= 200 and pictures.shape[1:] == (1, 28, 28)
-    assert set(kinds) == set(KINDS) and all(kinds.count(kind) >= 50 for kind in KINDS)
-    pixels = to_pixels(pictures).squeeze(1)
-    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
-    for kind in ("letters", "two digits", "scribbles"):  # ink on black, as MNIST: dark borders, some ink
-        group = pixels[[k == kind for k in kinds]]
-        assert (group.amax(dim=(1, 2)) > 0.5).all() and group[:, 0, :].mean() < 0.05, kind
-    # no two pictures alike, so 200 pictures are 200 measurements
-    assert len({tuple(p.flatten().tolist()) for p in pictures}) == len(pictures)
 
 
 @pytest.mark.slow

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
+from digits.configs import CONFIG_DIR
 from digits.errors import DigitsError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # The config groups DigitsModule instantiates (its hyperparameters), and what else a run's whole config
 # (config.yaml, a checkpoint's run_config) instantiates on resume=. "callbacks" and "logger" hold one
 # named entry per callback / logger; trainer.plugins is a list of entries.
@@ -38,9 +38,15 @@ MAX_DEPTH = 64
 @functools.cache
 def offered_targets(config_dir: Path = CONFIG_DIR) -> dict[str, frozenset[str]]:
     """Each group's ``_target_``s as its YAML files name them, plus ``"plugins"``: the entries of
-    ``trainer.plugins`` the trainer files list. No configs folder: nothing is offered (all refused)."""
+    ``trainer.plugins`` the trainer files list. A missing group folder is an incomplete install, said as such
+    (not as every checkpoint being unsafe)."""
     offered: dict[str, set[str]] = {group: set() for group in (*RUN_GROUPS, "plugins")}
     for group in RUN_GROUPS:
+        if not (config_dir / group).is_dir():
+            raise ConfigsNotFoundError(
+                f"the config group {group}/ is missing from {config_dir}: digits' configs did not install with "
+                f"the package; reinstall it (pip install --force-reinstall digits, or pip install -e . in a checkout)"
+            )
         for file in sorted((config_dir / group).glob("*.yaml")):
             config = yaml.safe_load(file.read_text()) or {}
             if not isinstance(config, dict):
@@ -51,6 +57,10 @@ def offered_targets(config_dir: Path = CONFIG_DIR) -> dict[str, frozenset[str]]:
                 offered["plugins"] |= {e["_target_"] for e in entries_of_plugins if isinstance(e, dict)}
             offered[group] |= {e["_target_"] for e in entries if isinstance(e, dict) and "_target_" in e}
     return {group: frozenset(targets) for group, targets in offered.items()}
+
+
+class ConfigsNotFoundError(DigitsError, FileNotFoundError):
+    """The package's own configs (digits.configs) are not where the install put them."""
 
 
 class UnsafeConfigError(DigitsError, ValueError):
@@ -131,27 +141,18 @@ def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
             _check_plain({key: value}, where, str(source))
 
 
-@functools.cache
-def hyperparameter_keys() -> tuple[str, ...]:
-    """DigitsModule's constructor arguments, read from its signature: the only keys a checkpoint's
-    hyperparameters may have (``save_hyperparameters`` stores exactly those)."""
-    import inspect
-
-    from digits.module import DigitsModule  # here: digits.module imports this module
-
-    return tuple(name for name in inspect.signature(DigitsModule.__init__).parameters if name != "self")
-
-
-def check_hyperparameters(hparams: Any, source: str | Path) -> None:
-    """A checkpoint's ``hyper_parameters``, checked before DigitsModule (or anything) is built from them."""
+def check_hyperparameters(hparams: Any, source: str | Path, keys: tuple[str, ...]) -> None:
+    """A checkpoint's ``hyper_parameters``, checked before DigitsModule (or anything) is built from them.
+    ``keys``: the only ones it may have, DigitsModule's constructor arguments (``DigitsModule.hyperparameter_keys``;
+    passed in, so that this module needs nothing from digits.module)."""
     if not isinstance(hparams, dict):
         _check_plain(hparams, "hyper_parameters", str(source))
         raise UnsafeConfigError(f"{source}: hyper_parameters is not a dict of config sections")
     for key, value in hparams.items():
-        if key not in hyperparameter_keys():
+        if key not in keys:
             raise UnsafeConfigError(
                 f"{source}: refusing to instantiate anything from it: hyper_parameters has "
-                f"an unknown entry {str(key)[:80]!r} (expected {', '.join(hyperparameter_keys())})"
+                f"an unknown entry {str(key)[:80]!r} (expected {', '.join(keys)})"
             )
         if key in MODULE_GROUPS:
             _check_plain(value, key, str(source), offered_targets()[key])

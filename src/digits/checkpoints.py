@@ -174,9 +174,10 @@ def rebase_callback_state(checkpoint: dict[str, Any], folder: Path, source: Any)
     _check_inside(checkpoint.get("loops"), run, "loops", source)
 
 
-def check_checkpoint(path: str | Path) -> dict[str, Any]:
+def check_checkpoint(path: str | Path, hyperparameter_keys: tuple[str, ...]) -> dict[str, Any]:
     """Load a checkpoint the way a resume will, or raise CheckpointError saying what is wrong (or
-    UnsafeConfigError when its hyperparameters name something this project does not offer). Returns it."""
+    UnsafeConfigError when its hyperparameters name something this project does not offer: a key outside
+    ``hyperparameter_keys``, DigitsModule's). Returns it."""
     path = Path(path)
     if not path.is_file():
         siblings = sorted(str(p) for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
@@ -190,7 +191,7 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     state_dict = checkpoint["state_dict"]
     if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise CheckpointError(f"{path}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
-    check_hyperparameters(checkpoint.get("hyper_parameters"), path)
+    check_hyperparameters(checkpoint.get("hyper_parameters"), path, hyperparameter_keys)
     rebase_callback_state(checkpoint, path.resolve().parent, path)
     return checkpoint
 

@@ -331,9 +331,11 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
                 f"{saved_path}: {key}={str(value)[:200]!r} is outside the run folder {run_dir}; "
                 "a resumed run writes only into its own folder"
             )
-    from digits.checkpoints import check_checkpoint  # torch: after the checks that need none (a typo fails fast)
+    # torch and Lightning: after the checks that need none (a typo fails fast)
+    from digits.checkpoints import check_checkpoint
+    from digits.module import DigitsModule
 
-    check_checkpoint(checkpoint)
+    check_checkpoint(checkpoint, DigitsModule.hyperparameter_keys())
     cfg.resume = str(run_dir)
     cfg.ckpt_path = str(checkpoint)
     cfg.paths.output_dir = str(run_dir)

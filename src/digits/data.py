@@ -20,8 +20,8 @@ import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from digits.allowlist import CONFIG_DIR
 from digits.augment import Augmentation, augment, batch_generator
+from digits.configs import CONFIG_DIR
 from digits.errors import DigitsError
 from digits.mnist_files import (  # noqa: F401  (default_data_dir: part of this module's API)
     RAW_FILES,

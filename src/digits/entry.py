@@ -40,24 +40,26 @@ new_folders: set[Path] = set()  # run folders that EarlyChecks saw did not exist
 _BEFORE_OUTPUTS = {".hydra", "config.yaml"}
 
 
-def run(task: Callable[[Any, float], Any], config_name: str) -> Any:
-    """Run ``task(cfg, started)`` as a Hydra app on ``configs/<config_name>.yaml`` of the repository
-    the script is in (``configs/`` beside ``scripts/``). ``started``: ``time.perf_counter()`` at the
-    start of this job (the process start for the first), for start-up times."""
+def run(task: Callable[[Any, float], Any], config_name: str, job_name: str, config_dir: Path | None = None) -> Any:
+    """Run ``task(cfg, started)`` as a Hydra app named ``job_name`` (its run folders are
+    ``outputs/<job_name>/...``, its log ``<job_name>.log``) on ``<config_dir>/<config_name>.yaml``: by default
+    the package's own configs (``digits.configs``, the checkout's configs/), or another app's (the lab's).
+    ``started``: ``time.perf_counter()`` at the start of this job (the process start for the first), for
+    start-up times."""
     import hydra
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
+    from digits.configs import CONFIG_DIR
     from digits.overrides import config_groups, explain
     from digits.resolvers import register_resolvers
 
     register_resolvers()
-    script = Path(task.__code__.co_filename).resolve()
-    config_dir = script.parents[1] / "configs"
+    config_dir = config_dir or CONFIG_DIR
 
     def job(cfg: Any) -> Any:
         return _job(task, cfg)
 
-    job.__module__ = script.stem  # Hydra names the job after it: outputs/<script>/..., <script>.log
+    job.__module__ = job_name  # Hydra names the job after it: outputs/<job_name>/..., <job_name>.log
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors raised, not printed with exit code 1
     try:
         return hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)()

@@ -16,6 +16,7 @@ the same and re-derives the callbacks' paths from the folder the checkpoint is i
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,7 @@ class DigitsModule(L.LightningModule):
         ``from_checkpoint``, and on ``fit`` the callbacks' paths re-derived from the checkpoint's folder."""
         trainer = self._trainer
         source = trainer.ckpt_path if trainer is not None and trainer.ckpt_path else "the checkpoint"
-        check_hyperparameters(checkpoint.get("hyper_parameters"), source)
+        check_hyperparameters(checkpoint.get("hyper_parameters"), source, self.hyperparameter_keys())
         check_weights(self, checkpoint.get("state_dict"), source)
         _check_resume_state(checkpoint.get("digits"), source)
         if trainer is not None and trainer.state.fn == TrainerFn.FITTING and trainer.ckpt_path:
@@ -307,6 +308,13 @@ class DigitsModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"}}
 
     @classmethod
+    @functools.cache
+    def hyperparameter_keys(cls) -> tuple[str, ...]:
+        """The constructor's arguments, read from its signature: the only keys a checkpoint's hyperparameters
+        may have (``save_hyperparameters`` stores exactly those)."""
+        return tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
+
+    @classmethod
     def from_checkpoint(
         cls, path: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
     ) -> DigitsModule:
@@ -320,7 +328,7 @@ class DigitsModule(L.LightningModule):
             raise CheckpointError(f"{path} is a checkpoint, but not one of this project: it lacks 'hyper_parameters'")
         if isinstance(hparams, dict):
             hparams = {**hparams, **overrides}
-        check_hyperparameters(hparams, path)
+        check_hyperparameters(hparams, path, cls.hyperparameter_keys())
         try:
             module = cls(**hparams)
         except Exception as error:  # allow-listed classes only: what they refuse is the checkpoint's fault

@@ -39,7 +39,7 @@ class RunMetrics:
     loss: str | None  # the loss as typed (loss=nll); None for a config composed without Hydra's choices
     loss_class: str
     fit_seconds: float
-    # all threads' CPU time of the fit: what a search budgets (digits.studies.objective)
+    # all threads' CPU time of the fit: what a search budgets (digits.sweeps)
     fit_cpu_seconds: float
     startup_seconds: float | None  # process start to the first training step; None when no step ran
     # first step to the end of fit, validation included (not the data set-up): what MNIST speed records time

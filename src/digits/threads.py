@@ -2,7 +2,7 @@
 
 On a busy machine torch's OpenMP threads spin while they wait for each other at the end of each parallel
 region; when another process holds a core, a spinning thread burns the time the late thread needs, and a
-run slows many times over (docs/performance.md, "Threads on a busy machine"; digits.studies.contention).
+run slows many times over (docs/performance.md, "Threads on a busy machine"; digits_lab.contention).
 Two keys address it:
 
 * ``threads``: null (torch's default, one per core), an integer, or ``auto`` (the cores this process may

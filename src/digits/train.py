@@ -120,7 +120,11 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
 
 def check_start(cfg: DictConfig, output_dir: Path, is_rank_zero: bool) -> dict[str, Any] | None:
     """The checkpoint to start from, after its own checks (digits.checkpoints), and the run folder's."""
-    start = check_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") is not None else None
+    start = (
+        check_checkpoint(cfg.ckpt_path, DigitsModule.hyperparameter_keys())
+        if cfg.get("ckpt_path") is not None
+        else None
+    )
     if is_rank_zero:  # only resume= continues a folder; a ckpt_path= alone is a new run in a new folder
         check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
     return start
