@@ -35,15 +35,6 @@ def has_mnist(path: Path) -> bool:
     return all((path / "MNIST" / "raw" / name).is_file() for name in RAW_FILES)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def results_dir(tmp_path_factory) -> Path:
-    """The measuring scripts write their results here, never into the checkout's docs/results
-    (paths.results_dir reads $DIGITS_RESULTS_DIR; subprocesses inherit it)."""
-    path = tmp_path_factory.mktemp("results")
-    os.environ["DIGITS_RESULTS_DIR"] = str(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = mnist_dir()

@@ -175,7 +175,7 @@ def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_ru
     with pytest.raises(CheckpointError, match="hparams_file=, strict=False and weights_only=False are not supported"):
         DigitsModule.load_from_checkpoint(path, hparams_file=tmp_path / "hparams.yaml")  # would replace them unchecked
     with pytest.raises(UnsafeConfigError):  # what train.py ckpt_path= and resume= load a checkpoint with
-        check_checkpoint(path)
+        check_checkpoint(path, DigitsModule.hyperparameter_keys())
     assert canary.untouched()
 
 
@@ -253,7 +253,7 @@ def test_resume_refuses_a_crafted_config_yaml(short_run, canary, tmp_path, monke
     # the run's own, unmodified config and checkpoint pass the same check
     copy_run(short_run, tmp_path / "clean")
     assert resume_config(tmp_path / "clean", []).model._target_ == "digits.models.DigitCNN"
-    check_checkpoint(tmp_path / "clean" / "checkpoints" / "last.ckpt")
+    check_checkpoint(tmp_path / "clean" / "checkpoints" / "last.ckpt", DigitsModule.hyperparameter_keys())
 
 
 def test_resume_exits_2_as_a_process(short_run, canary, tmp_path, data_dir):

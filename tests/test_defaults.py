@@ -17,7 +17,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import digits.data
-from digits.allowlist import hyperparameter_keys
 from digits.data import MNISTDataModule, default_data_dir
 from digits.evaluation.run import run_evaluation
 from digits.module import DigitsModule
@@ -87,7 +86,7 @@ def test_the_benchmark_runs_the_default_model_as_composed(tmp_path):
 
 def test_a_checkpoints_keys_are_the_modules_arguments():
     arguments = [name for name in inspect.signature(DigitsModule.__init__).parameters if name != "self"]
-    assert list(hyperparameter_keys()) == arguments
+    assert list(DigitsModule.hyperparameter_keys()) == arguments
     assert {"model", "loss", "optimizer", "run_config"} <= set(arguments)
 
 

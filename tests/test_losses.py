@@ -31,6 +31,7 @@ from digits.losses import (
     ManualCrossEntropyFunction,
     ManualCrossEntropyLoss,
     NaiveCrossEntropyLoss,
+    cross_entropy_reference,
     manual_cross_entropy,
     nll_cross_entropy,
     softmax_floor,
@@ -476,3 +477,34 @@ def test_cuda_matches_cpu(name, target_kind, weighted, smoothing):
     )
     torch.testing.assert_close(cuda_loss.cpu(), cpu_loss, **TOLERANCE[torch.float32])
     torch.testing.assert_close(cuda_grad.cpu(), cpu_grad, **TOLERANCE[torch.float32])
+
+
+# The lesson's five lines (digits.losses.cross_entropy_reference) against PyTorch and the full-contract forms.
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])  # 1e4: exp(x) alone would overflow; the max shift keeps it finite
+@pytest.mark.parametrize("shape", [(1, 2), (7, 10), (64, 3)])
+def test_the_reference_function_is_cross_entropy_forward_and_backward(shape, scale, dtype):
+    logits, target, _ = make_inputs("index", shape, False, seed=shape[0], scale=scale)
+    tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-6, "atol": 2e-6}
+    results = {}
+    for name, fn in {
+        "reference": cross_entropy_reference,
+        "F.cross_entropy": F.cross_entropy,
+        **{name: IMPLEMENTATIONS[name] for name in ("nll", "manual", "manual_backward")},
+    }.items():
+        x = logits.to(dtype).requires_grad_()
+        loss = fn(x, target)
+        loss.backward()
+        results[name] = (loss.detach(), x.grad)
+    loss, grad = results.pop("reference")
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    for name, (other_loss, other_grad) in results.items():
+        torch.testing.assert_close(loss, other_loss, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(grad, other_grad, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_the_reference_function_on_the_worked_example():
+    """The README's example: each target on its row's smallest logit, so every row costs log(1 + e + e^2)."""
+    logits = torch.tensor([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]], dtype=torch.float64)
+    expected = math.log(1 + math.e + math.e**2)
+    assert cross_entropy_reference(logits, torch.tensor([0, 1, 2])).item() == pytest.approx(expected, rel=1e-15)

@@ -14,3 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout the lab lives in: its scripts/ are what the studies run
 CONFIG_DIR = ROOT / "lab" / "configs"  # the studies' Hydra configs
+
+
+def results_dir(cfg) -> Path:
+    """Where a study writes its result files: ``paths.results_dir`` when given (publishing), else its run folder."""
+    return Path(cfg.paths.results_dir or cfg.paths.output_dir)

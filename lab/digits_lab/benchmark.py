@@ -754,7 +754,10 @@ def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
             f"benchmark.md not published (switched off: {', '.join(switched_off)}): it is in {staged}; "
             "publish=always publishes a partial one"
         )
-    results_dir = Path(cfg.paths.results_dir)
+    if cfg.paths.results_dir is None:
+        files = []
+        log(f"not published (paths.results_dir=null): the result files are in {staged}")
+    results_dir = Path(cfg.paths.results_dir or staged)
     for path in files:
         results_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, results_dir / path.name)

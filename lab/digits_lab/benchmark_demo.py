@@ -22,7 +22,7 @@ from PIL import Image
 
 from digits.data import load_mnist, normalize
 from digits.evaluation.loading import load_module, resolve_checkpoint
-from digits_lab import ROOT
+from digits_lab import ROOT, results_dir
 
 SCRIPT = ROOT / "scripts" / "demo.py"
 
@@ -181,5 +181,5 @@ def run_benchmark_demo(cfg) -> str:
     )
     write_json(output_dir / "benchmark_demo.json", {"machine": machine, **results})
     note = f"{results['drawings']} MNIST test digits sent as drawings ({results['predicted_correctly']} read right)."
-    write_result(cfg.paths.results_dir, "benchmark_demo", "Demo speed", results, f"{note}\n\n{table}")
+    write_result(results_dir(cfg), "benchmark_demo", "Demo speed", results, f"{note}\n\n{table}")
     return f"{machine}\n{table}"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from digits_lab import results_dir
 from digits_lab.compare import IMPLEMENTATIONS as COMPARED
 
 # nn.CrossEntropyLoss first (the baseline of each row group), then compare.py's forms but the naive one.
@@ -155,5 +156,5 @@ def run_benchmark_losses(cfg) -> str:
     (output_dir / "benchmark_losses.md").write_text(f"# {title}\n\n{text}")
     data = {"machine": machine, "config": OmegaConf.to_container(cfg, resolve=True), "rows": rows}
     write_json(output_dir / "benchmark_losses.json", data)
-    write_result(cfg.paths.results_dir, "benchmark_losses", title, data, text)
+    write_result(results_dir(cfg), "benchmark_losses", title, data, text)
     return f"{machine}\n{table}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from digits.errors import DigitsError
+from digits_lab import results_dir
 from digits_lab.compare import (
     compare_single_calls,
     curve_differences,
@@ -59,7 +60,7 @@ def run_compare_losses(cfg) -> None:
     from digits.report import markdown_table, write_json, write_result
 
     output_dir = Path(cfg.paths.output_dir)
-    results_dir = cfg.paths.results_dir
+    out = results_dir(cfg)
     devices = [d for d in cfg.devices if d == "cpu" or torch.cuda.is_available()]
     if len(devices) < len(cfg.devices):
         log.warning("no CUDA GPU here: comparing on %s only", devices)
@@ -138,7 +139,7 @@ def run_compare_losses(cfg) -> None:
     largest_differences(calls, cfg, devices)
     # the report without its title (write_result gives one) and without the plot, which stays in the run folder
     body = "\n".join(line for line in report[1:] if not line.startswith("![curves]"))
-    write_result(results_dir, "compare_losses", report[0][2:], {"config": config, **summary}, body)
+    write_result(out, "compare_losses", report[0][2:], {"config": config, **summary}, body)
     log.info("report: %s", output_dir / "report.md")
 
 
@@ -187,7 +188,7 @@ def whole_trainings(cfg, output_dir: Path) -> tuple[list[str], dict]:
         "Per-step training losses of each form against `cross_entropy` (same seed, same batches, "
         "deterministic kernels): `bitwise_equal` when every step's loss is the same float."
     )
-    write_result(cfg.paths.results_dir, "loss_trainings", title, trainings, f"{note}\n\n{markdown_table(rows)}")
+    write_result(results_dir(cfg), "loss_trainings", title, trainings, f"{note}\n\n{markdown_table(rows)}")
     return lines, training
 
 
@@ -215,7 +216,7 @@ def largest_differences(calls: list[dict], cfg, devices: list[str]) -> None:
     )
     largest = list(by_dtype.values())
     write_result(
-        cfg.paths.results_dir,
+        results_dir(cfg),
         "loss_differences",
         "Largest difference of each loss form from nn.CrossEntropyLoss",
         {"rows": largest},

@@ -5,8 +5,8 @@ process. The server's peak resident memory is read from Linux's ``VmHWM`` and re
     python -m digits_lab.demo_memory <checkpoint or run folder> [--compare <other checkout>]
 
 ``--compare`` measures another checkout's demo the same way (its ``scripts/demo.py`` with its
-``src`` first on the path), e.g. the code before a change. Writes docs/results/demo_limits.json and
-docs/results/demo_limits.md.
+``src`` first on the path), e.g. the code before a change. Writes demo_limits.json and demo_limits.md into
+outputs/demo_memory/<time>, or into ``--results-dir`` (lab/results to publish).
 """
 
 from __future__ import annotations
@@ -148,6 +148,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--compare", type=Path, help="another checkout measured the same way (e.g. before a change)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        help="where demo_limits.json and .md go (publishing: lab/results); default outputs/demo_memory/<time>",
+    )
     args = parser.parse_args()
     # this checkout decodes the picture (max_pixels raised above its 10,000 x 9,999), and with its defaults
     runs = [("this checkout", ROOT, [f"max_pixels={BIG[0] * BIG[1]}"], (1, 10)), ("this checkout", ROOT, [], (1, 10))]
@@ -168,7 +173,7 @@ def main() -> None:
             for code, checkout, overrides, clients in runs
         ],
     }
-    out = ROOT / "docs" / "results"
+    out = args.results_dir or Path("outputs") / "demo_memory" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_limits.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "demo_limits.md").write_text(markdown(results))

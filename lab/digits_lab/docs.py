@@ -82,6 +82,8 @@ def generate(source: str, root: Path, page: Path | None = None) -> str:
             return "](" + os.path.relpath((root / source).parent / target, page.parent) + ")"
 
         return LINK.sub(rebase, text)
+    if source == "lesson":
+        return lesson_code()
     makers = {
         "recipes": recipes_table,
         "defaults": defaults_table,
@@ -89,8 +91,18 @@ def generate(source: str, root: Path, page: Path | None = None) -> str:
         "results": results_index,
     }
     if source not in makers:
-        raise KeyError(f"unknown generated block source {source!r}: a docs/results/ file or one of {sorted(makers)}")
+        raise KeyError(f"unknown generated block source {source!r}: a docs/results/ file, lesson or one of {sorted(makers)}")
     return makers[source](root)
+
+
+def lesson_code() -> str:
+    """digits.losses.cross_entropy_reference as the source file has it, as a Python code block: the lesson the
+    docs show is the code the tests hold equal to F.cross_entropy."""
+    import inspect
+
+    from digits.losses import cross_entropy_reference
+
+    return f"```python\n{inspect.getsource(cross_entropy_reference).rstrip()}\n```\n"
 
 
 def block_body(match: re.Match, text: str, root: Path, page: Path | None) -> str:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from digits.data import load_mnist, standardize
 from digits.handwriting import to_mnist
+from digits_lab import results_dir
 
 VARIANTS = ("mnist", "page", "photo", "drawing", "chalkboard")
 DESCRIPTIONS = {
@@ -223,5 +224,5 @@ def run_handwriting_benchmark(cfg) -> str:
     text = markdown(results, results["checkpoint"])
     body = text.split("\n", 1)[1] if text.startswith("# ") else text  # write_result gives the title
     title = "Own handwriting: MNIST digits as users' pictures"
-    write_result(cfg.paths.results_dir, "handwriting", title, results, body)
+    write_result(results_dir(cfg), "handwriting", title, results, body)
     return text

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from digits.errors import DigitsError
 from digits.loss_inputs import make_inputs
 from digits.losses import LogSoftmaxNLLLoss, ManualCrossEntropyLoss
+from digits_lab import results_dir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner on stderr
 
@@ -874,13 +875,12 @@ def markdown(data: dict[str, Any]) -> str:
 def run_interop(cfg) -> str:
     """Every case, with ``cfg.ckpt_path``'s test-set logits: interop.json and interop.md into
     ``paths.results_dir``. Returns the line that says where."""
-    from pathlib import Path
 
     from digits.report import provenance, provenance_line, write_json
 
     logits, labels = test_set_logits(cfg.ckpt_path, cfg.data_dir)
     data = {**provenance(), "checkpoint": cfg.ckpt_path, **report(logits, labels)}
-    out = Path(cfg.paths.results_dir)
+    out = results_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "interop.json", data)
     # provenance_line lists data["versions"]: this study's libraries (report() replaces provenance()'s)

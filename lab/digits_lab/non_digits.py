@@ -22,6 +22,7 @@ from torch import Tensor
 
 from digits.data import normalize, standardize
 from digits.sigmoid import NONE, class_probabilities, decide
+from digits_lab import results_dir
 
 CONFIDENT = 0.9  # "labelled a digit with more than 90 % confidence"
 KINDS = ("noise", "letters", "two digits", "scribbles")
@@ -125,7 +126,6 @@ def study(module, pictures: Tensor, kinds: list[str], test_images: Tensor, test_
 def run_non_digits(cfg) -> str:
     """``study`` of ``cfg.softmax_ckpt_path`` and ``cfg.sigmoid_ckpt_path`` on the same pictures:
     non_digits.json and non_digits.md into ``paths.results_dir``. Returns the line that says where."""
-    from pathlib import Path
 
     from digits.data import load_mnist
     from digits.evaluation.loading import load_module, resolve_checkpoint
@@ -162,7 +162,7 @@ def run_non_digits(cfg) -> str:
         }
         for kind in KINDS
     ]
-    out = Path(cfg.paths.results_dir)
+    out = results_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "non_digits.json", data)
     (out / "non_digits.md").write_text(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from digits.report import markdown_table
+from digits_lab import results_dir
 from digits_lab.train_runs import run_row, timed_train_run
 
 
@@ -59,5 +60,5 @@ def run_spread(cfg) -> str:
 
     result = measure(list(cfg.runs), cfg.data_dir, Path(cfg.paths.output_dir), cfg.reuse)
     text = markdown(result)
-    write_result(cfg.paths.results_dir, "spread", "The default recipe over seeds and thread counts", result, text)
+    write_result(results_dir(cfg), "spread", "The default recipe over seeds and thread counts", result, text)
     return text

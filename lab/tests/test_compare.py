@@ -139,6 +139,13 @@ def test_benchmark_losses_script_writes_its_table(tmp_path):
     assert "| cpu | 512 | 100 | manual_backward |" in (tmp_path / "benchmark_losses.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "dtype, shifts",
+    [
+        ("float32", [1e3, 1e4, 1e6, 1e8]),
+        ("float64", [1e3, 1e8, 1e12, 1e15]),
+    ],
+)
 def test_large_logit_errors_no_worse_than_f_cross_entropy(dtype, shifts):
     """Logits shifted by up to 1e8 (float32) / 1e15 (float64), against an exact log-sum-exp of the rounded
     logits: every form's loss and gradient error is at most F.cross_entropy's plus one ulp of the result."""

@@ -1,7 +1,6 @@
 """The drawing page in Debian's headless Chromium, driven by Selenium (digits_lab.browser): what a person
 sees and clicks. The server under test is tests/test_demo.py's ``demo`` fixture, started as a user starts it."""
 
-# ruff: noqa: F811  (pytest passes the imported fixtures by name)
 from __future__ import annotations
 
 import base64

@@ -7,7 +7,7 @@ import json
 
 import torch
 from fixtures import run_script
-from test_handwriting import ink_box
+from test_handwriting import ink_box, mnist_test  # noqa: F401  (a fixture, passed by name)
 
 from digits.evaluation.loading import load_module, resolve_checkpoint
 from digits.handwriting import centre_of_mass, to_mnist

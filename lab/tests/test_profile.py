@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from digits_lab import profile
 
 
-def test_the_study_runs_both_paths_on_the_same_batches_and_writes_its_result(tmp_path, data_dir, results_dir):
+def test_the_study_runs_both_paths_on_the_same_batches_and_writes_its_result(tmp_path, data_dir):
+    results_dir = tmp_path / "results"
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             "benchmark",
