@@ -91,7 +91,8 @@ def generate(source: str, root: Path, page: Path | None = None) -> str:
         "results": results_index,
     }
     if source not in makers:
-        raise KeyError(f"unknown generated block source {source!r}: a docs/results/ file, lesson or one of {sorted(makers)}")
+        known = ["lesson", *sorted(makers)]
+        raise KeyError(f"unknown generated block source {source!r}: a docs/results/ file or one of {known}")
     return makers[source](root)
 
 
