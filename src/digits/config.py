@@ -216,6 +216,9 @@ def validate_train_config(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     # torch takes lr=0: a run that never learns
     _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
+    from digits.schedule import check_schedule  # a momentum for OneCycleLR to cycle
+
+    check_schedule(OmegaConf.to_container(cfg.optimizer, resolve=True), cfg.get("scheduler"))
 
     trainer = cfg.trainer
     # Lightning takes -1 (train forever); the schedule is fitted to a finite run
