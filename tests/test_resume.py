@@ -216,7 +216,7 @@ def test_resume_config_keeps_the_run_and_applies_plain_overrides(tmp_path, resum
 
     run_dir = fake_run(tmp_path, resumable_run)
     cfg = resume_config(run_dir, [f"resume={run_dir}", "trainer.max_epochs=5"])
-    assert cfg.trainer.max_epochs == 5 and cfg.seed == 42
+    assert cfg.trainer.max_epochs == 5 and cfg.seed == 0
     assert cfg.paths.output_dir == str(run_dir) and cfg.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
 
 

@@ -67,7 +67,7 @@ def test_each_switched_on_section_runs_in_order_and_is_written_when_it_ends(tmp_
     assert results["first"] == [1] and results["top"] == 3 and "skipped" not in results
     assert json.loads((tmp_path / "published" / "benchmark.json").read_text())["results"] == results
     # the real sequence: every switch is a value of configs/benchmark.yaml
-    config = OmegaConf.load(ROOT / "configs" / "benchmark.yaml")
+    config = OmegaConf.load(ROOT / "lab" / "configs" / "benchmark.yaml")
     assert all(OmegaConf.select(config, s.switch, default="absent") != "absent" for s in SECTIONS)
     assert config.publish == "complete"
 

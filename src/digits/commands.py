@@ -35,7 +35,7 @@ def train_task(cfg: Any, started: float) -> float:
         log.info("resuming %s from %s", cfg.paths.output_dir, cfg.ckpt_path)
     metrics, _ = train(cfg, started=started)
     if rank_zero_only.rank == 0:  # under DDP every process gets here; one summary is enough
-        log.info("%s\n%s", "stopped" if metrics.stopped_early else "done", summary(metrics))
+        log.info("%s\n%s", "stopped" if metrics.stopped_early else "done", summary(metrics, cfg.get("logger")))
     if metrics.stopped_early:
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"
     # what a sweep optimises: validation accuracy within a CPU-time budget, never the test set

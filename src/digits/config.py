@@ -86,6 +86,24 @@ def check_model(model: DictConfig) -> None:
         raise ConfigError(f"model ({model._target_}): {_one_line(error)}") from error
 
 
+def check_loss(loss: DictConfig) -> None:
+    """Build the loss once: a key its class does not take (a recipe's option meant for another loss) is one
+    ConfigError before anything is written, not a TypeError once the run folder exists."""
+    from hydra.errors import InstantiationException
+
+    from digits.module import build_loss
+
+    try:
+        build_loss(OmegaConf.to_container(loss, resolve=True))
+    except InstantiationException as error:  # Hydra's wrapper: the class's own error is its cause
+        cause = error.__cause__
+        if isinstance(cause, DigitsError):  # the loss's own check (digits.sigmoid): its message names the key
+            raise ConfigError(str(cause)) from cause
+        if isinstance(cause, TypeError):
+            raise ConfigError(f"loss ({loss._target_}): {_one_line(cause)}; remove that key (~loss.<key>)") from cause
+        raise
+
+
 # torch.compile's modes (the `compile` key); reduce-overhead records CUDA graphs.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -193,10 +211,14 @@ def validate_train_config(cfg: DictConfig) -> None:
             list(weight),
             "null or one non-negative number per class",
         )
+    check_loss(loss)
 
     lr = cfg.optimizer.get("lr")
     # torch takes lr=0: a run that never learns
     _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
+    from digits.schedule import check_schedule  # a momentum for OneCycleLR to cycle
+
+    check_schedule(OmegaConf.to_container(cfg.optimizer, resolve=True), cfg.get("scheduler"))
 
     trainer = cfg.trainer
     # Lightning takes -1 (train forever); the schedule is fitted to a finite run

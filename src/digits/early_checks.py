@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from digits import entry
 from digits.config import ConfigError
 from digits.errors import DigitsError
+from digits.loggers import check_logger_packages
 from digits.mnist_files import check_mnist
 
 
@@ -67,6 +68,7 @@ class EarlyChecks(Callback):
         try:
             _check_added_keys(config)
             check_paths(config)
+            check_logger_packages(config.get("logger"))
             if self.fresh_folder:
                 check_fresh_folder(folder)
         except DigitsError as error:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from digits.allowlist import check_hyperparameters
 from digits.checkpoints import CheckpointError, read_checkpoint, rebase_callback_state
 from digits.errors import DigitsError
+from digits.schedule import describe
+
+log = logging.getLogger("digits")
 
 
 class NonFiniteLossError(DigitsError, RuntimeError):
@@ -286,6 +290,9 @@ class DigitsModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
         if not self.hparams.scheduler:
+            if self._trainer is not None and self.trainer.is_global_zero:
+                for line in describe(optimizer, None, self.hparams.optimizer, None):
+                    log.info(line)
             return optimizer
         config = dict(self.hparams.scheduler)
         interval = config.pop("interval", "step")
@@ -304,6 +311,9 @@ class DigitsModule(L.LightningModule):
                     "length. Keep the trainer and data settings of the run that wrote it, or use scheduler=none"
                 )
         scheduler = instantiate(config, optimizer=optimizer)
+        if self._trainer is not None and self.trainer.is_global_zero:  # the schedule as built, in the run's log
+            for line in describe(optimizer, scheduler, self.hparams.optimizer, steps if interval == "step" else None):
+                log.info(line)
         # name: LearningRateMonitor's TensorBoard tag (else "lr-AdamW", after the optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval, "name": "lr"}}
 

@@ -4,10 +4,13 @@
 * ``${run_name:prefix,overrides}``: a run folder's name (``digits.run_names.run_name``);
 * ``${if_set:value,then,otherwise}``: the run folder and Hydra's snapshot folder depend on ``resume``;
 * ``${choice:group}``: the file a config group was composed from (``loss=nll`` -> ``nll``);
-* ``${default_data_dir:}``: where MNIST is by default (``digits.mnist_files.default_data_dir``, the one rule).
+* ``${default_data_dir:}``: where MNIST is by default (``digits.mnist_files.default_data_dir``, the one rule);
+* ``${basename:path}``: a path's last part (a run folder's name, for the MLflow and W&B run names).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -33,6 +36,7 @@ def register_resolvers() -> None:
         ("if_set", _if_set),
         ("choice", _choice),
         ("default_data_dir", default_data_dir),
+        ("basename", lambda path: Path(str(path)).name),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

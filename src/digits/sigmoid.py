@@ -1,7 +1,12 @@
 """The sigmoid alternative: one independent yes/no probability per class instead of one softmax over ten.
 
-    loss = mean_{i, c} BCEWithLogits(x_ic, [c == y_i])
-         = mean_{i, c} -( [c == y_i] log sigmoid(x_ic) + [c != y_i] log(1 - sigmoid(x_ic)) )
+    loss = mean_{i, c} BCEWithLogits(x_ic, q_ic)
+         = mean_{i, c} -( q_ic log sigmoid(x_ic) + (1 - q_ic) log(1 - sigmoid(x_ic)) )
+    q_ic = [c == y_i] (1 - eps) + eps / C        (eps = label_smoothing, C = 10 classes; eps = 0: one-hot)
+
+Label smoothing moves each one-hot target towards eps / C, the convention of cross-entropy's smoothing
+(and of timm's BinaryCrossEntropy): with eps = 0.1 the true class's target is 0.91 and the others' 0.01.
+It lets every recipe that smooths (``experiment=fast``) train with this loss too.
 
 ``nn.BCEWithLogitsLoss`` on one-hot targets built from the class indices the data module gives: the same
 network and training step as cross-entropy (accuracy is still the argmax of the logits, which sigmoid
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from digits.errors import DigitsError
+from digits.loss_checks import check_options
 
 NONE = -1  # the answer "none of the ten"
 
@@ -27,23 +33,33 @@ class SigmoidOptionError(DigitsError, ValueError):
 
 
 class SigmoidLoss(nn.BCEWithLogitsLoss):
-    """``nn.BCEWithLogitsLoss`` on one-hot targets from (N) class indices; ``threshold`` is the decision
-    rule's (``decide``), stored here so that a checkpoint carries it in its loss config."""
+    """``nn.BCEWithLogitsLoss`` on one-hot targets from (N) class indices, smoothed by ``label_smoothing``
+    (the module docstring's ``q``); ``threshold`` is the decision rule's (``decide``), stored here so that a
+    checkpoint carries it in its loss config."""
 
-    def __init__(self, reduction: str = "mean", threshold: float = 0.5) -> None:
+    def __init__(self, reduction: str = "mean", threshold: float = 0.5, label_smoothing: float = 0.0) -> None:
         if reduction not in ("none", "mean", "sum"):
             raise SigmoidOptionError(f"loss.reduction={reduction!r}: use 'mean', 'sum' or 'none'")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
             raise SigmoidOptionError(f"loss.threshold={threshold!r}: a probability strictly between 0 and 1, e.g. 0.5")
+        check_options(reduction, label_smoothing)  # cross-entropy's rule for the smoothing, in one place
         super().__init__(reduction=reduction)
         self.threshold = float(threshold)
+        self.label_smoothing = float(label_smoothing)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, threshold={self.threshold}"
+        return f"reduction={self.reduction!r}, threshold={self.threshold}, label_smoothing={self.label_smoothing}"
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        one_hot = F.one_hot(target, input.shape[1]).to(input.dtype)
-        return super().forward(input, one_hot)
+        return super().forward(input, smoothed_targets(target, input.shape[1], self.label_smoothing, input.dtype))
+
+
+def smoothed_targets(target: Tensor, classes: int, label_smoothing: float, dtype: torch.dtype) -> Tensor:
+    """(N, C) targets ``q = one_hot(y) (1 - eps) + eps / C`` from (N) class indices; eps = 0: one-hot."""
+    one_hot = F.one_hot(target, classes).to(dtype)
+    if label_smoothing == 0:
+        return one_hot
+    return one_hot * (1.0 - label_smoothing) + label_smoothing / classes
 
 
 def is_sigmoid(loss_fn: nn.Module) -> bool:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
 from digits.config import PROFILERS, check_run_folder, validate_train_config
+from digits.loggers import finish, log_hyperparameters, where
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_weights, network_overrides
 from digits.run_metrics import RunClock, RunMetrics, tested
@@ -40,16 +41,16 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
 
 
 class LogHyperparameters(Callback):
-    """Writes TensorBoard's hparams view when training starts, not before: a run that fails earlier
-    (no data, a bad checkpoint) leaves no event file, so TensorBoard lists no empty runs."""
+    """Writes the hyperparameters into each logger (TensorBoard's hparams view, MLflow's params, ...) when
+    training starts, not before: a run that fails earlier (no data, a bad checkpoint) leaves no event file,
+    so TensorBoard lists no empty runs."""
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hparams = hparams
 
     def on_train_start(self, trainer, pl_module) -> None:
         for logger in trainer.loggers:
-            # The metrics named here fill the hparams view's columns once they are logged.
-            logger.log_hyperparams(self.hparams, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
+            log_hyperparameters(logger, self.hparams)
 
 
 def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, dict[str, Any]]:
@@ -97,6 +98,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
     results = {}
     if stopped is None and cfg.get("test"):
         results = tested(trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False))
+    finish(loggers)
     metrics = RunMetrics(
         val_acc_best=float(module.val_acc_best.compute()) if trainer.current_epoch else float("nan"),
         epochs=trainer.current_epoch,
@@ -169,8 +171,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Any]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, profiler=profiler)
 
 
-def summary(metrics: RunMetrics) -> str:
-    """A few lines for the end of a run."""
+def summary(metrics: RunMetrics, loggers: Any = None) -> str:
+    """A few lines for the end of a run; ``loggers``: the run's ``logger`` config (where each one wrote)."""
     if metrics.stopped_early is not None:
         stop = metrics.stopped_early
         return (
@@ -188,5 +190,5 @@ def summary(metrics: RunMetrics) -> str:
     ]
     if metrics.best_checkpoint:
         lines.append(f"best ckpt      {metrics.best_checkpoint}")
-    lines.append(f"tensorboard    tensorboard --logdir {Path(metrics.output_dir).parent}")
+    lines += [f"{name:<15}{line}" for name, line in where(loggers, metrics.output_dir)]
     return "\n".join(lines)
