@@ -1,4 +1,4 @@
-"""The product's tests load the shared fixtures and hooks from tests/fixtures.py (the lab's tests load the
+"""The product's tests load the shared fixtures and hooks from tests/harness.py (the lab's tests load the
 same module: lab/tests/conftest.py)."""
 
-pytest_plugins = ["fixtures"]
+pytest_plugins = ["harness"]

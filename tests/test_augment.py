@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures import compose_train
+from harness import compose_train
 from torchvision.transforms.v2 import functional as TF
 
 from digits.augment import Augmentation, augment, batch_generator

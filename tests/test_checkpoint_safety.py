@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fixtures import ROOT, run_in_process, run_script
+from harness import ROOT, run_in_process, run_script
 
 from digits.allowlist import UnsafeConfigError, offered_targets
 from digits.checkpoints import CheckpointError, check_checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures import compose_train, run_script
+from harness import compose_train, run_script
 
 from digits.config import ConfigError, validate_train_config
 from digits.train import train

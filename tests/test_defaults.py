@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from fixtures import CONFIG_DIR, mnist_dir
+from harness import CONFIG_DIR, mnist_dir
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 

@@ -25,7 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from crafted import BIG, peak_mb, reset_peak, sparse_rgba_png
-from fixtures import start_script
+from harness import start_script
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from fixtures import run_script
+from harness import run_script
 from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from fixtures import ROOT, run_in_process
+from harness import ROOT, run_in_process
 from PIL import Image
 
 from digits.data import load_mnist, normalize

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures import compose_train, run_in_process
+from harness import compose_train, run_in_process
 
 from digits.train import summary, train
 

@@ -16,7 +16,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from fixtures import CUDA
+from harness import CUDA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 import torch
 import yaml
-from fixtures import QUIET, compose_train
+from harness import QUIET, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits.train import train

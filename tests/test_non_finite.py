@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from fixtures import CUDA, QUIET, compose_train
+from harness import CUDA, QUIET, compose_train
 from lightning.pytorch.callbacks import Callback
 from omegaconf import open_dict
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from fixtures import CONFIG_DIR, ROOT
+from harness import CONFIG_DIR, ROOT
 
 from digits.config import ConfigError
 from digits.overrides import check_overrides

@@ -4,7 +4,7 @@ into the run folder."""
 from __future__ import annotations
 
 import pytest
-from fixtures import QUIET, compose_train
+from harness import QUIET, compose_train
 
 from digits.config import ConfigError
 from digits.train import train

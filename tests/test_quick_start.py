@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from fixtures import CONFIG_DIR, ROOT
+from harness import CONFIG_DIR, ROOT
 from hydra import compose, initialize_config_dir
 
 

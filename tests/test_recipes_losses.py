@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures import CONFIG_DIR, compose_train
+from harness import CONFIG_DIR, compose_train
 
 from digits.errors import DigitsError
 from digits.sigmoid import SigmoidLoss

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fixtures import CUDA, QUIET, compose_train, mnist_dir, run_in_process, start_script
+from harness import CUDA, QUIET, compose_train, mnist_dir, run_in_process, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # 2 epochs of 60 steps, a checkpoint every 10 steps, the whole test set at the end; with data.augment on,
@@ -264,7 +264,7 @@ def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir
 
 
 def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_path, data_dir, small_disk):
-    from fixtures import compose_train
+    from harness import compose_train
 
     from digits.train import train
 

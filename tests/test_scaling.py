@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fixtures import QUIET, run_script
+from harness import QUIET, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_monitoring import logged_confusion_matrices
 from torch import Tensor
@@ -194,7 +194,7 @@ def test_all_reduce_batch_norm_is_one_process_batch_norm_in_float64(data_dir):
 
 
 def test_slurm_launcher_config_composes_for_a_ddp_sweep():
-    from fixtures import CONFIG_DIR
+    from harness import CONFIG_DIR
     from hydra import compose, initialize_config_dir
     from hydra.utils import get_class
     from omegaconf import OmegaConf

@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 import yaml
-from fixtures import CONFIG_DIR, compose_train
+from harness import CONFIG_DIR, compose_train
 
 from digits.config import ConfigError
 from digits.schedule import describe

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures import ROOT, run_in_process
+from harness import ROOT, run_in_process
 
 # Runs a script as `python scripts/<name>` would, then says whether torch was imported by the end.
 PROBE = (
@@ -202,7 +202,7 @@ def test_a_read_only_run_folder_is_one_write_error(script, tmp_path, data_dir, s
 
 
 def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, short_run, tmp_path, data_dir, small_disk):
-    from fixtures import QUIET, compose_train
+    from harness import QUIET, compose_train
 
     from digits.evaluation.run import run_evaluation
     from digits.export import run_export

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import yaml
-from fixtures import compose_train, run_script
+from harness import compose_train, run_script
 
 from digits.config import ConfigError
 from digits.run_metrics import RunMetrics

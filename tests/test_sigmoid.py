@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fixtures import QUIET, compose_train
+from harness import QUIET, compose_train
 from PIL import Image
 from torch import nn
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import torch
-from fixtures import ROOT
+from harness import ROOT
 
 SELECTION = ["tests/test_data.py::test_official_test_set_is_kept", "tests/test_losses.py::test_cuda_matches_cpu"]
 

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from fixtures import run_script
+from harness import run_script
 
 from digits.config import ConfigError
 from digits.threads import set_wait_policy, thread_count

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fixtures import CONFIG_DIR, QUIET, compose_train, run_script, start_script
+from harness import CONFIG_DIR, QUIET, compose_train, run_script, start_script
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate

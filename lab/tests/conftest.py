@@ -1,4 +1,4 @@
-"""The lab's tests use the product's fixtures and hooks (tests/fixtures.py, on the path through pyproject's
+"""The lab's tests use the product's fixtures and hooks (tests/harness.py, on the path through pyproject's
 ``pythonpath``): one copy of each."""
 
-pytest_plugins = ["fixtures"]
+pytest_plugins = ["harness"]

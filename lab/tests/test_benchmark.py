@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fixtures import ROOT, run_script
+from harness import ROOT, run_script
 
 from digits.run_metrics import RunMetrics
 from digits_lab import benchmark, train_runs

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from fixtures import ROOT, run_script
+from harness import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_losses import IMPLEMENTATIONS
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures import ROOT
+from harness import ROOT
 
 from digits.report import write_result
 from digits_lab import docs

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from fixtures import ROOT
+from harness import ROOT
 
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
-from fixtures import run_script
+from harness import run_script
 from test_handwriting import ink_box, mnist_test  # noqa: F401  (a fixture, passed by name)
 
 from digits.evaluation.loading import load_module, resolve_checkpoint

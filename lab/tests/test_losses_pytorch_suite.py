@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures import CUDA
+from harness import CUDA
 
 from digits_lab import pytorch_suite
 from digits_lab.pytorch_suite import (

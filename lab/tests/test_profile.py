@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures import CONFIG_DIR
+from harness import CONFIG_DIR
 from hydra import compose, initialize_config_dir
 
 from digits_lab import profile
