@@ -13,6 +13,7 @@ TRAINING_PATH = [
     "data", "augment", "models", "losses", "loss_checks", "loss_weights", "loss_backward", "module", "monitoring",
     "train", "run_metrics", "checkpoints", "sync_batchnorm", "config", "overrides", "run_names", "resolvers",
     "allowlist", "console", "errors", "entry", "early_checks", "writing", "mnist_files", "sigmoid", "threads",
+    "run_folder",
 ]  # fmt: skip
 OUTSIDE = ("digits.evaluation", "digits.demo", "digits.studies", "digits.export", "digits.handwriting")
 
