@@ -307,3 +307,13 @@ def test_a_path_component_too_long_is_one_line(tmp_path, monkeypatch, capsys, da
     assert run_in_process("train.py", [f"hydra.run.dir={long}"], monkeypatch) == 2
     err = capsys.readouterr().err
     assert "File name too long" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_plus_on_an_existing_key_says_to_drop_the_plus(tmp_path, monkeypatch, capsys, data_dir):
+    """`+trainer.limit_train_batches=20`: the key exists (its value is null); the message used to say it did not."""
+    code = run_in_process(
+        "train.py", ["+trainer.limit_train_batches=20", f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "drop the '+' (trainer.limit_train_batches=20)" in err and "has no key" not in err, err
+    assert not (tmp_path / "run").exists()

@@ -395,10 +395,10 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
             f"{saved_path} is not a config this project can resume: {type(error).__name__}: {_one_line(error)[:300]}"
         ) from error
     run_folder.check_paths_inside(OmegaConf.to_container(cfg, resolve=True), run_dir)
-    check_not_finished(run_dir, cfg)
     from digits.checkpoints import check_checkpoint  # torch: after the checks that need none (a typo fails fast)
 
     check_checkpoint(checkpoint)
+    check_not_finished(run_dir, cfg)
     cfg.resume = str(run_dir)
     cfg.ckpt_path = str(checkpoint)
     return cfg

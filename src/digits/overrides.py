@@ -104,6 +104,11 @@ def check_added_keys(cfg: DictConfig, overrides: list[Any], groups: list[str]) -
         parent = OmegaConf.select(cfg, parent_key, default=None)
         if not isinstance(parent, DictConfig):
             continue
+        if leaf in parent:  # Hydra lets `+` through on a key whose value is null: the key is there, not new
+            raise ConfigError(
+                f"{override.input_line!r}: {key} is already a key of the config; '+' adds a new key: "
+                f"drop the '+' ({override.input_line.lstrip('+')})"
+            )
         known = [str(k) for k in parent.keys() if k != leaf]
         match = _closest(leaf, known)
         if match is not None:

@@ -2,10 +2,10 @@
 outside it (nothing), and when a failed start takes it away again.
 
 - One owner: ``claim`` creates the folder (``os.mkdir``: of two processes, exactly one makes it) and
-  takes an OS lock (``fcntl.flock`` on ``.lock`` inside it) for the life of the process; the kernel
-  drops the lock when the process dies, however it dies. A second process gets ``FolderInUseError``
-  (one line, exit code 2) and removes nothing. The checks of what the folder holds run under the lock,
-  so two runs started at once cannot both see a new folder.
+  takes an OS lock (``fcntl.flock`` on the folder itself: no lock file to leave behind) for the life of
+  the process; the kernel drops the lock when the process dies, however it dies. A second process gets
+  ``FolderInUseError`` (one line, exit code 2) and removes nothing. The checks of what the folder holds
+  run under the lock, so two runs started at once cannot both see a new folder.
 - Fresh or resumed: a training run refuses a folder holding another run's files unless resuming it
   (``check_run_folder``); evaluate, export and the demo want a new or empty folder
   (``check_fresh_folder``).
@@ -32,9 +32,8 @@ from typing import Any
 from digits.errors import ConfigError
 from digits.writing import WriteError
 
-LOCK_NAME = ".lock"
-# What a run folder holds before the task has produced anything: the lock, Hydra's snapshot, train's config.yaml.
-BEFORE_OUTPUTS = {LOCK_NAME, ".hydra", "config.yaml"}
+# What a run folder holds before the task has produced anything: Hydra's snapshot, train's config.yaml.
+BEFORE_OUTPUTS = {".hydra", "config.yaml"}
 # The files a finished or running training leaves in its folder.
 RUN_FILES = ("checkpoints", "metrics.json", "config.yaml")
 PROBE_BYTES = 64 * 1024  # check_writable's probe: a full disk cannot take it (an empty file needs no space)
@@ -44,7 +43,7 @@ class FolderInUseError(ConfigError):
     """Another process holds the run folder's lock."""
 
 
-# This process's claims: folder -> (lock file descriptor, whether this process created the folder).
+# This process's claims: folder -> (the folder's open descriptor, holding the lock; whether this process made it).
 _claims: dict[Path, tuple[int, bool]] = {}
 # The topmost folder a sweep made (before any job's config was composed), to remove if the sweep fails at once.
 _sweep_folders: set[Path] = set()
@@ -76,31 +75,26 @@ def claim(folder: str | Path) -> bool:
             made = False
         if folder.is_symlink() or not folder.is_dir():
             raise ConfigError(f"run folder {folder} is not a folder (a file or a symlink): give a new folder")
-        lock_path = folder / LOCK_NAME
-        if lock_path.is_symlink():
-            raise ConfigError(
-                f"{lock_path} is a symlink: remove it; a run folder is written only through its own files"
-            )
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as error:
         raise WriteError(
-            f"cannot create or lock the run folder {folder}: {error.strerror or error}. Choose a writable "
-            "folder with a shorter name: paths.log_dir=<dir> or hydra.run.dir=<dir>."
+            f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
+            "folder with free space: paths.log_dir=<dir>."
         ) from error
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         os.close(descriptor)
         raise FolderInUseError(
-            f"run folder {folder} is in use by another process (it holds {LOCK_NAME}): wait for that run to "
-            "end, or use another folder (hydra.run.dir=<dir>)"
+            f"run folder {folder} is in use by another process (it holds the folder's lock): wait for that run "
+            "to end, or use another folder (hydra.run.dir=<dir>)"
         ) from error
     _claims[folder] = (descriptor, made)
     return made
 
 
 def release(folder: str | Path) -> None:
-    """Drop this process's lock on ``folder`` (the file ``.lock`` stays: removing it would race a new claim)."""
+    """Drop this process's lock on ``folder``."""
     entry = _claims.pop(_key(folder), None)
     if entry is not None:
         os.close(entry[0])  # closing the descriptor releases the flock
@@ -119,7 +113,7 @@ def claimed(folder: str | Path) -> Iterator[None]:
 
 
 def _contents(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 def check_fresh_folder(folder: str | Path) -> None:

@@ -20,7 +20,7 @@ from digits import run_folder
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
 from digits.config import PROFILERS, validate_train_config
 from digits.models import count_parameters
-from digits.module import DigitsModule, check_weights, network_overrides
+from digits.module import DigitsModule, check_optimizer_state, check_weights, network_overrides
 from digits.run_metrics import RunClock, RunMetrics, tested
 from digits.threads import apply_threads, wait_policy_in_effect
 from digits.writing import write_text, writing
@@ -81,6 +81,7 @@ def _train(cfg: DictConfig, clock: RunClock, output_dir: Path, is_rank_zero: boo
         module.net.compile(mode=cfg.compile)  # in place: the state_dict and the checkpoints keep their names
     if start is not None:  # a checkpoint of another network: refused before anything is written
         check_weights(module, start["state_dict"], cfg.ckpt_path, network_overrides(start, plain(cfg.model)))
+        check_optimizer_state(module, start, cfg.ckpt_path)
     if is_rank_zero:
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
