@@ -148,3 +148,21 @@ def test_a_crafted_validation_size_is_refused_when_the_checkpoint_is_read(short_
         return
     with pytest.raises(UnsafeConfigError, match=r"run_config.data.val_size=.* is not a whole number in \[1, 59999\]"):
         DigitsModule.from_checkpoint(path)
+
+
+def test_a_zip_bomb_checkpoint_is_refused_before_torch_inflates_it(short_run, tmp_path):
+    """torch.save stores its members uncompressed; one that inflates (here 64 MB of zeros in 64 KB) is
+    refused from the archive's directory, before torch.load allocates it."""
+    import zipfile
+
+    source = short_run / "checkpoints" / "last.ckpt"
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as crafted_zip:
+        prefix = original.infolist()[0].filename.split("/")[0]
+        for member in original.infolist():
+            crafted_zip.writestr(member.filename, original.read(member))
+        crafted_zip.writestr(f"{prefix}/data/999", bytes(64 * 2**20))
+    assert bomb.stat().st_size < 2 * 2**20
+    with pytest.raises(CheckpointError, match="its archive declares .* bytes unpacked from a file of"):
+        read_checkpoint(bomb)
+    read_checkpoint(source)  # a checkpoint torch wrote passes

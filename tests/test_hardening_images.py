@@ -130,3 +130,22 @@ def test_a_fuzzed_float_tiff_is_an_image_error_or_read(tmp_path):
                 load_image(path)
             except ImageError:
                 pass
+
+
+def test_control_characters_in_a_file_name_are_escaped(tmp_path):
+    """ESC, BEL and a newline in a name: shown as escapes, never sent raw to the terminal or the log."""
+    path = write(tmp_path, "evil\x1b[2J\x07\nname.png", b"not a picture")
+    with pytest.raises(ImageError) as caught:
+        load_image(path)
+    message = str(caught.value)
+    assert "\x1b" not in message and "\x07" not in message and "\n" not in message
+    assert "evil\\x1b[2J\\x07\\nname.png" in message
+
+
+def test_a_dollar_in_a_file_name_is_a_title_not_mathtext(tmp_path):
+    import torch
+
+    from digits.evaluation.figures import save_contact_sheet
+
+    save_contact_sheet(torch.zeros(2, 1, 28, 28), ["digit$\\foo^$.png\nsaid 3", "plain.png"], tmp_path / "sheet.png")
+    assert (tmp_path / "sheet.png").stat().st_size > 0

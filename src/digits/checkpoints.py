@@ -109,10 +109,37 @@ def check_expanded_size(value: Any, source: Any) -> None:
     size(value, 0)
 
 
+# torch.save writes its zip archive uncompressed: its members' sizes add up to about the file's size.
+# A member that inflates (1 GB of zeros in 1.3 MB) would cost its whole size in torch.load before any check.
+ARCHIVE_SLACK_BYTES = 1 * 2**20
+
+
+def check_archive_sizes(path: str | Path, advice: str = "") -> None:
+    """Refuse a zip checkpoint whose members' declared uncompressed sizes add up to more than the file
+    (plus ``ARCHIVE_SLACK_BYTES``), from its central directory, before torch.load inflates anything."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # not an archive: torch.load refuses it, or it is a legacy pickle
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # torch.load gives its own answer, as one line
+    size = os.path.getsize(path)
+    if declared > size + ARCHIVE_SLACK_BYTES:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: its archive declares {declared:,} bytes unpacked from a file of "
+            f"{size:,} bytes (compressed members; torch.save writes them uncompressed).{advice}"
+        )
+
+
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", advice: str = "") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` as a dict, or CheckpointError: a text file, a truncated
     or foreign file, a structure nested too deep for the unpickler, all end in the same one line; so
-    does a structure that would be too large to walk (``check_expanded_size``)."""
+    does a structure that would be too large to walk (``check_expanded_size``), and an archive whose
+    members claim more bytes than the file holds (``check_archive_sizes``)."""
+    check_archive_sizes(path, advice)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, not a zip/pickle, foreign objects, RecursionError: one answer

@@ -55,6 +55,12 @@ KEEP_GAP = 0.5  # ... and so is one farther from the digit than this share of th
 MIN_STROKE = 0.08  # strokes thinner than this share of the longer side are thickened to it (MNIST's are ~0.12)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, BEL, newlines) written as escapes, as repr does: a file name
+    goes to the terminal and the logs as text, never as commands to the terminal or extra lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ImageError(DigitsError, ValueError):
     """A file that is not a readable image, or too large to read; the message names the file."""
 
@@ -80,17 +86,18 @@ def check_declared_size(image: Image.Image, path: str | Path, max_pixels: int = 
       2 bytes a pixel and component, whatever the draft: width x height x components x 2 <= ``4 * max_pixels``;
     - the longer side <= ``MAX_SIDE``: ``to_mnist`` works in bands of whole rows, and a row must fit a band
       (a 39,990,000 x 1 picture would be one band of 40 million pixels)."""
+    shown = printable(str(path))
     width, height = image.size
     if max(width, height) > MAX_SIDE:
         raise ImageError(
-            f"{path} is {width}x{height} pixels: a side longer than {MAX_SIDE:,} pixels is not read here "
+            f"{shown} is {width}x{height} pixels: a side longer than {MAX_SIDE:,} pixels is not read here "
             "(no camera or scanner makes one); crop the picture to the digit"
         )
     if image.format == "JPEG" and not _progressive_jpeg(image):
         return  # counted at its draft size, in load_image
     if width * height > max_pixels:
         raise ImageError(
-            f"{path} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
+            f"{shown} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
             "crop or shrink the picture first"
         )
     if _progressive_jpeg(image):
@@ -98,7 +105,7 @@ def check_declared_size(image: Image.Image, path: str | Path, max_pixels: int = 
         needed = 2 * components * width * height
         if needed > 4 * max_pixels:
             raise ImageError(
-                f"{path} is a progressive JPEG of {width}x{height} pixels and {components} components: decoding "
+                f"{shown} is a progressive JPEG of {width}x{height} pixels and {components} components: decoding "
                 f"it holds {needed:,} bytes of coefficients, more than the {4 * max_pixels:,} allowed here; "
                 "save it as a baseline JPEG or a PNG, or shrink it"
             )
@@ -115,18 +122,19 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     and ``to_mnist`` adds only bands and a page of ``WORKING_SIZE``. Any failure to decode (a damaged
     or fuzzed file, a mode with no grey scale such as LAB) is an ImageError naming the file."""
     path = Path(path)
+    shown = printable(str(path))  # control characters in a file name go to the terminal as escapes
     try:  # non-blocking: opening a FIFO for reading would otherwise wait for a writer
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
-        raise ImageError(f"{path} cannot be read: {error.strerror or error}") from error
+        raise ImageError(f"{shown} cannot be read: {error.strerror or error}") from error
     status = os.fstat(descriptor)
     if not stat.S_ISREG(status.st_mode):
         os.close(descriptor)
-        raise ImageError(f"{path} is not a regular file (a folder, FIFO or device): give a picture file")
+        raise ImageError(f"{shown} is not a regular file (a folder, FIFO or device): give a picture file")
     with os.fdopen(descriptor, "rb") as file:
         if status.st_size > MAX_FILE_BYTES:
             raise ImageError(
-                f"{path} has {status.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
+                f"{shown} has {status.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
                 "crop or shrink the picture first"
             )
         try:
@@ -141,7 +149,7 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 width, height = image.size  # a baseline JPEG's draft: what its decoder holds
                 if width * height > max_pixels:
                     raise ImageError(
-                        f"{path} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
+                        f"{shown} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
                         "crop or shrink the picture first"
                     )
                 image.load()
@@ -152,7 +160,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise
         except Exception as error:  # Pillow's decoders raise OSError, ValueError, TypeError, NotImplementedError...
             raise ImageError(
-                f"{path} is not an image that can be read: {type(error).__name__}: {' '.join(str(error).split())[:200]}"
+                f"{shown} is not an image that can be read: "
+                f"{type(error).__name__}: {printable(' '.join(str(error).split())[:200])}"
             ) from error
 
 
