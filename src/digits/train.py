@@ -76,6 +76,7 @@ def _train(cfg: DictConfig, clock: RunClock, output_dir: Path, is_rank_zero: boo
     threads = set_up_torch(cfg)
 
     datamodule = instantiate(cfg.data)
+    datamodule.check_files()  # a damaged MNIST file: refused before config.yaml and TensorBoard's events file
     module = build_module(cfg)
     if cfg.get("compile"):
         module.net.compile(mode=cfg.compile)  # in place: the state_dict and the checkpoints keep their names
