@@ -317,3 +317,23 @@ def test_a_plus_on_an_existing_key_says_to_drop_the_plus(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert code == 2 and "drop the '+' (trainer.limit_train_batches=20)" in err and "has no key" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_into_a_folder_another_process_holds_is_refused_and_removes_nothing(tmp_path, monkeypatch, capsys):
+    """The issue's race, made certain: the first run holds the folder (as from Hydra's start); a second
+    train.py into it exits 2 with one line and deletes nothing of the first's."""
+    folder = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (folder / ".hydra").mkdir()
+        (folder / "train.log").write_text("the first run's log\n")
+        assert run_in_process("train.py", [f"hydra.run.dir={folder}"], monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert "FolderInUseError" in err and len(err.strip().splitlines()) == 1, err
+        assert sorted(p.name for p in folder.iterdir()) == [".hydra", "train.log"]
+    finally:
+        holder.kill()
+        holder.wait()
