@@ -52,7 +52,7 @@ def _target_in_a_list(h, canary, scratch):
 
 def _allowed_prefix(h, canary, scratch):
     # under the old prefix list ("digits."): creates a folder and a probe file wherever it is told
-    h["model"] = {"_target_": "digits.config.check_writable", "folder": str(scratch / "made_by_a_checkpoint")}
+    h["model"] = {"_target_": "digits.run_folder.check_writable", "folder": str(scratch / "made_by_a_checkpoint")}
 
 
 def _tensor_value(h, canary, scratch):
@@ -93,7 +93,7 @@ CASES = {
     "target inside a list": (_target_in_a_list, "model.channels[1]._target_ names 'builtins.open'", True),
     "allowed prefix, not on the list": (
         _allowed_prefix,
-        "model._target_ is 'digits.config.check_writable', not one of",
+        "model._target_ is 'digits.run_folder.check_writable', not one of",
         True,
     ),
     "non-plain value": (_tensor_value, "model.hidden is a torch.Tensor, not plain data", False),
@@ -252,6 +252,7 @@ def test_resume_refuses_a_crafted_config_yaml(short_run, canary, tmp_path, monke
         resume_config(run, [])
     # the run's own, unmodified config and checkpoint pass the same check
     copy_run(short_run, tmp_path / "clean")
+    (tmp_path / "clean" / "metrics.json").unlink()  # an interrupted run: a finished one has nothing to resume
     assert resume_config(tmp_path / "clean", []).model._target_ == "digits.models.DigitCNN"
     check_checkpoint(tmp_path / "clean" / "checkpoints" / "last.ckpt", DigitsModule.hyperparameter_keys())
 

@@ -1,43 +1,38 @@
-"""The package's architecture, as the README's Layout section draws it: the training path never
-reaches into evaluation, the demo or the studies, and the sweep-table command answers."""
+"""The package's architecture, as docs/development.md's Layout section draws it, held by import-linter's
+contracts in pyproject.toml (``lint-imports``, also in ``make lint``): the product imports nothing of the lab
+or its equipment, the training path reaches nothing of what comes after training, and no two modules of a
+package import each other in a circle. Every module is placed on one side; the sweep-table command answers."""
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import tomllib
+from harness import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digits"
-TRAINING_PATH = [
-    "data", "augment", "models", "losses", "loss_checks", "loss_weights", "loss_backward", "module", "monitoring",
-    "train", "run_metrics", "checkpoints", "sync_batchnorm", "config", "overrides", "run_names", "resolvers",
-    "allowlist", "console", "errors", "entry", "early_checks", "writing", "mnist_files", "sigmoid", "threads",
-]  # fmt: skip
-OUTSIDE = ("digits.evaluation", "digits.demo", "digits_lab", "digits.export", "digits.handwriting")
+PACKAGE = ROOT / "src" / "digits"
+# What comes after training: it may use the training path, never the other way round.
+AFTER_TRAINING = {"commands", "sweeps", "export", "handwriting", "report"}
 
 
-def imported_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+def contracts() -> dict[str, dict]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return {contract["type"] + ":" + contract["name"]: contract for contract in config["contracts"]}
 
 
-@pytest.mark.parametrize("name", TRAINING_PATH)
-def test_the_training_path_imports_nothing_from_after_training_or_the_studies(name):
-    imported = imported_modules(PACKAGE / f"{name}.py")
-    assert not [m for m in imported if m.startswith(OUTSIDE)], imported
+def test_the_import_contracts_hold():
+    done = subprocess.run([Path(sys.executable).parent / "lint-imports"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "0 broken" in done.stdout and len(contracts()) == 3
 
 
 def test_every_module_is_placed():
-    """A new top-level module must be added to the training path above, or go into a subpackage."""
+    """A new top-level module goes on the training path (the contract's source_modules) or after it."""
+    (training,) = [c for key, c in contracts().items() if key.startswith("forbidden:The training path")]
+    on_path = {name.removeprefix("digits.") for name in training["source_modules"]}
     top_level = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert top_level == set(TRAINING_PATH) | {"export", "handwriting", "report"}
+    assert top_level == on_path | AFTER_TRAINING
+    assert not on_path & AFTER_TRAINING
 
 
 def test_the_search_command_reports_a_missing_folder_in_one_line(tmp_path):

@@ -160,6 +160,17 @@ def check_hyperparameters(hparams: Any, source: str | Path, keys: tuple[str, ...
             check_run_config(value, source, "run_config")
         else:
             _check_plain(value, key, str(source))
+    data = (hparams.get("run_config") or {}).get("data") if isinstance(hparams.get("run_config"), dict) else None
+    if isinstance(data, dict):  # evaluate re-makes the run's split from these
+        for key, low, high in (("val_size", 1, 59_999), ("split_seed", 0, 2**63 - 1)):
+            value = data.get(key)
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            ):
+                raise UnsafeConfigError(
+                    f"{source}: hyper_parameters.run_config.data.{key}={str(value)[:40]!r} is not a whole number "
+                    f"in [{low}, {high}]: not a value this project saves"
+                )
     for key in ("model", "loss", "optimizer"):
         if not isinstance(hparams.get(key), dict) or "_target_" not in hparams[key]:
             raise UnsafeConfigError(f"{source}: hyper_parameters.{key} must be a config section with a _target_")

@@ -66,9 +66,80 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from error
 
 
+# A checkpoint of this project holds a few thousand objects (tensors, numbers, config values). A pickle's
+# memo lets one object be referenced many times: 9 levels of 10 shared lists are 10**9 leaves to any code
+# that walks them (the allow-list, Lightning, OmegaConf), from a file of 300 KB.
+MAX_OBJECTS = 1_000_000
+
+
+def check_expanded_size(value: Any, source: Any) -> None:
+    """Refuse a structure that would be more than MAX_OBJECTS objects when walked as a tree (counted down
+    to MAX_DEPTH levels, below which the walkers refuse it) or that holds a cycle. Each distinct container
+    is visited once (its expanded size is remembered by id): the work is bounded by what the file holds."""
+    sizes: dict[int, int] = {}
+    open_now: set[int] = set()
+
+    def size(item: Any, depth: int) -> int:
+        if isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = list(item)
+        else:
+            return 1
+        key = id(item)
+        if key in sizes:
+            return sizes[key]
+        if key in open_now:
+            raise CheckpointError(f"{source} holds a structure that contains itself: not a checkpoint of this project")
+        if depth > MAX_DEPTH:  # not counted further: the allow-list and _check_inside refuse it, naming where
+            return 1
+        open_now.add(key)
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_OBJECTS:
+                raise CheckpointError(
+                    f"{source} expands to more than {MAX_OBJECTS:,} objects (shared references repeated at "
+                    "every level, a 'billion laughs'): not a checkpoint of this project"
+                )
+        open_now.discard(key)
+        sizes[key] = total
+        return total
+
+    size(value, 0)
+
+
+# torch.save writes its zip archive uncompressed: its members' sizes add up to about the file's size.
+# A member that inflates (1 GB of zeros in 1.3 MB) would cost its whole size in torch.load before any check.
+ARCHIVE_SLACK_BYTES = 1 * 2**20
+
+
+def check_archive_sizes(path: str | Path, advice: str = "") -> None:
+    """Refuse a zip checkpoint whose members' declared uncompressed sizes add up to more than the file
+    (plus ``ARCHIVE_SLACK_BYTES``), from its central directory, before torch.load inflates anything."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # not an archive: torch.load refuses it, or it is a legacy pickle
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # torch.load gives its own answer, as one line
+    size = os.path.getsize(path)
+    if declared > size + ARCHIVE_SLACK_BYTES:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: its archive declares {declared:,} bytes unpacked from a file of "
+            f"{size:,} bytes (compressed members; torch.save writes them uncompressed).{advice}"
+        )
+
+
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", advice: str = "") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` as a dict, or CheckpointError: a text file, a truncated
-    or foreign file, a structure nested too deep for the unpickler, all end in the same one line."""
+    or foreign file, a structure nested too deep for the unpickler, all end in the same one line; so
+    does a structure that would be too large to walk (``check_expanded_size``), and an archive whose
+    members claim more bytes than the file holds (``check_archive_sizes``)."""
+    check_archive_sizes(path, advice)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, not a zip/pickle, foreign objects, RecursionError: one answer
@@ -81,6 +152,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", advice: str = "
         raise CheckpointError(
             f"{path} is a checkpoint, but not one of this project: it holds a {type(checkpoint).__name__}"
         )
+    check_expanded_size(checkpoint, path)
     return checkpoint
 
 
@@ -193,7 +265,32 @@ def check_checkpoint(path: str | Path, hyperparameter_keys: tuple[str, ...]) -> 
         raise CheckpointError(f"{path}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
     check_hyperparameters(checkpoint.get("hyper_parameters"), path, hyperparameter_keys)
     rebase_callback_state(checkpoint, path.resolve().parent, path)
+    check_sampler_state(checkpoint, path)
     return checkpoint
+
+
+# MNIST has 60,000 training images: no epoch has more batches; no run has this many epochs.
+_MAX_BATCHES, _MAX_EPOCHS = 60_000, 1_000_000
+
+
+def check_sampler_state(checkpoint: dict[str, Any], source: Any) -> None:
+    """The data module's saved position in the epoch (digits.data.EpochBatchSampler): whole numbers in range.
+    Text would crash the resumed run after it wrote config.yaml; 10**12 batches done would skip the rest
+    of the epoch without a word."""
+    for key, value in checkpoint.items():
+        if not (isinstance(value, dict) and "train_sampler" in value):
+            continue
+        state = value["train_sampler"]
+        limits = {"epoch": _MAX_EPOCHS, "batches_done": _MAX_BATCHES}
+        if not isinstance(state, dict) or set(state) != set(limits):
+            raise CheckpointError(f"{source}: {key}.train_sampler is not the sampler state this project saves")
+        for name, limit in limits.items():
+            number = state[name]
+            if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= limit):
+                raise CheckpointError(
+                    f"{source}: {key}.train_sampler.{name}={str(number)[:40]!r} is not a whole number in "
+                    f"[0, {limit:,}]: not a position this project saves; resume from another checkpoint"
+                )
 
 
 class TrainingStopped(Exception):

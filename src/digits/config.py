@@ -3,6 +3,7 @@ not after the data is loaded or an hour into training."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -13,9 +14,9 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from digits import run_folder
 from digits.allowlist import check_run_config
-from digits.errors import DigitsError
-from digits.writing import WriteError
+from digits.errors import ConfigError, DigitsError
 
 # The `profiler` key's values (debug=profiler): Lightning's profilers, each writing its report into the run folder.
 PROFILERS = {
@@ -23,10 +24,6 @@ PROFILERS = {
     "advanced": "lightning.pytorch.profilers.AdvancedProfiler",
     "pytorch": "lightning.pytorch.profilers.PyTorchProfiler",
 }
-
-
-class ConfigError(DigitsError, ValueError):
-    """A config value is out of range or of the wrong type."""
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -276,40 +273,100 @@ def _rebase(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def _written_paths(cfg: DictConfig) -> list[tuple[str, Any]]:
-    """The config values a training run writes below: checkpoints, logs, Lightning's root folder."""
-    paths = [
-        ("paths.output_dir", (cfg.get("paths") or {}).get("output_dir")),
-        ("trainer.default_root_dir", (cfg.get("trainer") or {}).get("default_root_dir")),
-    ]
-    for group, key in (("callbacks", "dirpath"), ("logger", "save_dir"), ("logger", "log_dir")):
-        for name, entry in (cfg.get(group) or {}).items():
-            if isinstance(entry, DictConfig) and entry.get(key) is not None:
-                paths.append((f"{group}.{name}.{key}", entry.get(key)))
-    return paths
+# config.yaml is written by train() (a few KB); a larger one is not a run's config.
+MAX_CONFIG_BYTES = 1 * 2**20
 
 
-def check_no_symlinks(folder: Path) -> None:
-    """Refuse a run folder with a symlink in it: a write to ``metrics.json`` or ``checkpoints/`` would land
-    wherever the link points."""
-    for parent, folders, files in os.walk(folder):
-        for name in (*folders, *files):
-            if (Path(parent) / name).is_symlink():
-                link = Path(parent) / name
-                raise ConfigError(
-                    f"{link} is a symlink (to {os.readlink(link)}): a run folder is written only through its own "
-                    "files; replace the link with a copy of its target, or remove it"
-                )
+class _RunConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors, aliases or repeated keys: train() never writes them, and six
+    levels of nested aliases (a few hundred bytes) expand to millions of nodes ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError(
+                f"{self.name}: line {event.start_mark.line + 1} has a YAML anchor or alias (&/*), which a run's "
+                "config.yaml never holds: write each value out"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise ConfigError(
+                        f"{self.name}: line {key_node.start_mark.line + 1} repeats the key {str(key)[:80]!r}: "
+                        "keep one of them"
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's ``config.yaml`` as plain data, or ConfigError saying what is wrong with the file (too large,
+    not UTF-8, not YAML, anchors/aliases, a repeated key, not a mapping of sections)."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} has {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} of a run's config.yaml")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+    loader = _RunConfigLoader(text)
+    loader.name = str(path)
+    try:
+        config = loader.get_single_data()
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {_one_line(error)[:300]}") from error
+    finally:
+        loader.dispose()
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} holds a {type(config).__name__}, not the mapping of sections train() writes")
+    for key in ("data", "model", "loss", "optimizer", "trainer", "paths"):
+        if not isinstance(config.get(key), dict):
+            raise ConfigError(f"{path}: {key} is {str(config.get(key))[:80]!r}, not a section (a mapping of keys)")
+    return config
+
+
+def check_not_finished(run_dir: Path, cfg: DictConfig) -> None:
+    """A finished run (its metrics.json without a stop) is continued only for more epochs or steps: a
+    resume with nothing to do would rewrite metrics.json with nothing measured."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return  # killed or crashed: nothing was written at the end
+    try:
+        metrics = json.loads(path.read_text())
+        stopped, epochs, steps = metrics.get("stopped_early"), int(metrics["epochs"]), int(metrics["steps"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(
+            f"resume={run_dir}: its metrics.json cannot be read ({type(error).__name__}), so whether the run "
+            "finished is unknown; nothing was changed. Start a new run, or restore metrics.json"
+        ) from error
+    if stopped:
+        return  # stopped by Ctrl-C or SIGTERM: the run continues where it stopped
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps")
+    more_epochs = _is_int(max_epochs) and max_epochs > epochs
+    more_steps = _is_int(max_steps) and max_steps > steps
+    if not more_epochs and not more_steps:
+        raise ConfigError(
+            f"resume={run_dir}: this run finished ({epochs} epochs, {steps} steps; trainer.max_epochs={max_epochs}) "
+            "and there is nothing to continue; nothing was changed. Train it longer with "
+            f"trainer.max_epochs=<more than {epochs}> (a run with scheduler=none), or start a new run"
+        )
 
 
 def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     """The config to continue a run with: the run's own ``config.yaml``, its ``last.ckpt``, and
     the command line's plain ``key=value`` overrides (another data_dir). Changing a
     config group (``loss=manual``) would change the model or the loss mid-run and is refused, and so is
-    a longer or shorter run while a schedule was filled in from the run's length.
+    a longer or shorter run while a schedule was filled in from the run's length, and a finished run with
+    nothing more to do.
 
     The run's paths are re-derived from ``run_dir``: a copied or moved run writes into itself, never
-    into the folder it was copied from, and every folder it writes into must resolve inside ``run_dir``."""
+    into the folder it was copied from, and every path it writes must resolve inside ``run_dir``
+    (digits.run_folder.check_paths_inside)."""
     run_dir = Path(run_dir).resolve()
     saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
@@ -317,12 +374,15 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
             f"resume={run_dir} is not a run folder to continue: it needs config.yaml and "
             "checkpoints/last.ckpt (runs are under outputs/train/<run>)"
         )
-    check_no_symlinks(run_dir)
-    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
+    run_folder.check_no_symlinks(run_dir)
+    saved = read_run_config(saved_path)
     # train() instantiates this config (data, model, callbacks, trainer, ...): the same list as a checkpoint's
     check_run_config(saved, saved_path)
     old = (saved.get("paths") or {}).get("output_dir")
     cfg = OmegaConf.create(_rebase(saved, old, str(run_dir)) if isinstance(old, str) and old else saved)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{saved_path}: {missing[0]} is missing (???): a run's config.yaml has every value")
     scheduler = cfg.get("scheduler") or {}
     derived_schedule = bool(scheduler.get("_target_")) and all(
         scheduler.get(name) is None for name in ("total_steps", "T_max") if name in scheduler
@@ -347,86 +407,67 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
                 "or start a run with scheduler=none, which can be resumed for longer"
             )
         OmegaConf.update(cfg, key, new, merge=False)
-    for key, value in _written_paths(cfg):
-        if not isinstance(value, str) or not Path(value).resolve().is_relative_to(run_dir):
-            raise ConfigError(
-                f"{saved_path}: {key}={str(value)[:200]!r} is outside the run folder {run_dir}; "
-                "a resumed run writes only into its own folder"
-            )
+    cfg.paths.output_dir = str(run_dir)
+    try:
+        validate_train_config(cfg)
+    except (DigitsError, ImportError):
+        raise
+    except Exception as error:  # a key missing or of the wrong kind in a hand-edited file
+        raise ConfigError(
+            f"{saved_path} is not a config this project can resume: {type(error).__name__}: {_one_line(error)[:300]}"
+        ) from error
+    run_folder.check_paths_inside(OmegaConf.to_container(cfg, resolve=True), run_dir)
     # torch and Lightning: after the checks that need none (a typo fails fast)
     from digits.checkpoints import check_checkpoint
     from digits.module import DigitsModule
 
     check_checkpoint(checkpoint, DigitsModule.hyperparameter_keys())
+    check_not_finished(run_dir, cfg)
     cfg.resume = str(run_dir)
     cfg.ckpt_path = str(checkpoint)
-    cfg.paths.output_dir = str(run_dir)
     return cfg
 
 
-# The files a finished or running training leaves in its folder.
-_RUN_FILES = ("checkpoints", "metrics.json", "config.yaml")
-
-
-def check_run_folder(folder: str | Path, resuming: bool) -> None:
-    """No run writes into another run's folder: refuse one that holds a run's checkpoints or metrics
-    unless resuming it (``resume=``; a ``ckpt_path=`` alone starts a new run), and one with symlinks."""
-    folder = Path(folder)
-    if not resuming:
-        taken = [name for name in _RUN_FILES if (folder / name).exists() or (folder / name).is_symlink()]
-        if taken:
-            raise ConfigError(
-                f"{folder} already holds a run ({', '.join(taken)}); choose another folder (paths.log_dir "
-                f"or hydra.run.dir) or continue it with resume={folder}"
-            )
-    if folder.is_dir():
-        check_no_symlinks(folder)
-
-
-def check_writable(folder: str | Path) -> None:
-    """Create ``folder`` and write a probe file into it: a read-only or full disk fails here, clearly."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        probe = Path(folder) / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise WriteError(
-            f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
-            "folder with free space: paths.log_dir=<dir>."
-        ) from error
-
-
 class OutputDirCheck(Callback):
-    """Hydra callback: the run-folder checks, before Hydra writes anything there, so that a taken
-    folder or a read-only or full disk ends in one clear line and exit code 2, not Hydra's traceback."""
+    """Hydra callback: the run folder's rules (digits.run_folder), before Hydra writes anything there: this
+    process claims (creates and locks) the folder, then checks what it holds and that it can be written;
+    a refusal is one line and exit code 2. Any other error is also one line and exit code 2: Hydra would
+    turn it into a warning and go on writing into the folder."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        folder = config.hydra.run.dir
-        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP process Lightning started: rank 0 checked the folder
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP process Lightning started: rank 0 holds the folder
             return
         try:
-            if config.get("resume") is not None:  # all of resume's checks, before Hydra writes its files there
+            folder = os.path.abspath(str(config.hydra.run.dir))
+            resuming = config.get("resume") is not None
+            if resuming:  # all of resume's checks, before Hydra writes its files there
                 resume_config(config.resume, list(config.hydra.overrides.task))
-            check_run_folder(folder, resuming=config.get("resume") is not None)
-            check_writable(folder)
-        except DigitsError as error:
-            _exit_2(error)
+            run_folder.claim(folder)
+            try:
+                if (config.hydra.callbacks.get("early_checks") or {}).get("fresh_folder", False):
+                    run_folder.check_fresh_folder(folder)
+                run_folder.check_run_folder(folder, resuming=resuming)
+                run_folder.check_writable(folder)
+            except DigitsError:
+                run_folder.remove_if_unused(folder, str(config.hydra.job.name))
+                raise
+        except BaseException as error:
+            exit_2(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from digits import entry
-
-        folder = Path(os.path.abspath(str(config.hydra.sweep.dir)))
-        while not folder.parent.exists():  # the topmost folder this sweep makes
-            folder = folder.parent
-        if not folder.exists():  # removed again if a later job's config is refused (digits.entry.run)
-            entry.new_folders.add(folder)
         try:
-            check_writable(config.hydra.sweep.dir)
-        except DigitsError as error:
-            _exit_2(error)
+            run_folder.remember_sweep_folder(os.path.abspath(str(config.hydra.sweep.dir)))
+            run_folder.check_writable(config.hydra.sweep.dir)
+        except BaseException as error:
+            exit_2(error)
 
 
-def _exit_2(error: DigitsError) -> None:
-    print(f"{type(error).__name__}: {error}", file=sys.stderr)
+def exit_2(error: BaseException) -> None:
+    """One line on stderr and exit code 2, from a Hydra callback (where any other exception is only a
+    warning): the error's type and message; a SystemExit passes through."""
+    if isinstance(error, SystemExit):
+        raise error
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    print(f"{type(error).__name__}: {_one_line(error)}", file=sys.stderr)
     sys.exit(2)

@@ -43,18 +43,28 @@ class CorruptDataError(DigitsError, ValueError):
     """An MNIST file is truncated, of another format, or not the published file."""
 
 
+# Files already verified in this process, by (path, size, modification time): train() checks them before it
+# writes anything, and setup() reads them again; the MD5 of 47 MB is computed once.
+_verified: set[tuple[str, int, int, bool]] = set()
+
+
 def verify_raw_file(path: Path, checksum: bool = True) -> None:
-    """Size, IDX magic number and (optionally) MD5 against the published file: never a silent
-    partial dataset."""
+    """Size, IDX magic number, the header's dimensions and (optionally) MD5 against the published file:
+    never a silent partial dataset, and never a header that makes the reader allocate what it claims
+    (10**9 images) or reshape to another shape (240000 x 14 x 14) when ``data.verify=false``."""
     size, md5, magic = RAW_FILES[path.name]
     fix = (
         "Delete it and let torchvision download it again (data.download=true, needs internet), "
         "or copy the original file there."
     )
     try:
-        actual = path.stat().st_size
+        status = path.stat()
+        key = (str(path), status.st_size, status.st_mtime_ns, checksum)
+        if key in _verified:
+            return
+        actual = status.st_size
         with path.open("rb") as file:
-            head = file.read(4)
+            head = file.read(16 if magic == 2051 else 8)
             digest = hashlib.md5(head + file.read()).hexdigest() if checksum else md5
     except PermissionError as error:
         raise DataNotFoundError(
@@ -63,13 +73,22 @@ def verify_raw_file(path: Path, checksum: bool = True) -> None:
         ) from error
     if actual != size:
         raise CorruptDataError(f"{path} has {actual:,} bytes, MNIST's has {size:,}: truncated or another file. {fix}")
-    if int.from_bytes(head, "big") != magic:
+    if int.from_bytes(head[:4], "big") != magic:
         raise CorruptDataError(
-            f"{path} starts with magic number {int.from_bytes(head, 'big')}, an MNIST "
+            f"{path} starts with magic number {int.from_bytes(head[:4], 'big')}, an MNIST "
             f"{'image' if magic == 2051 else 'label'} file with {magic}: not an IDX file. {fix}"
+        )
+    dims = [int.from_bytes(head[i : i + 4], "big") for i in range(4, len(head), 4)]
+    count = (size - len(head)) // (28 * 28 if magic == 2051 else 1)
+    expected = [count, 28, 28] if magic == 2051 else [count]
+    if dims != expected:
+        raise CorruptDataError(
+            f"{path}'s header declares {' x '.join(map(str, dims))}, MNIST's file {' x '.join(map(str, expected))}: "
+            f"not the published file. {fix}"
         )
     if digest != md5:
         raise CorruptDataError(f"{path} has MD5 {digest}, the published file {md5}: the file is damaged. {fix}")
+    _verified.add(key)
 
 
 def standardize(pixels: Tensor) -> Tensor:
@@ -134,6 +153,11 @@ def load_mnist(data_dir: str | Path, train: bool, download: bool = True, verify:
             verify_raw_file(raw / name, checksum=verify)
     images = read_image_file(str(raw / f"{prefix}-images-idx3-ubyte"))
     labels = read_label_file(str(raw / f"{prefix}-labels-idx1-ubyte"))
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:  # verify=false: not checked by MD5
+        raise CorruptDataError(
+            f"{raw / f'{prefix}-labels-idx1-ubyte'} holds labels in [{int(labels.min())}, {int(labels.max())}], "
+            "MNIST's are 0-9: not the published file. Copy the original file there."
+        )
     return images, labels
 
 
@@ -273,6 +297,14 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         find_mnist(self.data_dir, download=self.download)
+
+    def check_files(self) -> None:
+        """The raw files that are there, checked as ``setup`` will (size, header, MD5 with ``verify``), before a
+        run writes anything (config.yaml, TensorBoard's first events file); missing ones are downloaded later."""
+        raw = self.data_dir / "MNIST" / "raw"
+        for name in RAW_FILES:
+            if (raw / name).is_file():
+                verify_raw_file(raw / name, checksum=self.verify)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -5,18 +5,16 @@ behind. ``EarlyChecks`` runs them as a Hydra callback (configs/hydra/default.yam
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from digits import entry
-from digits.config import ConfigError
-from digits.errors import DigitsError
+from digits.config import ConfigError, exit_2
 from digits.loggers import check_logger_packages
 from digits.mnist_files import check_mnist
+from digits.run_folder import check_fresh_folder
 
 
 def check_paths(cfg: Any) -> None:
@@ -45,44 +43,30 @@ def check_paths(cfg: Any) -> None:
         check_mnist(data.data_dir)
 
 
-def check_fresh_folder(folder: Path) -> None:
-    """Evaluate, export and the demo write only into a folder of their own: refuse one that holds files."""
-    if folder.is_dir() and any(folder.iterdir()):
-        held = ", ".join(sorted(p.name for p in folder.iterdir())[:5])
-        raise ConfigError(
-            f"hydra.run.dir={folder} already holds files ({held}, ...): this script writes only into a new "
-            "or empty folder of its own; leave hydra.run.dir out, or give a new folder"
-        )
-
-
 class EarlyChecks(Callback):
     """Hydra callback, before Hydra makes the run folder: ``check_paths``, and with ``fresh_folder``
     the run folder must be new or empty. Listed before ``OutputDirCheck`` (which creates the folder).
-    A failure is one line on stderr and exit code 2, with nothing written."""
+    A failure is one line on stderr and exit code 2, with nothing written (any exception: Hydra would
+    only warn about it and go on). The folder is claimed (created and locked) by ``OutputDirCheck``."""
 
     def __init__(self, fresh_folder: bool = True) -> None:
         self.fresh_folder = fresh_folder
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        folder = Path(os.path.abspath(str(config.hydra.run.dir)))
         try:
             _check_added_keys(config)
             check_paths(config)
             check_logger_packages(config.get("logger"))
             if self.fresh_folder:
-                check_fresh_folder(folder)
-        except DigitsError as error:
-            print(f"{type(error).__name__}: {error}", file=sys.stderr)
-            sys.exit(2)
-        if not folder.exists():
-            entry.new_folders.add(folder.resolve())
+                check_fresh_folder(os.path.abspath(str(config.hydra.run.dir)))
+        except BaseException as error:
+            exit_2(error)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         try:
             _check_added_keys(config)
-        except DigitsError as error:
-            print(f"{type(error).__name__}: {error}", file=sys.stderr)
-            sys.exit(2)
+        except BaseException as error:
+            exit_2(error)
 
 
 def _check_added_keys(config: Any) -> None:

@@ -17,14 +17,13 @@ script is its task function and one call, ``run(task, "<config name>")``.
    anything imports torch, quiets the console (``digits.console``, which imports Lightning) and calls
    ``task(cfg, started)``; a DigitsError is one
    line and exit code 2, and a run folder this run made that holds nothing but Hydra's files and the
-   config is removed: a failed start leaves no litter.
+   config is removed (``digits.run_folder.remove_if_unused``): a failed start leaves no litter.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -35,9 +34,6 @@ STARTED = time.perf_counter()  # the script's first import: the one start of the
 
 log = logging.getLogger("digits")
 _started: float | None = STARTED  # taken by the first job; a sweep's later jobs count from their own start
-new_folders: set[Path] = set()  # run folders that EarlyChecks saw did not exist yet: this run makes them
-# What a run folder holds before the task has produced anything: Hydra's snapshot, the log, train's config.yaml.
-_BEFORE_OUTPUTS = {".hydra", "config.yaml"}
 
 
 def run(task: Callable[[Any, float], Any], config_name: str, job_name: str, config_dir: Path | None = None) -> Any:
@@ -65,9 +61,9 @@ def run(task: Callable[[Any, float], Any], config_name: str, job_name: str, conf
         return hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)()
     except (ConfigCompositionException, OverrideParseException) as error:
         print(f"ConfigError: {explain(error, config_groups(config_dir))}", file=sys.stderr)
-        for folder in new_folders:  # a sweep's folder, made (with Hydra's multirun.yaml) before a job's config
-            if folder.is_dir() and {p.name for p in folder.rglob("*") if not p.is_dir()} <= {"multirun.yaml"}:
-                shutil.rmtree(folder)
+        from digits.run_folder import remove_unused_sweep_folders
+
+        remove_unused_sweep_folders()  # a sweep's folder, made (with Hydra's multirun.yaml) before a job's config
         sys.exit(2)
 
 
@@ -76,6 +72,7 @@ def _job(task: Callable[[Any, float], Any], cfg: Any) -> Any:
 
     from digits.console import quiet_console
     from digits.errors import DigitsError
+    from digits.run_folder import remove_if_unused
     from digits.threads import set_wait_policy
 
     global _started
@@ -86,18 +83,5 @@ def _job(task: Callable[[Any, float], Any], cfg: Any) -> Any:
         return task(cfg, started)
     except DigitsError as error:
         log.error("%s: %s", type(error).__name__, error)
-        _remove_if_unused(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
+        remove_if_unused(HydraConfig.get().runtime.output_dir, HydraConfig.get().job.name)
         sys.exit(2)
-
-
-def _remove_if_unused(folder: Path, job_name: str) -> None:
-    """Remove ``folder`` when this run made it and it holds nothing but what a run writes before it
-    produces anything (a resumed run's folder, or a given folder that existed, is never touched)."""
-    if folder.resolve() not in new_folders or not folder.is_dir():
-        return
-    if {p.name for p in folder.iterdir()} <= {*_BEFORE_OUTPUTS, f"{job_name}.log"}:
-        for handler in list(logging.getLogger().handlers):  # the log file is about to go with its folder
-            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder.resolve():
-                handler.close()
-                logging.getLogger().removeHandler(handler)
-        shutil.rmtree(folder)

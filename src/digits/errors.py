@@ -5,3 +5,7 @@ the built-in type a caller would expect (ValueError, FileNotFoundError, ...)."""
 
 class DigitsError(Exception):
     """A problem the user can fix: bad config, missing or damaged data, an unusable checkpoint, ..."""
+
+
+class ConfigError(DigitsError, ValueError):
+    """A config value is out of range or of the wrong type (digits.config re-exports it: its checks raise it)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from digits.errors import DigitsError
 
@@ -44,6 +44,7 @@ MAX_PIXELS = 100_000_000
 # is 1/100 of such a page is still 40 pixels, twice what MNIST keeps of it.
 WORKING_SIZE = 2048
 BAND_PIXELS = 2**20  # to_mnist turns a large page to grey this many pixels at a time (4 MB of floats)
+MAX_SIDE = BAND_PIXELS  # a band is whole rows: a longer row is refused (check_declared_size)
 FIT = 20  # MNIST's box for the digit's longer side
 FRAME = 28
 CENTRE = 14  # pixel index of the centre of mass in MNIST's frame
@@ -54,6 +55,12 @@ KEEP_GAP = 0.5  # ... and so is one farther from the digit than this share of th
 MIN_STROKE = 0.08  # strokes thinner than this share of the longer side are thickened to it (MNIST's are ~0.12)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, BEL, newlines) written as escapes, as repr does: a file name
+    goes to the terminal and the logs as text, never as commands to the terminal or extra lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ImageError(DigitsError, ValueError):
     """A file that is not a readable image, or too large to read; the message names the file."""
 
@@ -62,26 +69,72 @@ class NoInkError(DigitsError, ValueError):
     """A picture with no digit on it (a blank or uniform page): refused rather than guessed."""
 
 
+def _progressive_jpeg(image: Image.Image) -> bool:
+    return image.format == "JPEG" and bool(image.info.get("progressive") or image.info.get("progression"))
+
+
+def check_declared_size(image: Image.Image, path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a picture from the size its header declares, before anything is decoded: what a decoder
+    allocates follows the declared size, whatever the file really holds (157 bytes can declare
+    13,376 x 13,376). Three bounds:
+
+    - width x height <= ``max_pixels``, as declared: Pillow holds at most 4 bytes a pixel, so at most
+      ``4 * max_pixels`` bytes, in every format and mode. The one exception is a baseline (single-scan)
+      JPEG, which libjpeg decodes a row of blocks at a time straight into the reduced draft that
+      ``load_image`` asks for: it counts at that size (so a phone photo of any size passes);
+    - a progressive (multi-scan) JPEG: libjpeg keeps every coefficient of the whole declared image,
+      2 bytes a pixel and component, whatever the draft: width x height x components x 2 <= ``4 * max_pixels``;
+    - the longer side <= ``MAX_SIDE``: ``to_mnist`` works in bands of whole rows, and a row must fit a band
+      (a 39,990,000 x 1 picture would be one band of 40 million pixels)."""
+    shown = printable(str(path))
+    width, height = image.size
+    if max(width, height) > MAX_SIDE:
+        raise ImageError(
+            f"{shown} is {width}x{height} pixels: a side longer than {MAX_SIDE:,} pixels is not read here "
+            "(no camera or scanner makes one); crop the picture to the digit"
+        )
+    if image.format == "JPEG" and not _progressive_jpeg(image):
+        return  # counted at its draft size, in load_image
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{shown} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
+            "crop or shrink the picture first"
+        )
+    if _progressive_jpeg(image):
+        components = int(getattr(image, "layers", 0) or len(image.getbands()))
+        needed = 2 * components * width * height
+        if needed > 4 * max_pixels:
+            raise ImageError(
+                f"{shown} is a progressive JPEG of {width}x{height} pixels and {components} components: decoding "
+                f"it holds {needed:,} bytes of coefficients, more than the {4 * max_pixels:,} allowed here; "
+                "save it as a baseline JPEG or a PNG, or shrink it"
+            )
+
+
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read an image file (PNG, JPEG, BMP, ...) fully, upright as the camera meant it (EXIF rotation).
 
-    Only regular files are read: a FIFO or a device would block or never end. A picture of more than
-    ``max_pixels`` is refused from its header, before it is decoded; a JPEG is decoded at the smallest
-    of 1/1, 1/2, 1/4, 1/8 of its size that still covers ``WORKING_SIZE``. So the decoded picture holds
-    at most ``4 * max_pixels`` bytes, and ``to_mnist`` adds only bands and a page of ``WORKING_SIZE``."""
+    Only regular files are read: a FIFO or a device would block or never end. The size the header
+    declares is checked before anything is decoded (``check_declared_size``: pixels, a progressive
+    JPEG's coefficients, the longer side); a JPEG is then decoded at the smallest of 1/1, 1/2, 1/4, 1/8
+    of its size that still covers ``WORKING_SIZE``, and a baseline JPEG's pixels are counted at that size.
+    So decoding holds at most ``4 * max_pixels`` bytes,
+    and ``to_mnist`` adds only bands and a page of ``WORKING_SIZE``. Any failure to decode (a damaged
+    or fuzzed file, a mode with no grey scale such as LAB) is an ImageError naming the file."""
     path = Path(path)
+    shown = printable(str(path))  # control characters in a file name go to the terminal as escapes
     try:  # non-blocking: opening a FIFO for reading would otherwise wait for a writer
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
-        raise ImageError(f"{path} cannot be read: {error.strerror or error}") from error
+        raise ImageError(f"{shown} cannot be read: {error.strerror or error}") from error
     status = os.fstat(descriptor)
     if not stat.S_ISREG(status.st_mode):
         os.close(descriptor)
-        raise ImageError(f"{path} is not a regular file (a folder, FIFO or device): give a picture file")
+        raise ImageError(f"{shown} is not a regular file (a folder, FIFO or device): give a picture file")
     with os.fdopen(descriptor, "rb") as file:
         if status.st_size > MAX_FILE_BYTES:
             raise ImageError(
-                f"{path} has {status.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
+                f"{shown} has {status.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} read here: "
                 "crop or shrink the picture first"
             )
         try:
@@ -89,22 +142,27 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
                 image = Image.open(file)
             with image:
+                check_declared_size(image, path, max_pixels)
                 scale = WORKING_SIZE / max(image.size)
                 if scale < 1:  # JPEG only (others: no-op): a size whose longer side is still >= WORKING_SIZE
                     image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-                width, height = image.size
+                width, height = image.size  # a baseline JPEG's draft: what its decoder holds
                 if width * height > max_pixels:
                     raise ImageError(
-                        f"{path} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
+                        f"{shown} is {width}x{height} pixels, more than the {max_pixels:,} read here: "
                         "crop or shrink the picture first"
                     )
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)  # not a copy of a picture that needs none
+                _grey_levels(image.crop((0, 0, min(image.width, 4), min(image.height, 4))), 1.0, [])  # a grey scale?
                 return image
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
-            if isinstance(error, ImageError):
-                raise
-            raise ImageError(f"{path} is not an image that can be read: {error}") from error
+        except ImageError:
+            raise
+        except Exception as error:  # Pillow's decoders raise OSError, ValueError, TypeError, NotImplementedError...
+            raise ImageError(
+                f"{shown} is not an image that can be read: "
+                f"{type(error).__name__}: {printable(' '.join(str(error).split())[:200])}"
+            ) from error
 
 
 def _grey_levels(image: Image.Image, peak: float, notes: list[str]) -> np.ndarray:

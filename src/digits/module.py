@@ -86,19 +86,76 @@ def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str
         )
 
 
+# The floating dtypes a network of this project is trained in (trainer.precision 16/bf16/32/64 "true").
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_weight_kinds(module: nn.Module, state_dict: dict[str, Tensor], source: str | Path) -> None:
+    """Each tensor of the kind the freshly built network holds there: dense (strided), and of its dtype,
+    or for a floating weight one of the floating dtypes a run trains in. A complex tensor would hide NaN
+    from the finite check, and float8, sparse or quantized ones make torch's checks raise on them."""
+    expected = module.state_dict()
+    problems = []
+    for key, value in state_dict.items():
+        built = expected.get(key)
+        if built is None:
+            continue
+        if value.layout != torch.strided or value.is_quantized:
+            problems.append(f"{key} is {value.layout}{' quantized' if value.is_quantized else ''}, not dense")
+        elif not (value.dtype == built.dtype or (built.dtype in _FLOAT_DTYPES and value.dtype in _FLOAT_DTYPES)):
+            problems.append(f"{key} is {value.dtype}, the network has {built.dtype}")
+    if problems:
+        raise CheckpointError(
+            f"{source}: its weights are not of the kinds the network holds ({'; '.join(problems[:3])}"
+            f"{'; ...' if len(problems) > 3 else ''}): not a checkpoint this project wrote; use one of its own"
+        )
+
+
 def check_weights(module: nn.Module, state_dict: Any, source: str | Path, hint: str = "") -> None:
-    """A dict of tensors that fits the network (``check_weights_fit``) and holds only finite values."""
+    """A dict of tensors that fits the network (``check_weights_fit``), of the network's dtypes and
+    layout (``check_weight_kinds``), and holding only finite values."""
     if not isinstance(state_dict, dict) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in state_dict.items()
     ):
         raise CheckpointError(f"{source}: its state_dict is a {type(state_dict).__name__}, not a dict of tensors")
     check_weights_fit(module, state_dict, source, hint)
+    check_weight_kinds(module, state_dict, source)
     broken = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
     if broken:
         raise CheckpointError(
             f"{source}: its weights are not finite (NaN or infinite values in {', '.join(broken[:3])}"
             f"{', ...' if len(broken) > 3 else ''}): the training had diverged; use an earlier checkpoint"
         )
+
+
+def check_optimizer_state(module: nn.Module, checkpoint: dict[str, Any], source: str | Path) -> None:
+    """A checkpoint's optimizer state for this network's parameters: each entry indexed by a parameter,
+    and each of its tensors (Adam's ``exp_avg``, SGD's momentum) of that parameter's shape or a scalar.
+    Checked before anything is written: torch would fail on it at the first step, mid-run."""
+    parameters = list(module.parameters())
+    states = checkpoint.get("optimizer_states") or []
+    problem = None if isinstance(states, list) else f"optimizer_states is a {type(states).__name__}"
+    for number, optimizer in enumerate(states if problem is None else []):
+        entries = optimizer.get("state") if isinstance(optimizer, dict) else None
+        if not isinstance(entries, dict):
+            problem = f"optimizer_states[{number}] holds no 'state' dict"
+            break
+        for index, state in entries.items():
+            if not (isinstance(index, int) and 0 <= index < len(parameters) and isinstance(state, dict)):
+                problem = f"optimizer_states[{number}] has an entry {str(index)[:40]!r} for no parameter of the network"
+                break
+            shape = parameters[index].shape
+            wrong = [n for n, v in state.items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape != shape]
+            if wrong:
+                problem = (
+                    f"optimizer_states[{number}] entry {index}: {wrong[0]} is not of the parameter's shape "
+                    f"{list(parameters[index].shape)}"
+                )
+                break
+        if problem:
+            break
+    if problem:
+        raise CheckpointError(f"{source}: its optimizer state does not fit the network: {problem}")
 
 
 def _check_resume_state(state: Any, source: str | Path) -> None:

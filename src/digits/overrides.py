@@ -104,6 +104,11 @@ def check_added_keys(cfg: DictConfig, overrides: list[Any], groups: list[str]) -
         parent = OmegaConf.select(cfg, parent_key, default=None)
         if not isinstance(parent, DictConfig):
             continue
+        if leaf in parent and _existed_without(cfg, override, overrides):  # Hydra lets `+` set a null key
+            raise ConfigError(
+                f"{override.input_line!r}: {key} is already a key of the config; '+' adds a new key: "
+                f"drop the '+' ({override.input_line.lstrip('+')})"
+            )
         known = [str(k) for k in parent.keys() if k != leaf]
         match = _closest(leaf, known)
         if match is not None:
@@ -111,6 +116,23 @@ def check_added_keys(cfg: DictConfig, overrides: list[Any], groups: list[str]) -
                 f"{override.input_line!r}: {parent_key!r} has no key {leaf!r}"
                 f"{_did_you_mean(f'{parent_key}.{match}')} Its keys: {', '.join(known)}"
             )
+
+
+def _existed_without(cfg: DictConfig, override: Any, overrides: list[Any]) -> bool:
+    """Whether the key ``override`` adds is in the config composed without it: Hydra lets ``+`` set a key
+    whose value is null, and the composed config cannot tell such a key from a new one. Composes again
+    (Hydra's compose API, inside the running app), so only on this path."""
+    try:
+        from hydra import compose
+
+        others = [o.input_line for o in overrides if o is not override]
+        base = compose(config_name=str(cfg.hydra.job.config_name), overrides=others)
+    except Exception:  # not inside a Hydra app (a test's composed config): take it as new
+        return False
+    return OmegaConf.select(base, override.key_or_group, default=_ABSENT) is not _ABSENT
+
+
+_ABSENT = object()
 
 
 def parse(overrides: list[str]) -> list[Any]:

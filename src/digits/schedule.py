@@ -10,7 +10,7 @@ from typing import Any
 
 from torch.optim import Optimizer
 
-from digits.config import ConfigError
+from digits.errors import ConfigError
 
 
 def check_schedule(optimizer: dict[str, Any], scheduler: dict[str, Any] | None) -> None:

@@ -16,11 +16,12 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from digits import run_folder
 from digits.checkpoints import AtomicCheckpointIO, StopOnCtrlC, TrainingStopped, check_checkpoint
-from digits.config import PROFILERS, check_run_folder, validate_train_config
+from digits.config import PROFILERS, validate_train_config
 from digits.loggers import finish, log_hyperparameters, where
 from digits.models import count_parameters
-from digits.module import DigitsModule, check_weights, network_overrides
+from digits.module import DigitsModule, check_optimizer_state, check_weights, network_overrides
 from digits.run_metrics import RunClock, RunMetrics, tested
 from digits.threads import apply_threads, wait_policy_in_effect
 from digits.writing import write_text, writing
@@ -63,15 +64,26 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
+    # every path the config writes to, inside the run folder (a fresh run's command line as a resumed config)
+    run_folder.check_paths_inside(plain(cfg), output_dir)
+    if not is_rank_zero:
+        return _train(cfg, clock, output_dir, is_rank_zero)
+    with run_folder.claimed(output_dir):  # one process per run folder (scripts hold it from Hydra's start)
+        return _train(cfg, clock, output_dir, is_rank_zero)
+
+
+def _train(cfg: DictConfig, clock: RunClock, output_dir: Path, is_rank_zero: bool) -> tuple[RunMetrics, dict[str, Any]]:
     start = check_start(cfg, output_dir, is_rank_zero)
     threads = set_up_torch(cfg)
 
     datamodule = instantiate(cfg.data)
+    datamodule.check_files()  # a damaged MNIST file: refused before config.yaml and TensorBoard's events file
     module = build_module(cfg)
     if cfg.get("compile"):
         module.net.compile(mode=cfg.compile)  # in place: the state_dict and the checkpoints keep their names
     if start is not None:  # a checkpoint of another network: refused before anything is written
         check_weights(module, start["state_dict"], cfg.ckpt_path, network_overrides(start, plain(cfg.model)))
+        check_optimizer_state(module, start, cfg.ckpt_path)
     if is_rank_zero:
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -128,7 +140,7 @@ def check_start(cfg: DictConfig, output_dir: Path, is_rank_zero: bool) -> dict[s
         else None
     )
     if is_rank_zero:  # only resume= continues a folder; a ckpt_path= alone is a new run in a new folder
-        check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
+        run_folder.check_run_folder(output_dir, resuming=cfg.get("resume") is not None)
     return start
 
 

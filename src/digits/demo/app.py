@@ -219,6 +219,30 @@ def host_names(sock: socket.socket, allowed: tuple[str, ...]) -> set[str]:
     return {f"{name}:{port}" for name in names} | (names if port == 80 else set())
 
 
+class RequestsInFlight:
+    """At most ``limit`` requests served at once (the config value max_connections); one more is answered
+    503 at once. It counts requests, not sockets: uvicorn's own ``limit_concurrency`` counts open
+    connections, so 40 silent sockets (each closed only after header_timeout_s) or a burst of idle
+    keep-alive connections turned every legitimate request away."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            busy = f"the demo is serving {self.limit} requests (the config value max_connections): try again"
+            await JSONResponse({"error": busy, "kind": "busy"}, status_code=503)(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
     decoding = anyio.Semaphore(limits.max_decodes)  # pictures decoded at once: each may cost 4 bytes a pixel
 
@@ -277,6 +301,7 @@ def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
         ]
     )
     app.add_middleware(LocalOnly, hosts=hosts)
+    app.add_middleware(RequestsInFlight, limit=limits.max_connections)  # outermost: counted before anything else
     return app
 
 
@@ -366,14 +391,21 @@ def serve(demo: Demo, sock: socket.socket, cfg: Any) -> None:
     import uvicorn
 
     limits = Limits.from_config(cfg)
+    config = server_config(build_app(demo, limits, host_names(sock, limits.allowed_hosts)), limits)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def server_config(app: ASGIApp, limits: Limits) -> Any:
+    """uvicorn's settings: the header deadline, keep-alive, and no ``limit_concurrency`` (it counts sockets;
+    the app's RequestsInFlight counts requests)."""
+    import uvicorn
+
     protocol = type("Protocol", (HeadDeadlineProtocol,), {"head_timeout_s": limits.header_timeout_s})
-    config = uvicorn.Config(
-        build_app(demo, limits, host_names(sock, limits.allowed_hosts)),
+    return uvicorn.Config(
+        app,
         http=protocol,
         timeout_keep_alive=limits.keep_alive_s,
-        limit_concurrency=limits.max_connections,
         log_level="warning",
         access_log=False,
         lifespan="off",
     )
-    uvicorn.Server(config).run(sockets=[sock])

@@ -112,7 +112,7 @@ def save_contact_sheet(pictures: Tensor, titles: list[str], path: Path, columns:
         ax.axis("off")
     for ax, picture, title in zip(axes.flat, pictures, titles):
         ax.imshow(picture.reshape(28, 28).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title, fontsize=7, parse_math=False)  # a file name may hold '$': text, not mathtext
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

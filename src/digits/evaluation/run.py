@@ -14,6 +14,7 @@ from digits.evaluation.figures import save_contact_sheet, save_figures
 from digits.evaluation.loading import EvaluationError, choose_device, collect_logits, load_module, resolve_checkpoint
 from digits.evaluation.metrics import evaluate_logits, markdown_report
 from digits.evaluation.user_images import predict
+from digits.handwriting import printable
 from digits.sigmoid import declines, is_sigmoid
 from digits.writing import output_set, write_json, write_text
 
@@ -40,7 +41,7 @@ def run_evaluation(
             save_contact_sheet(
                 pictures,
                 [
-                    f"{Path(p['file']).name}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
+                    f"{printable(Path(p['file']).name)}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
                     for p in predictions
                 ],
                 staging / CONTACT_SHEET,
@@ -89,7 +90,8 @@ def describe(results: dict, output_dir: Path) -> str:
         lines = [f"note: {note}" for note in results["notes"]]
         for item in results["predictions"]:
             lines.append(
-                f"{item['file']} -> " + ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
+                f"{printable(item['file'])} -> "
+                + ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
             )
         lines += [f"predictions {results['predictions_file']}", f"what the network saw: {results['contact_sheet']}"]
         return "\n".join(lines)

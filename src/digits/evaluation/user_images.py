@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
     """A picture file or a folder of them -> (files, raw (N, 1, 28, 28) pictures in [0, 1] in
     MNIST's form, notes prefixed with the file name); see ``digits.handwriting``."""
-    from digits.handwriting import NoInkError, load_image, to_mnist
+    from digits.handwriting import NoInkError, load_image, printable, to_mnist
 
     if not path.exists():
         raise EvaluationError(f"predict={path} does not exist")
@@ -31,9 +31,9 @@ def load_images(path: Path) -> tuple[list[Path], Tensor, list[str]]:
         try:
             picture, steps = to_mnist(load_image(file))
         except NoInkError as error:
-            raise NoInkError(f"{file}: {error}") from error
+            raise NoInkError(f"{printable(str(file))}: {error}") from error
         pictures.append(picture)
-        notes.extend(f"{file.name}: {step}" for step in steps)
+        notes.extend(f"{printable(file.name)}: {step}" for step in steps)
     return files, torch.stack(pictures), notes
 
 
