@@ -60,7 +60,16 @@ HISTORY = re.compile(r"previous default|this branch|to be done|\b20\d\d-\d\d-\d\
 def pages(root: Path) -> list[Path]:
     """README.md, the manual (docs/*.md) and the results' index; the result files themselves are written
     whole by the scripts and only their links are checked."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "docs/results/README.md"]
+    lab = [root / "lab/README.md"] if (root / "lab/README.md").is_file() else []
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "docs/results/README.md", *lab]
+
+
+# Result files a block may show: the docs' (docs/results/) and the lab's findings (lab/results/).
+RESULT_DIRS = ("docs/results/", "lab/results/")
+
+
+def is_result(source: str) -> bool:
+    return source.startswith(RESULT_DIRS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +79,7 @@ def pages(root: Path) -> list[Path]:
 def generate(source: str, root: Path, page: Path | None = None) -> str:
     """The body of a block whose ``from`` names ``source``, on ``page``: a result file's contents with its
     relative links rebased from docs/results/ to the page's folder, so that they lead where they did."""
-    if source.startswith("docs/results/"):
+    if is_result(source):
         text = (root / source).read_text()
         if page is None:
             return text
@@ -92,7 +101,8 @@ def generate(source: str, root: Path, page: Path | None = None) -> str:
     }
     if source not in makers:
         known = ["lesson", *sorted(makers)]
-        raise KeyError(f"unknown generated block source {source!r}: a docs/results/ file or one of {known}")
+        where = "a docs/results/ or lab/results/ file"
+        raise KeyError(f"unknown generated block source {source!r}: {where} or one of {known}")
     return makers[source](root)
 
 
@@ -110,7 +120,7 @@ def block_body(match: re.Match, text: str, root: Path, page: Path | None) -> str
     """What the block ``match`` of ``text`` holds when current: a result file's headings nested below
     the page's heading before the block, so that its title becomes a section, not a second page title."""
     body = generate(match["source"], root, page).rstrip("\n") + "\n"
-    if not match["source"].startswith("docs/results/"):
+    if not is_result(match["source"]):
         return body
     return nest_headings(body, heading_level(text[: match.start()]))
 
@@ -197,8 +207,8 @@ def recipes_table(root: Path) -> str:
             "fit; whole run: command to exit; in brackets, over the baseline's seconds to its target, and the "
             "recipe's target."
         )
-    elif (results_dir / "spread.json").is_file():
-        spread = json.loads((results_dir / "spread.json").read_text())
+    elif (root / "lab/results/spread.json").is_file():
+        spread = json.loads((root / "lab/results/spread.json").read_text())
         for run in spread["results"]["runs"]:
             train = run.get("train_seconds")  # an older spread has the fit's seconds only
             rows.append(
@@ -213,7 +223,7 @@ def recipes_table(root: Path) -> str:
         load = " / ".join(str(x) for x in spread["machine"]["load_average"])
         notes.append(
             "No benchmark result is committed: the default recipe's rows come from "
-            f"[docs/results/spread.md](docs/results/spread.md) (load average {load} when written), and "
+            f"[lab/results/spread.md](lab/results/spread.md) (load average {load} when written), and "
             "`experiment=fast` and the baseline are not measured; `python scripts/benchmark.py` measures them."
         )
     gpu = newest_gpu_check(root)
@@ -466,17 +476,23 @@ def commands(text: str) -> list[str]:
     for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
         block = re.sub(r"\\ *(?:#[^\n]*)?\n", " ", block)  # a command continued on the next line is one command
         found += [line.split("  #")[0].strip() for line in block.splitlines()]
-    found += re.findall(r"`((?:python scripts/|make )[^`]+)`", text)
-    return sorted({c for c in found if c.startswith(("python scripts/", "make "))})
+    found += re.findall(r"`((?:python scripts/|python lab/scripts/|make )[^`]+)`", text)
+    return sorted({c for c in found if c.startswith(("python scripts/", "python lab/scripts/", "make "))})
 
 
 def script_config(root: Path, script: str) -> str | None:
     """The config a script composes (``@hydra.main(config_name=...)`` or ``digits.entry.run(main, ...)``);
     None for a script without one."""
-    path = root / "scripts" / script
+    path = root / script if "/" in script else root / "scripts" / script
     if not path.is_file():
         raise FileNotFoundError(script)
     text = path.read_text() if path.suffix == ".py" else ""
+    command = re.search(r"from digits\.commands import (\w+)", text)
+    if command:  # a thin wrapper over a console entry point: the config that command composes
+        commands_py = (root / "src/digits/commands.py").read_text()
+        text = re.search(rf"def {command[1]}\(\).*?\n\n", commands_py + "\n\n", re.DOTALL)[0]
+        match = re.search(r'run\(\w+, "(\w+)"', text)
+        return match[1] if match else None
     match = re.search(r'config_name="(\w+)"|run\(main, "(\w+)"\)', text)
     return (match[1] or match[2]) if match else None
 
@@ -499,15 +515,18 @@ def check_command(root: Path, command: str) -> str | None:
             return None
         script, overrides = "train.py", shlex.split(next((w[5:] for w in words if w.startswith("ARGS=")), ""))
     else:
-        script, overrides = Path(words[1]).name, [w for w in words[2:] if not w.startswith("-")]
+        script, overrides = words[1], [w for w in words[2:] if not w.startswith("-")]
+        if not script.startswith("lab/"):
+            script = Path(script).name
     try:
         config = script_config(root, script)
     except FileNotFoundError:
-        return f"no script scripts/{script}"
+        return f"no script {script if '/' in script else 'scripts/' + script}"
     if config is None:
         return None
+    configs = root / "lab/configs" if script.startswith("lab/") else root / "configs"
     try:
-        check_overrides(root / "configs", config, overrides)
+        check_overrides(configs, config, overrides)
     except (DigitsError, HydraException) as error:  # a bad key or choice; an override Hydra cannot parse
         return f"{type(error).__name__}: {error}".splitlines()[0]
     return None
@@ -549,8 +568,9 @@ def check(root: Path = ROOT) -> list[str]:
             problems.append(f"{name}: measured number {number!r} in prose: put it in a generated block")
         for words in HISTORY.findall(prose(text)):
             problems.append(f"{name}: {words!r} in prose: the docs say how things are; dated runs are result files")
-    for result in sorted((root / "docs/results").glob("*.md")):
-        problems += [f"docs/results/{p}" for p in check_links(result)]
+    for folder in RESULT_DIRS:
+        for result in sorted((root / folder).glob("*.md")):
+            problems += [f"{folder}{p}" for p in check_links(result)]
     return problems
 
 

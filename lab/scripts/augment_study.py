@@ -1,8 +1,8 @@
 """Train twice with the same seed, data.augment off and on, and compare test accuracy, own-digit
 accuracy (digits_lab.handwriting_benchmark) and time.
 
-    python scripts/augment_study.py
-    python scripts/augment_study.py "overrides=['trainer.max_epochs=1']" digits=500
+    python lab/scripts/augment_study.py
+    python lab/scripts/augment_study.py "overrides=['trainer.max_epochs=1']" digits=500
 
 Writes augment_study.json and augment_study.md into its run folder and prints the table.
 """

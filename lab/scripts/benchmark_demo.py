@@ -1,8 +1,9 @@
 """How quick the drawing demo is: start-up to a usable page, and server time per drawing.
 
-    python scripts/benchmark_demo.py ckpt_path=outputs/train/<run>
+    python lab/scripts/benchmark_demo.py ckpt_path=outputs/train/<run>
 
-Writes benchmark_demo.json and benchmark_demo.md into its run folder and into docs/results/ (paths.results_dir).
+Writes benchmark_demo.json and benchmark_demo.md into its run folder, and into lab/results/
+when published (paths.results_dir=lab/results).
 """
 
 import logging

@@ -1,9 +1,9 @@
 """Time forward+backward of each cross-entropy implementation, relative to nn.CrossEntropyLoss.
 
-    python scripts/benchmark_losses.py
-    python scripts/benchmark_losses.py devices=[cpu,cuda] repeats=100
+    python lab/scripts/benchmark_losses.py
+    python lab/scripts/benchmark_losses.py devices=[cpu,cuda] repeats=100
 
-Writes benchmark_losses.json and benchmark_losses.md into its run folder and into docs/results/
+Writes benchmark_losses.json and benchmark_losses.md into its run folder, and into lab/results/ when published
 (paths.results_dir), where the docs take the table from.
 """
 

@@ -1,10 +1,11 @@
 """Own-digit accuracy: MNIST test digits re-rendered as users' pictures (a page, a photo, a
 transparent drawing, a chalkboard), read after the old preprocessing and after digits.handwriting.
 
-    python scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run>
-    python scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run> digits=10000
+    python lab/scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run>
+    python lab/scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run> digits=10000
 
-Writes handwriting.json and handwriting.md into its run folder and into docs/results/ (paths.results_dir),
+Writes handwriting.json and handwriting.md into its run folder, and into lab/results/
+when published (paths.results_dir=lab/results),
 and prints the table.
 """
 

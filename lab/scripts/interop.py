@@ -1,11 +1,11 @@
 """The same cross-entropy in TensorFlow, Keras and JAX: run every case, write interop.json and .md into
-docs/results/ (paths.results_dir).
+its run folder; published into lab/results/ with paths.results_dir=lab/results.
 
-    python scripts/interop.py ckpt_path=outputs/train/<run>
-    python scripts/interop.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt paths.results_dir=elsewhere
+    python lab/scripts/interop.py ckpt_path=outputs/train/<run>
+    python lab/scripts/interop.py ckpt_path=outputs/train/<run>/checkpoints/last.ckpt paths.results_dir=elsewhere
 
 ckpt_path: a trained run's checkpoint or run folder (its logits for the 10,000 test images are one of the
-inputs). Needs the interop extra: pip install -e '.[interop]'.
+inputs). Needs the interop extra: make setup-lab (the lab extra).
 """
 
 import logging

@@ -1,7 +1,7 @@
 """Non-digit pictures shown to a softmax and a sigmoid model: writes non_digits.json and .md into
-docs/results/ (paths.results_dir).
+its run folder; published into lab/results/ with paths.results_dir=lab/results.
 
-    python scripts/non_digits.py softmax_ckpt_path=outputs/train/<run> sigmoid_ckpt_path=outputs/train/<other run>
+    python lab/scripts/non_digits.py softmax_ckpt_path=outputs/train/<run> sigmoid_ckpt_path=outputs/train/<other run>
 
 The two checkpoints (or run folders) should come from the same recipe, e.g. `python scripts/train.py` and
 `python scripts/train.py loss=sigmoid`.

@@ -1,10 +1,11 @@
 """The default recipe over seeds and thread counts: how far its accuracy moves on this machine.
 
-    python scripts/spread.py
-    python scripts/spread.py "runs=['threads=1','threads=2']"
-    python scripts/spread.py reuse=outputs/spread/<run>     # an earlier spread's finished runs, the rest trained
+    python lab/scripts/spread.py
+    python lab/scripts/spread.py "runs=['threads=1','threads=2']"
+    python lab/scripts/spread.py reuse=outputs/spread/<run>     # an earlier spread's finished runs, the rest trained
 
-Writes spread.json and spread.md into docs/results/ (paths.results_dir).
+Writes spread.json and spread.md into its run folder, and into lab/results/
+when published (paths.results_dir=lab/results).
 """
 
 import logging

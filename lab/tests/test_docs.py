@@ -37,7 +37,8 @@ def repository(tmp_path: Path, page: str) -> Path:
     """A repository with the real configs, scripts and Makefile, one result file and one manual page."""
     root = tmp_path / "repo"
     (root / "docs" / "results").mkdir(parents=True)
-    for name in ("configs", "scripts"):
+    for name in ("configs", "scripts", "src", "lab/scripts", "lab/configs"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).symlink_to(ROOT / name)
     shutil.copy(ROOT / "Makefile", root / "Makefile")
     (root / "README.md").write_text("# Front\n\nSee [the page](docs/page.md#usage).\n")
@@ -249,7 +250,8 @@ def test_write_result_and_the_recipes_table(tmp_path):
     # no benchmark committed: the default's runs from the spread, without a baseline to compare with
     (results / "benchmark.json").unlink()
     runs = [{"run": "seed=1", "test_acc": 0.9926, "fit_seconds": 60.0, "wall_seconds": None}]
-    write_result(results, "spread", "Spread", {"runs": runs}, "")
+    (tmp_path / "lab/results").mkdir(parents=True)
+    write_result(tmp_path / "lab/results", "spread", "Spread", {"runs": runs}, "")  # the lab's finding
     table = docs.recipes_table(tmp_path)
     assert "| `python scripts/train.py seed=1` | 99.26 % | 60.0 s (fit) | - | " in table
     assert "No benchmark result is committed" in table
