@@ -4,8 +4,8 @@ transparent drawing, a chalkboard), read after the old preprocessing and after d
     python lab/scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run>
     python lab/scripts/handwriting_benchmark.py ckpt_path=outputs/train/<run> digits=10000
 
-Writes handwriting.json and handwriting.md into its run folder, and into lab/results/
-when published (paths.results_dir=lab/results),
+Writes handwriting.json and handwriting.md into its run folder, and into docs/results/
+when published (paths.results_dir=docs/results: docs/evaluation.md shows it),
 and prints the table.
 """
 
