@@ -493,7 +493,7 @@ def script_config(root: Path, script: str) -> str | None:
         text = re.search(rf"def {command[1]}\(\).*?\n\n", commands_py + "\n\n", re.DOTALL)[0]
         match = re.search(r'run\(\w+, "(\w+)"', text)
         return match[1] if match else None
-    match = re.search(r'config_name="(\w+)"|run\(main, "(\w+)"\)', text)
+    match = re.search(r'config_name="(\w+)"|run\(main, "(\w+)"', text)
     return (match[1] or match[2]) if match else None
 
 

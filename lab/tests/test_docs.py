@@ -312,3 +312,19 @@ def test_make_train_ends_by_printing_the_line_that_enters_the_environment():
     ).stdout
     assert recipe.strip().splitlines()[-1] == 'echo "    source .venv/bin/activate"'
     assert "\n```bash\nsource .venv/bin/activate\n```" in (ROOT / "README.md").read_text()
+
+
+def test_the_labs_page_shows_lab_results_and_its_commands_are_checked(tmp_path):
+    """lab/README.md is a checked page: a block from lab/results/ is refilled, a study's command is checked
+    against its config in lab/configs/."""
+    root = repository(tmp_path, CLEAN)
+    (root / "lab/results").mkdir()
+    (root / "lab/results/finding.md").write_text("| a |\n|---|\n| 1 |\n")
+    block = "<!-- BEGIN GENERATED from lab/results/finding.md -->\n<!-- END GENERATED -->\n"
+    (root / "lab/README.md").write_text(f"# The lab\n\n```bash\npython lab/scripts/spread.py\n```\n\n{block}")
+    assert docs.check(root) == ["lab/README.md: block from lab/results/finding.md is stale: make docs"]
+    assert docs.refresh(root) == [root / "lab/README.md"]
+    assert docs.check(root) == []
+    (root / "lab/README.md").write_text("# The lab\n\n```bash\npython lab/scripts/spread.py no_such_key=1\n```\n")
+    (found,) = docs.check(root)
+    assert found.startswith("lab/README.md: `python lab/scripts/spread.py no_such_key=1` is refused")
