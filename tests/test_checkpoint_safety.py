@@ -21,7 +21,7 @@ import torch
 import yaml
 from harness import ROOT, run_in_process, run_script
 
-from digits.allowlist import UnsafeConfigError, offered_targets
+from digits.allowlist import ConfigsNotFoundError, UnsafeConfigError, offered_targets
 from digits.checkpoints import CheckpointError, check_checkpoint
 from digits.config import resume_config
 from digits.errors import DigitsError
@@ -162,7 +162,8 @@ def test_the_allow_list_is_read_from_the_config_groups(tmp_path):
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     (tmp_path / "configs" / "model" / "tiny.yaml").write_text("_target_: digits.tiny.TinyNet\n")
     assert offered_targets(tmp_path / "configs")["model"] == offered["model"] | {"digits.tiny.TinyNet"}
-    assert offered_targets(tmp_path / "nowhere")["model"] == frozenset()  # no configs: everything is refused
+    with pytest.raises(ConfigsNotFoundError, match="model/ is missing from .*nowhere: digits' configs did not install"):
+        offered_targets(tmp_path / "nowhere")  # an incomplete install is said as such
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -429,6 +430,8 @@ def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
     for part in ("src", "configs", "scripts"):
         shutil.copytree(ROOT / part, project / part, ignore=skip)
     (project / "src" / "digits" / "tiny.py").write_text(TINY_NET)
+    # what pip install -e maps (pyproject's package-dir): the copy's configs/ as its digits.configs
+    (project / "src" / "digits" / "configs").symlink_to(project / "configs")
     (project / "configs" / "model" / "tiny.yaml").write_text("_target_: digits.tiny.TinyNet\nhidden: 16\n")
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "DIGITS_DATA_DIR": str(data_dir)}
 

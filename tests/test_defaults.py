@@ -14,7 +14,6 @@ import torch
 import yaml
 from harness import CONFIG_DIR, mnist_dir
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import digits.data
 from digits.data import MNISTDataModule, default_data_dir
@@ -62,26 +61,12 @@ def test_evaluate_takes_the_split_from_the_checkpoint_else_from_the_data_config(
 def test_the_data_folder_rule_is_one_function(monkeypatch, tmp_path):
     monkeypatch.setenv("DIGITS_DATA_DIR", str(tmp_path / "mnist"))
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        for name in ("train", "benchmark", "eval"):
-            cfg = compose(name, overrides=["paths.output_dir=x"] if name != "benchmark" else [])
+        for name in ("train", "eval", "export"):
+            cfg = compose(name, overrides=["paths.output_dir=x"])
             assert cfg.paths.data_dir == default_data_dir() == str(tmp_path / "mnist")
     assert mnist_dir() == Path(default_data_dir()).resolve()  # the tests' folder: the same rule
     monkeypatch.delenv("DIGITS_DATA_DIR")
     assert mnist_dir() == Path("data").resolve() and default_data_dir() == "data"
-
-
-def test_the_benchmark_runs_the_default_model_as_composed(tmp_path):
-    copy = tmp_path / "configs"
-    shutil.copytree(CONFIG_DIR, copy)
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        train = compose("train", overrides=["paths.output_dir=x"])
-        benchmark = compose("benchmark")
-    assert OmegaConf.to_container(benchmark.default_run.model) == OmegaConf.to_container(train.model)
-    # a change to configs/model/cnn.yaml reaches the benchmark
-    cnn = copy / "model" / "cnn.yaml"
-    cnn.write_text(cnn.read_text().replace("dropout: 0.1", "dropout: 0.25"))
-    with initialize_config_dir(str(copy), version_base="1.3"):
-        assert compose("benchmark").default_run.model.dropout == 0.25
 
 
 def test_a_checkpoints_keys_are_the_modules_arguments():

@@ -55,7 +55,6 @@ def test_unknown_names_are_refused_with_the_closest_one(overrides, message):
         ("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.run.dir=/tmp/x"]),
         ("train", ["experiment=fast", "resume=outputs/train/x", "data.data_dir=/data"]),
         ("eval", ["ckpt_path=outputs/train/x", "data.split=val", "device=cpu", "predict=digits/"]),
-        ("compare_losses", ["devices=[cpu,cuda]", "training.steps=300"]),
     ],
 )
 def test_valid_overrides_pass(config, overrides):

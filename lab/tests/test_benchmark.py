@@ -320,3 +320,19 @@ def test_benchmark_script_writes_every_section(tmp_path, data_dir):
     assert {"torch", "lightning", "hydra", "digits"} <= startup["imports_by_package"].keys()
     assert startup["imports_by_package"]["torch"] > startup["imports_by_package"]["digits"]
     assert "digits" in startup["imports_beyond_floor"]
+
+
+def test_the_benchmark_runs_the_default_model_as_composed():
+    """The lab's benchmark composes the product's model group (pkg://digits.configs): the default run's network
+    is configs/model/cnn.yaml itself, not a copy."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from digits.configs import CONFIG_DIR
+    from digits_lab import CONFIG_DIR as LAB_CONFIGS
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        train = compose("train", overrides=["paths.output_dir=x"])
+    with initialize_config_dir(str(LAB_CONFIGS), version_base="1.3"):
+        benchmark = compose("benchmark")
+    assert OmegaConf.to_container(benchmark.default_run.model) == OmegaConf.to_container(train.model)

@@ -213,6 +213,11 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}[{index}]")
 
 
+# A store every run shares on purpose (logger=mlflow: one SQLite file and its artifacts under paths.log_dir, so
+# that runs can be compared): these keys must stay inside the log folder instead of the run folder.
+_SHARED_STORE_KEYS = {"MLFlowLogger": ("tracking_uri", "artifact_location")}
+
+
 def check_paths_inside(config: dict[str, Any], run: str | Path) -> None:
     """Every value of the config's callbacks, loggers, trainer and profiler that becomes a path resolves,
     symlinks included, inside ``run``, whatever its key: Lightning joins ``dirpath`` and a checkpoint's
@@ -228,7 +233,15 @@ def check_paths_inside(config: dict[str, Any], run: str | Path) -> None:
         entries = config.get(group) or {}
         if isinstance(entries, dict):
             sections += [(f"{group}.{name}", entry) for name, entry in entries.items()]
+    log_dir = Path(os.path.abspath(str((config.get("paths") or {}).get("log_dir") or run))).resolve()
     for key, value in sections:
+        if isinstance(value, dict):
+            shared = _SHARED_STORE_KEYS.get(str(value.get("_target_", "")).rsplit(".", 1)[-1], ())
+            for name in shared:
+                text = str(value.get(name) or "").removeprefix("sqlite:///").removeprefix("file://")
+                if text and not _inside(Path(os.path.abspath(text)), log_dir):
+                    _refuse(f"{key}.{name}", value[name], log_dir)
+            value = {name: item for name, item in value.items() if name not in shared}
         for where, text in _strings(value, key):
             if _path_like(text) and not _inside(run / text, run):
                 _refuse(where, text, run)
