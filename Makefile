@@ -44,8 +44,9 @@ test: setup-test
 test-lab: setup-lab
 	$(BIN)/python -m pytest lab/tests $(PYTEST_ARGS)
 
-# ruff's linter and formatter (pyproject.toml) and the import layering (.importlinter); CI runs this first.
-lint: setup-test
+# ruff's linter and formatter and the import layering (import-linter, pyproject.toml; it reads the lab too).
+# CI runs this first.
+lint: setup-lab
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
