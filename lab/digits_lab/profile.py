@@ -84,10 +84,15 @@ def compose_train(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    if GlobalHydra.instance().is_initialized():
-        return compose("train", overrides=overrides)
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    running = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()  # inside the lab's app: its config loader knows the lab's configs, not train's
+    try:
+        with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+            return compose("train", overrides=overrides)
+    finally:
+        if running is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(running)
 
 
 def fit_config(overrides: list[str], steps: int, data_dir: str | Path, run_dir: Path, profiler: bool) -> DictConfig:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Everything this project claims about CUDA, in one command, on a GPU machine without internet.
 #
-#   scripts/gpu_check.sh [--wheels DIR] [--out DIR] [--only STEP,...] [--step-timeout S] [--cpu] [--dry-run]
+#   lab/scripts/gpu_check.sh [--wheels DIR] [--out DIR] [--only STEP,...] [--step-timeout S] [--cpu] [--dry-run]
 #                        [--no-install]
-#   scripts/gpu_check.sh --download-wheels DIR     # on a machine with internet: fill DIR first
+#   lab/scripts/gpu_check.sh --download-wheels DIR     # on a machine with internet: fill DIR first
 #
 # The GPU machine needs CUDA PyTorch, Lightning, torchmetrics and TensorBoard installed, MNIST's four
 # IDX files under $DIGITS_DATA_DIR/MNIST/raw, and this checkout. The script installs the project
@@ -21,7 +21,7 @@
 # --dry-run prints the steps' commands and runs nothing.
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"  # the checkout: lab/scripts/ is two down
 PYTHON="${PYTHON:-python}"
 WHEELS="" OUT="" CPU=0 DRY=0 INSTALL=1 DOWNLOAD="" ONLY="" STEP_TIMEOUT=0
 # What the project imports beyond the GPU machine's CUDA stack: distribution name per module.
@@ -69,8 +69,8 @@ fi
 STEPS="train|$PYTHON scripts/train.py experiment=fast_gpu trainer.enable_progress_bar=false hydra.run.dir=$OUT/train $TRAIN_EXTRA
 train_graphs|$PYTHON scripts/train.py experiment=fast_gpu compile=$GRAPHS trainer.enable_progress_bar=false hydra.run.dir=$OUT/train_graphs $TRAIN_EXTRA
 evaluate|$PYTHON scripts/evaluate.py ckpt_path=$OUT/train device=$DEVICE hydra.run.dir=$OUT/evaluate
-benchmark_losses|$PYTHON scripts/benchmark_losses.py devices=$DEVICES hydra.run.dir=$OUT/benchmark_losses $BENCH_EXTRA
-compare_losses|$PYTHON scripts/compare_losses.py devices=$DEVICES hydra.run.dir=$OUT/compare_losses $COMPARE_EXTRA
+benchmark_losses|$PYTHON lab/scripts/benchmark_losses.py devices=$DEVICES hydra.run.dir=$OUT/benchmark_losses $BENCH_EXTRA
+compare_losses|$PYTHON lab/scripts/compare_losses.py devices=$DEVICES hydra.run.dir=$OUT/compare_losses $COMPARE_EXTRA
 tests|$PYTHON -m pytest tests -q -m gpu -rs -p no:randomly -p no:cacheprovider --junitxml=$OUT/tests/junit.xml"
 if [ -n "$ONLY" ]; then
   STEPS="$(while IFS="|" read -r name command; do
@@ -91,7 +91,7 @@ mkdir -p "$OUT/tests"
 export CUBLAS_WORKSPACE_CONFIG=:4096:8  # deterministic cuBLAS, for compare_losses' whole trainings
 
 if [ "$INSTALL" = 1 ]; then
-  "$PYTHON" -m pip install --no-deps --no-build-isolation -e . || exit 2
+  "$PYTHON" -m pip install --no-deps --no-build-isolation -e . -e lab || exit 2
   missing=""
   for pair in $NEEDED; do
     "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${pair%%:*}') is None)" \
@@ -99,7 +99,7 @@ if [ "$INSTALL" = 1 ]; then
   done
   if [ -n "$missing" ]; then
     if [ -z "$WHEELS" ]; then
-      echo "gpu_check.sh: missing$missing; bring their wheels (scripts/gpu_check.sh --download-wheels DIR" \
+      echo "gpu_check.sh: missing$missing; bring their wheels (lab/scripts/gpu_check.sh --download-wheels DIR" \
            "on a machine with internet) and pass --wheels DIR" >&2
       exit 2
     fi

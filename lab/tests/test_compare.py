@@ -103,7 +103,7 @@ def test_benchmark_losses_script_writes_its_table(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "benchmark_losses.py"),
+            str(ROOT / "lab" / "scripts" / "benchmark_losses.py"),
             f"hydra.run.dir={tmp_path}",
             "sizes=[[64,10],[512,100]]",
             "repeats=3",

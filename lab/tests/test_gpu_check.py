@@ -11,7 +11,7 @@ import pytest
 import yaml
 from harness import ROOT
 
-SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+SCRIPT = ROOT / "lab" / "scripts" / "gpu_check.sh"
 
 
 def gpu_check(args: list[str], data_dir=None, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -44,7 +44,9 @@ def test_benchmark_script_writes_its_report_and_refuses_a_missing_checkpoint(tra
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads((tmp_path / "ok" / "handwriting.json").read_text())
+    results = json.loads((tmp_path / "ok" / "handwriting.json").read_text())[
+        "results"
+    ]  # published form: provenance too
     assert results["digits"] == 20 and set(results["variants"]) == set(VARIANTS)
     assert "| photo | 20 |" in (tmp_path / "ok" / "handwriting.md").read_text()
     missing = run_script(

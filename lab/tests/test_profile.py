@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import CONFIG_DIR
 from hydra import compose, initialize_config_dir
 
-from digits_lab import profile
+from digits_lab import CONFIG_DIR, profile
 
 
 def test_the_study_runs_both_paths_on_the_same_batches_and_writes_its_result(tmp_path, data_dir):
