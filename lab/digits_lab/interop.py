@@ -42,7 +42,9 @@ try:
     import optax
     import tensorflow as tf
 except ImportError as error:
-    raise InteropMissingError(f"the interop extra is not installed ({error}): pip install -e '.[interop]'") from error
+    raise InteropMissingError(
+        f"the lab's extra is not installed ({error}): make setup-lab, or pip install -e '.[lab]' -e lab"
+    ) from error
 
 # Under a script's Hydra logging, JAX's INFO line about absent TPU backends would reach the console.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)

@@ -89,7 +89,8 @@ def internals() -> dict[str, Any]:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
             raise PyTorchSuiteMissingError(
-                f"cannot import {module_name} ({error}): install the test extra, pip install -e '.[test]'"
+                f"cannot import {module_name} ({error}): install the lab's extra, "
+                "make setup-lab (pip install -e '.[lab]' -e lab)"
             ) from error
         finally:
             # common_utils freezes torch.backends' flags on import (torch.backends.disable_global_flags()), for

@@ -2,7 +2,7 @@
 proof's tolerances (tests/test_losses.py), the by-hand expressions where no mapping exists, the numbers
 where the same word means something else, and Keras's from_logits=False trap.
 
-Needs the interop extra; without it these tests skip, and under CI=true they fail (as the MNIST ones do).
+Needs the lab's extra (make setup-lab); without it these tests skip, and under CI=true they fail (as the MNIST ones do).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ INTEROP = ("tensorflow", "jax", "optax")
 def require_interop() -> None:
     missing = [name for name in INTEROP if importlib.util.find_spec(name) is None]
     if missing:
-        message = f"the interop extra is not installed (missing {', '.join(missing)}): pip install -e '.[interop]'"
+        message = f"the lab's extra is not installed (missing {', '.join(missing)}): make setup-lab"
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs the extra: a skip there would hide a missing install
         pytest.skip(message)
