@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import platform
 import re
 import sys
@@ -202,13 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    parser.add_argument("--results", help="where the dated copy goes (default $DIGITS_RESULTS_DIR, else docs/results)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="publish a dated copy there (docs/results: the front page's fast_gpu row); default: none",
+    )
     args = parser.parse_args(argv)
     results = collect(args.out, args.device)
     write_json(args.out / "gpu_check.json", results)
     (args.out / "gpu_check.md").write_text(markdown(results))
-    if args.device == "cuda":  # a dated copy for the docs (the front page's fast_gpu row comes from the newest)
-        publish(results, Path(args.results or os.environ.get("DIGITS_RESULTS_DIR") or "docs/results"))
+    if args.device == "cuda" and args.results:  # publishing is explicit: the front page's fast_gpu row is the newest
+        publish(results, args.results)
     for problem in results["problems"]:
         print(f"gpu_check: {problem}", file=sys.stderr)
     return 1 if results["problems"] else 0
