@@ -115,7 +115,7 @@ def test_benchmark_losses_script_writes_its_table(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads((tmp_path / "benchmark_losses.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "benchmark_losses.json").read_text())["results"]["rows"]  # the result file
     assert len(rows) == 2 * 4
     big = {row["implementation"]: row for row in rows if row["classes"] == 100}
     assert big["cross_entropy"]["time_vs_cross_entropy"] == 1.0
