@@ -96,6 +96,20 @@ def pytest_unconfigure(config) -> None:
         )
 
 
+# A run of two training steps and one validation batch, with no logger, callbacks, test or MD5 check (the data
+# tests check the files): what a test needs to see a configuration train at all, in about a second.
+TINY_RUN = [
+    "logger=none",
+    "callbacks=none",
+    "test=false",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+    "data.verify=false",
+]
+
 # Small, quiet runs: no rich widgets, a few batches.
 QUIET = [
     "trainer.enable_progress_bar=false",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from harness import CONFIG_DIR, compose_train
+from harness import CONFIG_DIR, TINY_RUN, compose_train
 
 from digits.errors import DigitsError
 from digits.sigmoid import SigmoidLoss
@@ -18,18 +18,7 @@ LOSSES = sorted(path.stem for path in (CONFIG_DIR / "loss").glob("*.yaml"))
 # (recipe, loss) pairs refused on purpose, with the refusal's message: none today, every pair trains
 # (experiment=fast's label smoothing works with loss=sigmoid too: digits.sigmoid).
 REFUSED: dict[tuple[str | None, str], str] = {}
-TINY = [
-    "logger=none",
-    "callbacks=none",
-    "test=false",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.check_val_every_n_epoch=1",
-    "trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "data.verify=false",  # the MD5s are checked by the data tests; here they would be 18 x the same work
-]
+TINY = [*TINY_RUN, "trainer.check_val_every_n_epoch=1"]  # a recipe may validate less often
 
 
 def on_this_machine(recipe: str | None) -> list[str]:

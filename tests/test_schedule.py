@@ -10,23 +10,13 @@ import logging
 import pytest
 import torch
 import yaml
-from harness import CONFIG_DIR, compose_train
+from harness import CONFIG_DIR, TINY_RUN, compose_train
 
 from digits.config import ConfigError
 from digits.schedule import describe
 from digits.train import train
 
-TINY = [
-    "logger=none",
-    "callbacks=none",
-    "test=false",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "data.verify=false",
-]
+TINY = TINY_RUN
 SGD = ["optimizer=sgd", "optimizer.lr=0.05", "optimizer.momentum=0.9"]
 
 

@@ -757,8 +757,8 @@ def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
     if cfg.paths.results_dir is None:
         files = []
         log(f"not published (paths.results_dir=null): the result files are in {staged}")
-    results_dir = Path(cfg.paths.results_dir or staged)
     for path in files:
+        results_dir = Path(cfg.paths.results_dir)
         results_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, results_dir / path.name)
         log(f"published: {results_dir / path.name}")
