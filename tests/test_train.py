@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from harness import CONFIG_DIR, QUIET, compose_train, run_script, start_script
+from harness import CONFIG_DIR, QUIET, compose_train, run_in_process, run_script, start_script
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
@@ -51,6 +51,13 @@ def test_each_loss_choice_trains_with_a_falling_loss(loss, batches, tmp_path, da
         losses.append(value.item())
     assert losses[0] > 1.8  # about log(10) = 2.30 for an untrained net
     assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
+
+
+def test_a_short_real_training_reaches_its_accuracy(trained_run):
+    """The shared short training (harness.trained_run: 60 steps of the default recipe, 15,360 images, a
+    quarter of an epoch) already reads the whole test set at 95 % or more (measured: 97 %)."""
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["steps"] == 60 and metrics["test/acc"] >= 0.95, metrics
 
 
 def test_train_task_in_process_writes_metrics_and_a_safe_checkpoint(tmp_path, data_dir):
@@ -94,6 +101,8 @@ def test_same_seed_gives_the_same_run(tmp_path, data_dir):
         "callbacks=none",
         "trainer.enable_progress_bar=false",
         "trainer.deterministic=true",
+        "trainer.limit_train_batches=5",
+        "trainer.limit_test_batches=1",
         "seed=3",
     ]
     a, _ = train(compose_train(overrides, tmp_path / "a", data_dir))
@@ -139,22 +148,6 @@ def test_cuda_graphs_on_the_cpu_are_refused_before_any_data_is_loaded(tmp_path):
     ):
         train(cfg)
     assert not (tmp_path / "no-data").exists()
-
-
-@pytest.mark.slow
-def test_a_compiled_run_trains_and_its_checkpoint_loads_as_an_eager_network(tmp_path, data_dir):
-    """compile=default on the CPU: the network's forward and backward run through torch.compile (Inductor), and
-    the checkpoint keeps the eager network's names, so Lightning's own load_from_checkpoint rebuilds it."""
-    overrides = ["debug=limit", "logger=none", "callbacks=minimal", "model.channels=[4,8]", *QUIET]
-    metrics, objects = train(compose_train([*overrides, "compile=default"], tmp_path / "compiled", data_dir))
-    net = objects["module"].net
-    assert net._compiled_call_impl is not None  # nn.Module.compile: the calls went through torch.compile
-    assert metrics.test_acc > 0.3 and metrics.steps > 0
-    loaded = DigitsModule.load_from_checkpoint(metrics.best_checkpoint)
-    assert loaded.net._compiled_call_impl is None
-    assert list(loaded.net.state_dict()) == list(net.state_dict())
-    images = torch.randn(4, 1, 28, 28)
-    torch.testing.assert_close(loaded.net.eval()(images), net.eval()(images), rtol=1e-4, atol=1e-4)
 
 
 def test_the_loss_options_are_checked_early_by_the_losses_own_rule(tmp_path):
@@ -316,33 +309,7 @@ def test_multirun_over_the_three_losses(tmp_path, data_dir):
     assert losses[0]["test/loss"] == pytest.approx(losses[2]["test/loss"], rel=1e-2)
 
 
-@pytest.mark.slow
-def test_default_configuration_reaches_99_percent(tmp_path, data_dir):
-    """The README's accuracy claim, on the run `make train` makes (seed 0, one of the table's seeds): the claim is
-    a three-seed mean of at least 99.3 % (the benchmark's recipes table); one run may land a seed's spread below
-    it, about a tenth of a point on this machine (the benchmark measured seeds 0-2 at 99.34-99.39 %)."""
-    cfg = compose_train(["logger=none", *QUIET], tmp_path, data_dir)
-    metrics, _ = train(cfg)
-    assert metrics.test_acc >= 0.992, metrics
-    assert metrics.steps == 3 * 215  # three epochs of 55,000 images in batches of 256: the recipe as configured
-
-
-@pytest.mark.slow
-def test_the_fast_experiment_reaches_its_bar(tmp_path, data_dir):
-    """experiment=fast's claim is a three-seed mean of at least 99.0 % (the benchmark's recipes table); one run
-    with its own seed may land a seed's spread below it, about a tenth of a point on this machine."""
-    cfg = compose_train(["experiment=fast", "logger=none", *QUIET], tmp_path, data_dir)
-    threads = torch.get_num_threads()
-    try:
-        metrics, _ = train(cfg)  # sets its threads=1 in this process
-    finally:
-        torch.set_num_threads(threads)
-    assert metrics.threads == 1
-    assert metrics.test_acc >= 0.989, metrics
-    assert metrics.steps == 430  # one epoch of 55,000 images in batches of 128: the recipe as configured
-
-
-def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
+def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir, monkeypatch):
     run_dir = tmp_path / "run"
     args = [
         f"hydra.run.dir={run_dir}",
@@ -372,14 +339,13 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir):
     assert 0 < stopped_step < 600
     assert not (run_dir / "metrics.json").read_text().count('"test/acc"')
     # as the stop's message says: resume= continues the folder (a ckpt_path= run may not write into it)
-    resumed = run_script("train.py", [f"resume={run_dir}"], data_dir, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_in_process("train.py", [f"resume={run_dir}"], monkeypatch) in (0, None)  # as the script runs it
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 600 and metrics["epochs"] == 2  # the stopped run's steps were not repeated
     assert metrics["test/acc"] > 0.85
 
 
-def test_more_bad_input_through_the_script(tmp_path, data_dir):
+def test_more_bad_input_through_the_script(tmp_path, data_dir, monkeypatch, capfd):
     """Exit codes and messages as a user sees them, for the cases not covered above."""
     unknown_key = run_script(
         "train.py", ["trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}"], data_dir, cwd=tmp_path
@@ -392,29 +358,24 @@ def test_more_bad_input_through_the_script(tmp_path, data_dir):
     assert "there is no key or config group 'optimiser'; did you mean 'optimizer'?" in stray.stderr
     assert not (tmp_path / "a").exists()  # refused before Hydra made a run folder
 
-    nan = run_script(
-        "train.py",
-        [
-            "debug=limit",
-            "logger=none",
-            "loss=manual_naive",
-            "optimizer.lr=1e6",
-            "scheduler=none",
-            f"hydra.run.dir={tmp_path / 'b'}",
-            *QUIET,
-        ],
-        data_dir,
-        cwd=tmp_path,
-    )
-    assert nan.returncode == 2
-    assert "NonFiniteLossError: training loss is nan at step" in nan.stdout + nan.stderr
+    # the rest in this process, as the script runs them (exit codes and messages are the script's own)
+    nan = [
+        "debug=limit",
+        "logger=none",
+        "loss=manual_naive",
+        "optimizer.lr=1e6",
+        "scheduler=none",
+        f"hydra.run.dir={tmp_path / 'b'}",
+        *QUIET,
+    ]
+    assert run_in_process("train.py", nan, monkeypatch) == 2
+    assert "NonFiniteLossError: training loss is nan at step" in "".join(capfd.readouterr())
 
     taken = tmp_path / "taken"
     (taken / "checkpoints").mkdir(parents=True)
     (taken / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's")
-    refused = run_script("train.py", ["debug=limit", f"hydra.run.dir={taken}"], data_dir, cwd=tmp_path)
-    assert refused.returncode == 2
-    assert f"ConfigError: {taken} already holds a run (checkpoints)" in refused.stdout + refused.stderr
+    assert run_in_process("train.py", ["debug=limit", f"hydra.run.dir={taken}"], monkeypatch) == 2
+    assert f"ConfigError: {taken} already holds a run (checkpoints)" in "".join(capfd.readouterr())
     assert (taken / "checkpoints" / "last.ckpt").read_bytes() == b"an earlier run's"  # untouched
     assert sorted(p.name for p in taken.iterdir()) == ["checkpoints"]  # not even Hydra wrote there
 
