@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from digits.errors import DigitsError
+from digits.errors import DigitsError, one_line
 
 # Larger files or pictures are refused before they are decoded (a phone photo is 5-50 MB, 12-50 MP).
 MAX_FILE_BYTES = 64 * 2**20
@@ -160,8 +160,7 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise
         except Exception as error:  # Pillow's decoders raise OSError, ValueError, TypeError, NotImplementedError...
             raise ImageError(
-                f"{shown} is not an image that can be read: "
-                f"{type(error).__name__}: {printable(' '.join(str(error).split())[:200])}"
+                f"{shown} is not an image that can be read: {type(error).__name__}: {printable(one_line(error)[:200])}"
             ) from error
 
 

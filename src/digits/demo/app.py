@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import math
 import socket
 import tempfile
 import time
@@ -33,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from digits.config import ConfigError
+from digits.config import check, is_int, is_number
 from digits.data import standardize
 from digits.demo.lesson import LessonError, explain
 from digits.errors import DigitsError
@@ -307,31 +306,20 @@ def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
 
 def validate_demo_config(cfg: Any) -> None:
     """Each knob of configs/demo.yaml, checked before the checkpoint is loaded."""
-
-    def check(ok: bool, key: str, allowed: str) -> None:
-        if not ok:
-            raise ConfigError(f"{key}={cfg.get(key)!r} is not allowed: {allowed}")
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    def is_number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    check(isinstance(cfg.host, str) and bool(cfg.host), "host", "a host name or address, e.g. 127.0.0.1")
-    check(is_int(cfg.port) and 0 <= cfg.port <= 65535, "port", "an integer in [0, 65535] (0 picks a free port)")
-    check(is_int(cfg.threads) and cfg.threads >= 1, "threads", "an integer >= 1")
-    for key in ("max_upload_bytes", "max_pixels", "max_decodes", "max_connections"):
-        check(is_int(cfg[key]) and cfg[key] >= 1, key, "an integer >= 1")
-    for key in ("queue_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
-        check(is_number(cfg[key]) and 0 < cfg[key] <= 3600, key, "a number of seconds in (0, 3600]")
+    check(isinstance(cfg.host, str) and bool(cfg.host), "host", cfg.host, "a host name or address, e.g. 127.0.0.1")
     check(
-        isinstance(cfg.allowed_hosts, Sequence)
-        and not isinstance(cfg.allowed_hosts, str)
-        and all(isinstance(h, str) and h for h in cfg.allowed_hosts),
-        "allowed_hosts",
-        "a list of host names, e.g. [myhost.local]",
+        is_int(cfg.port) and 0 <= cfg.port <= 65535, "port", cfg.port, "an integer in [0, 65535] (0 picks a free port)"
     )
+    check(is_int(cfg.threads) and cfg.threads >= 1, "threads", cfg.threads, "an integer >= 1")
+    for key in ("max_upload_bytes", "max_pixels", "max_decodes", "max_connections"):
+        check(is_int(cfg[key]) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
+    for key in ("queue_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        # NaN and inf fail the range too
+        check(is_number(cfg[key]) and 0 < cfg[key] <= 3600, key, cfg[key], "a number of seconds in (0, 3600]")
+    hosts = cfg.allowed_hosts
+    is_list = isinstance(hosts, Sequence) and not isinstance(hosts, str)
+    ok = is_list and all(isinstance(h, str) and h for h in hosts)
+    check(ok, "allowed_hosts", hosts, "a list of host names, e.g. [myhost.local]")
 
 
 def open_socket(host: str, port: int) -> socket.socket:
