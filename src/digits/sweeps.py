@@ -1,21 +1,10 @@
 """Sweeps: what ``digits-train -m`` returns to a hyperparameter sweeper, and the table of a search.
 
-The objective, ``score``:
-
     score = val/acc_best - penalty * max(0, fit_cpu_seconds / budget_seconds - 1)
 
-Validation accuracy only: the test set must never choose a recipe (a search would overfit it).
-The cost is the fit's CPU time (``time.process_time()`` of the process, all its threads), not its
-wall-clock time: on a shared machine the wall time of one and the same run moves by 30-50 % with
-the other tenants' load, while CPU time counts only the cycles the run itself used. With
-``threads: 1`` (as ``hparams_search=fast_cpu`` sets) it is the one-thread fitting time, and the
-ranking carries over to two threads as long as the recipes parallelise alike.
-``budget_seconds: null`` (the default) returns the validation accuracy alone.
-
-The table, ``trials``/``write``: each trial's sampled values, validation accuracy, CPU seconds and
-score, best first, as ``trials.md`` and ``trials.json`` in the sweep folder; written by a Hydra callback
-at the end of ``digits-train -m hparams_search=...``, or for any sweep folder (also one whose search was
-stopped early) with ``python -m digits.sweeps <folder>``.
+Validation accuracy only: the test set must never choose a recipe. The cost is the fit's CPU time, not
+its wall time, which moves by 30-50 % with the other tenants' load on a shared machine. The table
+(``trials.md``, ``trials.json``) is written at the end of a search, or by ``python -m digits.sweeps <folder>``.
 """
 
 from __future__ import annotations
