@@ -27,10 +27,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def provenance() -> dict[str, Any]:
-    """Where and when a result was measured: UTC date, machine, load, versions and the commit.
-
-    Seeded results move with the thread count and the CPU's summation order, and times move with the
-    load, so every result file carries these next to its numbers."""
+    """Where and when a result was measured (UTC date, machine, load, versions, commit): seeded results move
+    with the thread count and the CPU, times with the load."""
     import os
     import platform
     import subprocess
@@ -91,8 +89,8 @@ def provenance_line(info: dict[str, Any]) -> str:
 
 
 def write_result(results_dir: str | Path, name: str, title: str, data: dict[str, Any], markdown: str) -> Path:
-    """``<results_dir>/<name>.json`` (``provenance()`` plus ``data``) and ``<name>.md`` (a title, the
-    provenance line, then ``markdown`` made from the same data): the only place docs take numbers from."""
+    """``<name>.json`` (``provenance()`` plus ``data``) and ``<name>.md`` (title, provenance line, ``markdown``)
+    in ``results_dir``: the only place docs take numbers from."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     info = provenance()

@@ -1,9 +1,6 @@
-"""The drawing demo: a small Starlette app serving one static page and one JSON endpoint.
-
-The browser sends the picture (the drawing as a PNG, or the user's uploaded file) and the lesson's
-settings; the server preprocesses it exactly like ``evaluate.py predict=`` (``digits.handwriting``),
-runs the network and returns every number the page shows (``digits.demo.lesson.explain``). The page's
-JavaScript only draws and displays.
+"""The drawing demo: a small Starlette app serving one static page and one JSON endpoint. The server
+preprocesses the picture like ``evaluate.py predict=`` and returns every number the page shows
+(``digits.demo.lesson.explain``); the page's JavaScript only draws and displays.
 """
 
 from __future__ import annotations
@@ -125,8 +122,8 @@ class Demo:
         return result
 
     def warm_up(self) -> None:
-        """One picture through the whole path before the URL is printed: the first request's
-        one-off costs (lazy initialisation in torch and PIL) are not the user's first stroke's."""
+        """One picture through the whole path before the URL is printed, so the first stroke does not pay
+        torch's and PIL's lazy initialisation."""
         from PIL import Image, ImageDraw
 
         image = Image.new("L", (280, 280), 255)
@@ -151,12 +148,9 @@ def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body, refused when it passes ``limit`` bytes (never held beyond it), or when it
-    has not arrived whole within ``timeout`` seconds (a slow upload would hold its connection forever).
-
-    A body somewhat over the limit is read to its end and dropped before the refusal: a client that is
-    still sending when the server answers and closes gets a broken pipe instead of the message. One over
-    ``DRAIN_FACTOR`` times the limit is refused at once."""
+    """The request body, refused past ``limit`` bytes (never held beyond it) or ``timeout`` seconds. A body
+    up to ``DRAIN_FACTOR`` times the limit is read to its end first: a client still sending when the server
+    answers and closes would get a broken pipe instead of the message."""
     too_large = UploadTooLargeError(
         f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
         "the config value max_upload_bytes): send a smaller PNG or JPEG"
@@ -184,10 +178,8 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 
 class LocalOnly:
-    """Answers only requests addressed to this server by a name it listens on, and refuses POSTs
-    from pages of other origins (as Jupyter does). A page on another site can make its own host
-    name resolve to 127.0.0.1 (DNS rebinding) and then talk to this server as if it were its own;
-    its requests still carry its host name in ``Host``, and a cross-origin POST carries ``Origin``."""
+    """Answers only requests whose ``Host`` is a name it listens on, and refuses cross-origin POSTs (as
+    Jupyter does): a page on another site can make its host name resolve to 127.0.0.1 (DNS rebinding)."""
 
     def __init__(self, app: ASGIApp, hosts: set[str]) -> None:
         self.app, self.hosts = app, {host.lower() for host in hosts}
@@ -219,10 +211,8 @@ def host_names(sock: socket.socket, allowed: tuple[str, ...]) -> set[str]:
 
 
 class RequestsInFlight:
-    """At most ``limit`` requests served at once (the config value max_connections); one more is answered
-    503 at once. It counts requests, not sockets: uvicorn's own ``limit_concurrency`` counts open
-    connections, so 40 silent sockets (each closed only after header_timeout_s) or a burst of idle
-    keep-alive connections turned every legitimate request away."""
+    """At most ``limit`` requests served at once; one more is answered 503. It counts requests, not sockets:
+    uvicorn's ``limit_concurrency`` counts connections, so idle sockets turned every real request away."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit, self.active = app, limit, 0
@@ -344,9 +334,8 @@ def url_of(sock: socket.socket) -> str:
 
 
 class HeadDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's head. uvicorn closes a keep-alive
-    connection idle after a response, but not one that opens and sends nothing, nor one that sends
-    its headers a byte at a time (each byte restarts nothing: there is no timer to restart)."""
+    """uvicorn's h11 protocol with a deadline for each request's head: uvicorn closes an idle keep-alive
+    connection, but not one that sends nothing, or its headers a byte at a time."""
 
     head_timeout_s = 10.0  # set per server by ``serve``
     _head_deadline: asyncio.TimerHandle | None = None
@@ -384,8 +373,7 @@ def serve(demo: Demo, sock: socket.socket, cfg: Any) -> None:
 
 
 def server_config(app: ASGIApp, limits: Limits) -> Any:
-    """uvicorn's settings: the header deadline, keep-alive, and no ``limit_concurrency`` (it counts sockets;
-    the app's RequestsInFlight counts requests)."""
+    """uvicorn's settings: the header deadline and keep-alive; no ``limit_concurrency`` (RequestsInFlight)."""
     import uvicorn
 
     protocol = type("Protocol", (HeadDeadlineProtocol,), {"head_timeout_s": limits.header_timeout_s})

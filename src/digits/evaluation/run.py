@@ -1,9 +1,5 @@
 """One evaluation, as ``scripts/evaluate.py`` runs it: the checkpoint's logits on a split -> metrics.json,
-report.md, the figures and TensorBoard; or, with ``predict_path``, the user's own pictures.
-
-The files of one evaluation are one set (``digits.writing.output_set``): written together, moved into
-the run folder together, ``metrics.json`` (or ``predictions.json``) last, so a kill never leaves a
-report beside figures or metrics of another evaluation, nor a half-written file."""
+report.md, the figures and TensorBoard, or the user's own pictures; the files are one ``output_set``."""
 
 from __future__ import annotations
 
