@@ -10,12 +10,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.f
 
 
 def make_inputs(
-    kind: str,
-    shape: tuple[int, ...],
-    weighted: bool,
-    seed: int,
-    scale: float = 3.0,
-    ignore_index: int = -100,
+    kind: str, shape: tuple[int, ...], weighted: bool, seed: int, scale: float = 3.0, ignore_index: int = -100
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """float64 logits of ``shape``, targets of ``kind`` ("index"; "ignore": 30 % of them ``ignore_index``;
     "probabilities") and a weight, on the CPU, from one seeded generator; callers cast and move them."""

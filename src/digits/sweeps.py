@@ -90,10 +90,7 @@ def main(argv: list[str]) -> int:
     """``python -m digits.sweeps <sweep folder>``: print the table (exit 0), or say why not (exit 2)."""
     if len(argv) != 1 or not Path(argv[0]).is_dir():
         given = f"{argv[0]} is not a folder" if argv else "no folder given"
-        print(
-            f"{given}: give a sweep folder, e.g. python -m digits.sweeps outputs/multirun/<time>",
-            file=sys.stderr,
-        )
+        print(f"{given}: give a sweep folder, e.g. python -m digits.sweeps outputs/multirun/<time>", file=sys.stderr)
         return 2
     print(write(argv[0]))
     return 0
