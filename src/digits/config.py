@@ -123,8 +123,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     # seed_everything turns 3.5 into 3, and a seed outside numpy's range into 0 with only a warning
     check(is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in [0, 2**32)")
     check_threads(cfg.get("threads"))
-    precision = cfg.get("matmul_precision")
-    # torch only warns about an unknown value and keeps its setting
+    precision = cfg.get("matmul_precision")  # torch only warns about an unknown value and keeps its setting
     check(
         precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"
     )
@@ -136,27 +135,19 @@ def validate_train_config(cfg: DictConfig) -> None:
     # our own sampler (digits.data.EpochBatchSampler) cuts the batches; torch never sees these sizes
     for key in ("batch_size", "eval_batch_size"):
         check(is_int(data[key]) and data[key] >= 1, f"data.{key}", data[key], "an integer >= 1")
-    check(
-        is_int(data.val_size) and 1 <= data.val_size < 60_000,
-        "data.val_size",
-        data.val_size,
-        "an integer in [1, 59999] (validation images taken from the 60,000 training images)",
-    )
+    allowed = "an integer in [1, 59999] (validation images taken from the 60,000 training images)"
+    check(is_int(data.val_size) and 1 <= data.val_size < 60_000, "data.val_size", data.val_size, allowed)
 
     # torchvision takes any angle or shift; beyond these a digit stops looking like its label
     augment = data.get("augment") or {}
+    limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
     for key, value in augment.items():
-        limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
         check(key in limits, f"data.augment.{key}", value, f"one of the keys {', '.join(limits)}")
         if key == "enabled":
             check(isinstance(value, bool), "data.augment.enabled", value, "true or false")
         else:
-            check(
-                is_number(value) and 0 <= value <= limits[key],
-                f"data.augment.{key}",
-                value,
-                f"a number in [0, {limits[key]}]",
-            )
+            high = limits[key]
+            check(is_number(value) and 0 <= value <= high, f"data.augment.{key}", value, f"a number in [0, {high}]")
 
     import torch  # here, not at the top: the command-line checks run before torch is imported
 
@@ -174,12 +165,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
 
     loss = cfg.loss
-    check(
-        loss.get("reduction", "mean") == "mean",
-        "loss.reduction",
-        loss.get("reduction"),
-        "'mean' for training (none/sum are for the loss functions themselves)",
-    )
+    allowed = "'mean' for training (none/sum are for the loss functions themselves)"
+    check(loss.get("reduction", "mean") == "mean", "loss.reduction", loss.get("reduction"), allowed)
     from digits.losses import LossArgumentError, check_options  # the loss's own rules, kept in losses.py
 
     try:
@@ -188,12 +175,8 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"loss: {error}") from error
     weight = loss.get("weight")
     if weight is not None:
-        check(
-            len(weight) == cfg.model.get("num_classes", 10) and all(is_number(w) and w >= 0 for w in weight),
-            "loss.weight",
-            list(weight),
-            "null or one non-negative number per class",
-        )
+        ok = len(weight) == cfg.model.get("num_classes", 10) and all(is_number(w) and w >= 0 for w in weight)
+        check(ok, "loss.weight", list(weight), "null or one non-negative number per class")
     check_loss(loss)
 
     lr = cfg.optimizer.get("lr")
@@ -205,29 +188,17 @@ def validate_train_config(cfg: DictConfig) -> None:
 
     trainer = cfg.trainer
     # Lightning takes -1 (train forever); the schedule is fitted to a finite run
-    check(
-        is_int(trainer.max_epochs) and trainer.max_epochs >= 1,
-        "trainer.max_epochs",
-        trainer.max_epochs,
-        "an integer >= 1",
-    )
-    # Lightning takes any value and treats it as true or false
-    check(
-        isinstance(trainer.deterministic, bool) or trainer.deterministic == "warn",
-        "trainer.deterministic",
-        trainer.deterministic,
-        "true, false or warn",
-    )
+    epochs = trainer.max_epochs
+    check(is_int(epochs) and epochs >= 1, "trainer.max_epochs", epochs, "an integer >= 1")
+    deterministic = trainer.deterministic  # Lightning takes any value and treats it as true or false
+    ok = isinstance(deterministic, bool) or deterministic == "warn"
+    check(ok, "trainer.deterministic", deterministic, "true, false or warn")
     check_trainer(trainer)
 
     objective = cfg.get("objective") or {}
     budget = objective.get("budget_seconds")
-    check(
-        budget is None or (is_number(budget) and budget > 0),
-        "objective.budget_seconds",
-        budget,
-        "null or a number of CPU seconds > 0",
-    )
+    ok = budget is None or (is_number(budget) and budget > 0)
+    check(ok, "objective.budget_seconds", budget, "null or a number of CPU seconds > 0")
     penalty = objective.get("penalty", 0.0)
     check(is_number(penalty) and penalty >= 0, "objective.penalty", penalty, "a number >= 0")
 
