@@ -306,12 +306,7 @@ class MNISTDataModule(L.LightningDataModule):
             self.val_set = TensorBatches(normalize(images[val]).to(self.device), labels[val].to(self.device))
             rank, world_size = self._rank()
             self.train_sampler = EpochBatchSampler(
-                len(self.train_set),
-                self.batch_size,
-                shuffle=True,
-                seed=self.shuffle_seed,
-                rank=rank,
-                world_size=world_size,
+                len(self.train_set), self.batch_size, seed=self.shuffle_seed, rank=rank, world_size=world_size
             )
             if self._sampler_state is not None:
                 self.train_sampler.load_state_dict(self._sampler_state)

@@ -237,12 +237,7 @@ class _CrossEntropyBase(nn.Module):
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
     def _options(self) -> dict:
-        return dict(
-            weight=self.weight,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-        )
+        return {name: getattr(self, name) for name in ("weight", "ignore_index", "reduction", "label_smoothing")}
 
 
 class LogSoftmaxNLLLoss(_CrossEntropyBase):

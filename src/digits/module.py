@@ -121,30 +121,27 @@ def check_weights(module: nn.Module, state_dict: Any, source: str | Path, hint: 
 def check_optimizer_state(module: nn.Module, checkpoint: dict[str, Any], source: str | Path) -> None:
     """A checkpoint's optimizer state fits this network's parameters (each tensor of its parameter's shape, or
     a scalar), checked before anything is written: torch would fail at the first step, mid-run."""
-    parameters = list(module.parameters())
-    states = checkpoint.get("optimizer_states") or []
-    problem = None if isinstance(states, list) else f"optimizer_states is a {type(states).__name__}"
-    for number, optimizer in enumerate(states if problem is None else []):
+    problem = _optimizer_state_problem(list(module.parameters()), checkpoint.get("optimizer_states") or [])
+    if problem:
+        raise CheckpointError(f"{source}: its optimizer state does not fit the network: {problem}")
+
+
+def _optimizer_state_problem(parameters: list[Tensor], states: Any) -> str | None:
+    if not isinstance(states, list):
+        return f"optimizer_states is a {type(states).__name__}"
+    for number, optimizer in enumerate(states):
         entries = optimizer.get("state") if isinstance(optimizer, dict) else None
         if not isinstance(entries, dict):
-            problem = f"optimizer_states[{number}] holds no 'state' dict"
-            break
+            return f"optimizer_states[{number}] holds no 'state' dict"
         for index, state in entries.items():
             if not (isinstance(index, int) and 0 <= index < len(parameters) and isinstance(state, dict)):
-                problem = f"optimizer_states[{number}] has an entry {str(index)[:40]!r} for no parameter of the network"
-                break
+                return f"optimizer_states[{number}] has an entry {str(index)[:40]!r} for no parameter of the network"
             shape = parameters[index].shape
             wrong = [n for n, v in state.items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape != shape]
             if wrong:
-                problem = (
-                    f"optimizer_states[{number}] entry {index}: {wrong[0]} is not of the parameter's shape "
-                    f"{list(parameters[index].shape)}"
-                )
-                break
-        if problem:
-            break
-    if problem:
-        raise CheckpointError(f"{source}: its optimizer state does not fit the network: {problem}")
+                where = f"optimizer_states[{number}] entry {index}"
+                return f"{where}: {wrong[0]} is not of the parameter's shape {list(shape)}"
+    return None
 
 
 def _check_resume_state(state: Any, source: str | Path) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from digits.writing import write_json
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
@@ -20,10 +21,6 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
 
 
 def provenance() -> dict[str, Any]:

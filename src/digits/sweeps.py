@@ -17,8 +17,9 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from digits.report import markdown_table, write_json
+from digits.report import markdown_table
 from digits.run_metrics import RunMetrics
+from digits.writing import write_json
 
 
 def score(metrics: RunMetrics, budget_seconds: float | None, penalty: float) -> float:
@@ -41,19 +42,14 @@ def trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
         config = yaml.safe_load((folder / "config.yaml").read_text())
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()))
         objective = config.get("objective") or {}
-        found.append(
-            (
-                folder.name,
-                overrides,
-                {
-                    "val_acc": metrics.val_acc_best,
-                    "fit_cpu_s": metrics.fit_cpu_seconds,
-                    "fit_wall_s": metrics.fit_seconds,
-                    "steps": metrics.steps,
-                    "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
-                },
-            )
-        )
+        numbers = {
+            "val_acc": metrics.val_acc_best,
+            "fit_cpu_s": metrics.fit_cpu_seconds,
+            "fit_wall_s": metrics.fit_seconds,
+            "steps": metrics.steps,
+            "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
+        }
+        found.append((folder.name, overrides, numbers))
     keys = sorted({key for _, overrides, _ in found for key in overrides})
     varying = [key for key in keys if len({overrides.get(key) for _, overrides, _ in found}) > 1]
     rows = [

@@ -29,17 +29,11 @@ WAIT_POLICIES = {
 }
 
 
-def check_thread_policy(cfg: Any) -> None:
-    """One line naming the key, its value and what is allowed."""
+def set_wait_policy(cfg: Any) -> None:
+    """Check both keys and put ``omp_wait`` into the environment, before torch is imported."""
     check_threads(cfg.get("threads"))
     wait = cfg.get("omp_wait")
     check(wait is None or wait in WAIT_POLICIES, "omp_wait", wait, "null, passive, brief or active")
-
-
-def set_wait_policy(cfg: Any) -> None:
-    """Check both keys and put ``omp_wait`` into the environment, before torch is imported."""
-    check_thread_policy(cfg)
-    wait = cfg.get("omp_wait")
     if wait is None:
         return
     values = WAIT_POLICIES[wait]

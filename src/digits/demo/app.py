@@ -271,14 +271,8 @@ def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
             )
         except Exception as error:  # a bug: keep the traceback in the server's log, not on the page
             log.exception("demo: unexpected error on a request")
-            return JSONResponse(
-                {
-                    "error": f"the server failed on this input ({type(error).__name__}); "
-                    "the traceback is in the demo's log",
-                    "kind": "internal",
-                },
-                status_code=500,
-            )
+            failed = f"the server failed on this input ({type(error).__name__}); the traceback is in the demo's log"
+            return JSONResponse({"error": failed, "kind": "internal"}, status_code=500)
         return JSONResponse(result)
 
     app = Starlette(

@@ -34,17 +34,13 @@ def run_evaluation(
     if predict_path:
         predictions, notes, pictures = predict(module, Path(predict_path))
         with output_set(output_dir, last="predictions.json") as staging:
-            save_contact_sheet(
-                pictures,
-                [
-                    f"{printable(Path(p['file']).name)}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
-                    for p in predictions
-                ],
-                staging / CONTACT_SHEET,
-            )
-            write_json(
-                staging / "predictions.json", {"checkpoint": str(path), "notes": notes, "predictions": predictions}
-            )
+            titles = [
+                f"{printable(Path(p['file']).name)}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
+                for p in predictions
+            ]
+            save_contact_sheet(pictures, titles, staging / CONTACT_SHEET)
+            saved = {"checkpoint": str(path), "notes": notes, "predictions": predictions}
+            write_json(staging / "predictions.json", saved)
         return {
             "checkpoint": str(path),
             "predictions": predictions,
