@@ -62,9 +62,7 @@ class TargetWeights:
         kept = ~self.ignored
         return self.weight[self.index[kept]].sum() if self.weight is not None else kept.sum()
 
-    # ----------------------------------------------------------------------------------------------
     # The loss: -sum_c a_ic * log_probs_ic.
-
     def loss(self, log_probs: Tensor) -> Tensor:
         """Each position's loss (the index shape)."""
         dim = self.class_dim
@@ -105,9 +103,7 @@ class TargetWeights:
         """Per-position ``values`` with 0 on ignored positions (and 0 * NaN stays 0 there)."""
         return values if self.ignored is None else values.masked_fill(self.ignored, 0.0)
 
-    # ----------------------------------------------------------------------------------------------
     # The derivatives, on flat (M, C) log-probabilities.
-
     def logits_gradient(self, log_probs: Tensor, scale: Tensor, in_place: bool) -> Tensor:
         """scale_i * (softmax(x_i) * sum_c a_ic - a_i); ``in_place`` reuses the log-probabilities' buffer."""
         n_classes = self.n_classes

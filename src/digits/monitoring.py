@@ -36,11 +36,8 @@ class ValidationImages(Callback):
         self._wrong: list[tuple[Tensor, int, int, float]] = []
 
     def _active(self, trainer) -> bool:
-        return (
-            not trainer.sanity_checking
-            and _tensorboard(trainer) is not None
-            and trainer.current_epoch % self.every_n_epochs == 0
-        )
+        epoch_due = trainer.current_epoch % self.every_n_epochs == 0
+        return not trainer.sanity_checking and _tensorboard(trainer) is not None and epoch_due
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.confusion = self.confusion.to(pl_module.device)

@@ -80,10 +80,8 @@ def _train(cfg: DictConfig, clock: RunClock, output_dir: Path, is_rank_zero: boo
     if is_rank_zero:
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    callbacks, loggers = (
-        configured_callbacks(cfg),
-        [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None],
-    )
+    callbacks = configured_callbacks(cfg)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # logger=none: nothing to write the learning rate to (LearningRateMonitor refuses)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     stopper = StopOnCtrlC(output_dir / "checkpoints")
