@@ -3,8 +3,7 @@
 import sys
 import types
 
-# TensorBoard's event writer (torch's SummaryWriter, Lightning's logger) imports TensorFlow whenever it is
-# installed (the `interop` extra): seconds of start-up, and a segmentation fault when torch's triton loads
-# after it. TensorBoard's own switch, an importable ``tensorboard.compat.notf``, makes it use its
-# TensorFlow-free stub, which is all an event writer needs.
+# TensorBoard's event writer imports TensorFlow whenever it is installed: seconds of start-up, and a
+# segmentation fault when torch's triton loads after it. An importable ``tensorboard.compat.notf`` (its own
+# switch) makes it use its TensorFlow-free stub, which is all an event writer needs.
 sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))

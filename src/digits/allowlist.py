@@ -1,17 +1,7 @@
-"""What a checkpoint or a run folder may ask this project to build: the classes its config groups
-offer, named exactly, with plain data as their arguments. Checked before anything is instantiated.
-
-A checkpoint's hyperparameters and a run's ``config.yaml`` are handed to Hydra's ``instantiate``,
-which calls whatever ``_target_`` names, at any depth (``builtins.open``, ``pathlib.Path`` nested in
-an argument), honours ``_partial_``/``_args_``, and resolves ``${...}`` interpolations first
-(``${oc.env:...}`` reads the environment). So a file from elsewhere is only
-instantiated when every ``_target_`` is one of the classes the packaged ``configs/<group>/*.yaml`` name,
-in the place its config group puts it, no other Hydra key appears anywhere, and every value is plain
-data (None, bool, int, float, str without ``${``, lists and dicts of them, nested at most
-``MAX_DEPTH`` deep).
-
-The classes are read from ``configs/`` itself (beside ``src/``): adding a model, loss, optimizer,
-scheduler, callback or logger is its class and one YAML file, and no list here changes.
+"""What a checkpoint or a run folder may ask this project to build, checked before anything is instantiated:
+Hydra's ``instantiate`` calls whatever ``_target_`` names at any depth and resolves ``${...}`` first, so a
+file from elsewhere may name only the classes ``configs/<group>/*.yaml`` offer, in their group's place, with
+plain data (no other Hydra key, no interpolation, at most ``MAX_DEPTH`` deep) as their arguments.
 """
 
 from __future__ import annotations
@@ -25,9 +15,7 @@ import yaml
 from digits.configs import CONFIG_DIR
 from digits.errors import DigitsError
 
-# The config groups DigitsModule instantiates (its hyperparameters), and what else a run's whole config
-# (config.yaml, a checkpoint's run_config) instantiates on resume=. "callbacks" and "logger" hold one
-# named entry per callback / logger; trainer.plugins is a list of entries.
+# The config groups DigitsModule instantiates, and what else a run's whole config instantiates on resume=.
 MODULE_GROUPS = ("model", "loss", "optimizer", "scheduler")
 RUN_GROUPS = (*MODULE_GROUPS, "data", "trainer", "callbacks", "logger")
 GROUPS_OF_ENTRIES = ("callbacks", "logger")
@@ -37,9 +25,8 @@ MAX_DEPTH = 64
 
 @functools.cache
 def offered_targets(config_dir: Path = CONFIG_DIR) -> dict[str, frozenset[str]]:
-    """Each group's ``_target_``s as its YAML files name them, plus ``"plugins"``: the entries of
-    ``trainer.plugins`` the trainer files list. A missing group folder is an incomplete install, said as such
-    (not as every checkpoint being unsafe)."""
+    """Each group's ``_target_``s as its YAML files name them, plus ``"plugins"`` (``trainer.plugins``' entries).
+    A missing group folder is an incomplete install, said as such."""
     offered: dict[str, set[str]] = {group: set() for group in (*RUN_GROUPS, "plugins")}
     for group in RUN_GROUPS:
         if not (config_dir / group).is_dir():
@@ -64,13 +51,11 @@ class ConfigsNotFoundError(DigitsError, FileNotFoundError):
 
 
 class UnsafeConfigError(DigitsError, ValueError):
-    """A checkpoint's hyperparameters or a run's config.yaml ask for something this project's config
-    groups do not offer (or for anything but plain data)."""
+    """A checkpoint or a run's config.yaml asks for something the config groups do not offer."""
 
 
 def _is_special(key: str) -> bool:
-    """Hydra's keys (``_target_``, ``_partial_``, ``_args_``, ``_recursive_``, ``_convert_``, and any
-    it may add) all look like ``_name_``; refusing the pattern refuses the ones not invented yet."""
+    """Hydra's keys all look like ``_name_``: refusing the pattern refuses the ones not invented yet."""
     return len(key) > 2 and key.startswith("_") and key.endswith("_")
 
 
@@ -116,8 +101,8 @@ def _check_plain(
 
 
 def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
-    """A whole run config (``config.yaml``, a checkpoint's ``run_config``) as plain Python data:
-    each group's ``_target_`` one of its classes, nothing else special, plain values only."""
+    """A whole run config (``config.yaml``, a checkpoint's ``run_config``): each group's ``_target_`` one of
+    its classes, plain values only."""
     prefix = f"{where}." if where else ""
     offered = offered_targets()
     if not isinstance(config, dict):
@@ -142,9 +127,8 @@ def check_run_config(config: Any, source: str | Path, where: str = "") -> None:
 
 
 def check_hyperparameters(hparams: Any, source: str | Path, keys: tuple[str, ...]) -> None:
-    """A checkpoint's ``hyper_parameters``, checked before DigitsModule (or anything) is built from them.
-    ``keys``: the only ones it may have, DigitsModule's constructor arguments (``DigitsModule.hyperparameter_keys``;
-    passed in, so that this module needs nothing from digits.module)."""
+    """A checkpoint's ``hyper_parameters``, before anything is built from them; ``keys``: the only ones it may
+    have (``DigitsModule.hyperparameter_keys``, passed in so that this module needs nothing of digits.module)."""
     if not isinstance(hparams, dict):
         _check_plain(hparams, "hyper_parameters", str(source))
         raise UnsafeConfigError(f"{source}: hyper_parameters is not a dict of config sections")

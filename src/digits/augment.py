@@ -1,11 +1,6 @@
-"""Mild training-time augmentation: small random rotations, shifts, scalings and stroke widths of
-whole batches of the preloaded (normalised) tensors, on their device, in a few tensor operations
-(``F.affine_grid`` + ``F.grid_sample`` for the geometry, a 2x2 max- or min-pool for the strokes)
-instead of a PIL round trip per image.
-
-The random draw of a batch is seeded by the seed and the batch's own indices, which are a function
-of (shuffle seed, epoch, position in the epoch, DDP rank): a resumed run and every DDP process see
-exactly the jitter an uninterrupted run would have.
+"""Mild training-time augmentation of whole batches on their device, in a few tensor operations instead of
+a PIL round trip per image. A batch's draw is seeded by the seed and its own indices, so a resumed run and
+every DDP process see exactly the jitter an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -38,10 +33,8 @@ def batch_generator(seed: int, indices: list[int] | Tensor) -> torch.Generator:
 
 
 def augment(images: Tensor, settings: Augmentation, generator: torch.Generator) -> Tensor:
-    """Randomly rotated, shifted, scaled and stroke-thickened/thinned copies of (N, 1, H, W) images.
-
-    Pixels brought in from outside the frame repeat the border (the background: the images are
-    normalised, so background is not 0)."""
+    """Randomly rotated, shifted, scaled and stroke-thickened/thinned copies of (N, 1, H, W) images; pixels
+    from outside the frame repeat the border (the normalised background is not 0)."""
     n = len(images)
     uniform = torch.rand(n, 5, generator=generator) * 2 - 1  # in [-1, 1)
     angle = uniform[:, 0] * math.radians(settings.degrees)

@@ -1,12 +1,6 @@
 """Checkpoints that survive crashes (atomic writes, a clean stop on Ctrl-C) and that are read without
 trusting them: ``read_checkpoint`` is the one way this project opens a checkpoint file, and
-``rebase_callback_state`` the rule for the paths a checkpoint's callbacks carry.
-
-Lightning's own writer saves to a temporary file in the system's temp directory and moves it into
-place; when that directory is on another disk the move is a copy, and a kill during the copy leaves
-a truncated ``last.ckpt``. ``AtomicCheckpointIO`` writes beside the target and renames over it, so
-the previous checkpoint stays whole until the new one is complete on disk.
-"""
+``rebase_callback_state`` the rule for the paths a checkpoint's callbacks carry."""
 
 from __future__ import annotations
 
@@ -22,25 +16,17 @@ from lightning.pytorch.callbacks import Callback
 
 from digits.allowlist import MAX_DEPTH, check_hyperparameters
 from digits.errors import DigitsError
-from digits.writing import WriteError
+from digits.writing import WriteError, fsync_directory
 
 
 class CheckpointError(DigitsError, RuntimeError):
     """A checkpoint cannot be written or read; the message says what is intact and what to do."""
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)  # makes the rename itself durable
-    finally:
-        os.close(descriptor)
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``.<name>.<pid>.tmp`` in the target's folder, fsync, then ``os.replace``:
-    a reader (or a resume after SIGKILL or power loss) sees the old file or the new one, never half
-    of one. A failed write (disk full, read-only folder) removes the temporary file and raises WriteError."""
+    """``torch.save`` to ``.<name>.<pid>.tmp`` beside the target, fsync, then ``os.replace``: a reader sees the
+    old file or the new one, never half of one. Lightning's writer moves a file from the system's temp
+    directory, which is a copy (and a truncated ``last.ckpt`` after a kill) when that is on another disk."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
@@ -54,7 +40,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-            _fsync_directory(path.parent)
+            fsync_directory(path.parent)
         except OSError as error:
             temporary.unlink(missing_ok=True)
             kept = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
@@ -66,16 +52,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from error
 
 
-# A checkpoint of this project holds a few thousand objects (tensors, numbers, config values). A pickle's
-# memo lets one object be referenced many times: 9 levels of 10 shared lists are 10**9 leaves to any code
-# that walks them (the allow-list, Lightning, OmegaConf), from a file of 300 KB.
+# A checkpoint of this project holds a few thousand objects. A pickle's memo lets one object be referenced
+# many times: 9 levels of 10 shared lists are 10**9 leaves to any code that walks them, from a file of 300 KB.
 MAX_OBJECTS = 1_000_000
 
 
 def check_expanded_size(value: Any, source: Any) -> None:
-    """Refuse a structure that would be more than MAX_OBJECTS objects when walked as a tree (counted down
-    to MAX_DEPTH levels, below which the walkers refuse it) or that holds a cycle. Each distinct container
-    is visited once (its expanded size is remembered by id): the work is bounded by what the file holds."""
+    """Refuse a structure of more than MAX_OBJECTS objects when walked as a tree, or holding a cycle. Each
+    distinct container is visited once, so the work is bounded by what the file holds."""
     sizes: dict[int, int] = {}
     open_now: set[int] = set()
 
@@ -115,8 +99,8 @@ ARCHIVE_SLACK_BYTES = 1 * 2**20
 
 
 def check_archive_sizes(path: str | Path, advice: str = "") -> None:
-    """Refuse a zip checkpoint whose members' declared uncompressed sizes add up to more than the file
-    (plus ``ARCHIVE_SLACK_BYTES``), from its central directory, before torch.load inflates anything."""
+    """Refuse a zip checkpoint whose members declare more bytes than the file holds (plus
+    ``ARCHIVE_SLACK_BYTES``), before torch.load inflates anything."""
     import zipfile
 
     try:
@@ -135,10 +119,8 @@ def check_archive_sizes(path: str | Path, advice: str = "") -> None:
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", advice: str = "") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` as a dict, or CheckpointError: a text file, a truncated
-    or foreign file, a structure nested too deep for the unpickler, all end in the same one line; so
-    does a structure that would be too large to walk (``check_expanded_size``), and an archive whose
-    members claim more bytes than the file holds (``check_archive_sizes``)."""
+    """``torch.load(path, weights_only=True)`` as a dict, or one line of CheckpointError for whatever is wrong
+    (truncated, foreign, nested too deep, too large to walk, an inflating archive)."""
     check_archive_sizes(path, advice)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -168,8 +150,7 @@ def _refuse(source: Any, what: str) -> None:
 
 
 def _check_inside(value: Any, run: Path, where: str, source: Any, depth: int = 0) -> None:
-    """Every string that reads as a path (has a separator or is ``..``) resolves, symlinks included,
-    inside ``run``; nesting deeper than MAX_DEPTH is refused."""
+    """Every string that reads as a path resolves, symlinks included, inside ``run``; no deeper than MAX_DEPTH."""
     if depth > MAX_DEPTH:
         _refuse(source, f"{where} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, str):
@@ -200,15 +181,12 @@ def _rebased(path: Any, dirpath: Any, folder: Path, where: str, source: Any) -> 
 
 
 def rebase_callback_state(checkpoint: dict[str, Any], folder: Path, source: Any) -> None:
-    """Re-derive the paths of every ModelCheckpoint state from ``folder``, the real folder the checkpoint
-    was read from; refuse what cannot be.
+    """Re-derive every ModelCheckpoint state's paths (``<dirpath>/<name>``) as ``<folder>/<name>``, ``folder``
+    being where the checkpoint was read from; other states may name paths only inside the run folder.
 
-    Lightning trusts these paths: it deletes ``best_k_models`` entries and the previous ``last_model_path``
-    after comparing them with its ``dirpath`` as text, so ``<dirpath>/../..`` deletes a tree elsewhere,
-    and a copied run's absolute paths point into the original. Here each path must be ``<dirpath>/<name>``
-    with a plain file name; it becomes ``<folder>/<name>``, which must not be a symlink or a folder.
-    Any other callback's or loop's state may name paths only inside the run folder (``folder``'s parent
-    when it is ``checkpoints/``)."""
+    Lightning deletes ``best_k_models`` entries and the previous ``last_model_path`` after comparing them
+    with its ``dirpath`` as text: ``<dirpath>/../..`` would delete a tree elsewhere, and a copied run's
+    absolute paths point into the original."""
     folder = folder.resolve()
     run = folder.parent if folder.name == "checkpoints" else folder
     callbacks = checkpoint.get("callbacks") or {}
@@ -222,7 +200,6 @@ def rebase_callback_state(checkpoint: dict[str, Any], folder: Path, source: Any)
             _check_inside(state, run, where, source)
             continue
         dirpath = state.get("dirpath")
-
         for name in _CHECKPOINT_PATH_KEYS:
             if name in state:
                 state[name] = _rebased(state[name], dirpath, folder, f"{where}.{name}", source)
@@ -232,24 +209,17 @@ def rebase_callback_state(checkpoint: dict[str, Any], folder: Path, source: Any)
         state["best_k_models"] = {
             _rebased(path, dirpath, folder, f"{where}.best_k_models", source): score for path, score in kept.items()
         }
-        _check_inside(
-            {
-                k: v
-                for k, v in state.items()
-                if k not in (*_CHECKPOINT_PATH_KEYS, "best_k_models", "dirpath", "monitor")
-            },
-            run,
-            where,
-            source,
-        )
+        rest = {
+            k: v for k, v in state.items() if k not in (*_CHECKPOINT_PATH_KEYS, "best_k_models", "dirpath", "monitor")
+        }
+        _check_inside(rest, run, where, source)
         state["dirpath"] = str(folder)
     _check_inside(checkpoint.get("loops"), run, "loops", source)
 
 
 def check_checkpoint(path: str | Path, hyperparameter_keys: tuple[str, ...]) -> dict[str, Any]:
-    """Load a checkpoint the way a resume will, or raise CheckpointError saying what is wrong (or
-    UnsafeConfigError when its hyperparameters name something this project does not offer: a key outside
-    ``hyperparameter_keys``, DigitsModule's). Returns it."""
+    """Load a checkpoint the way a resume will and return it, or raise CheckpointError (UnsafeConfigError for
+    hyperparameters outside ``hyperparameter_keys`` or the allow-list)."""
     path = Path(path)
     if not path.is_file():
         siblings = sorted(str(p) for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
@@ -274,9 +244,8 @@ _MAX_BATCHES, _MAX_EPOCHS = 60_000, 1_000_000
 
 
 def check_sampler_state(checkpoint: dict[str, Any], source: Any) -> None:
-    """The data module's saved position in the epoch (digits.data.EpochBatchSampler): whole numbers in range.
-    Text would crash the resumed run after it wrote config.yaml; 10**12 batches done would skip the rest
-    of the epoch without a word."""
+    """The data module's saved position in the epoch: whole numbers in range (10**12 batches done would
+    silently skip the rest of the epoch)."""
     for key, value in checkpoint.items():
         if not (isinstance(value, dict) and "train_sampler" in value):
             continue
@@ -294,14 +263,13 @@ def check_sampler_state(checkpoint: dict[str, Any], source: Any) -> None:
 
 
 class TrainingStopped(Exception):
-    """Raised by StopOnCtrlC once its checkpoint is written: ends ``fit`` at once. (Lightning's
-    ``should_stop`` would first run a validation pass and let the checkpoint callbacks overwrite
-    ``last.ckpt`` with one that marks the interrupted epoch as finished.)"""
+    """Raised by StopOnCtrlC once its checkpoint is written: ends ``fit`` at once (Lightning's ``should_stop``
+    would validate first and overwrite ``last.ckpt`` with one marking the epoch finished)."""
 
 
 class StopOnCtrlC(Callback):
-    """Ctrl-C (SIGINT) or SIGTERM during fit: finish the current step, save ``last.ckpt`` there (a
-    mid-epoch checkpoint) and stop, instead of dying mid-step. A second Ctrl-C interrupts at once."""
+    """Ctrl-C or SIGTERM during fit: finish the step, save a mid-epoch ``last.ckpt`` and stop. A second
+    Ctrl-C interrupts at once."""
 
     def __init__(self, checkpoint_dir: Path) -> None:
         self.checkpoint_dir = checkpoint_dir

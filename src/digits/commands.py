@@ -1,9 +1,5 @@
-"""The four commands a user types, each a task function and its console entry point (pyproject.toml's
-``[project.scripts]``): ``digits-train``, ``digits-evaluate``, ``digits-export`` and ``digits-demo``. The
-scripts in scripts/ call the same entry points, so a checkout and an installed package behave alike.
-
-Each task imports torch and Lightning inside its body, after the command line and the paths are checked
-(digits.entry): ``--help`` and a typo need no torch."""
+"""The four commands (``digits-train``, ``-evaluate``, ``-export``, ``-demo``), each a task and its console entry
+point; scripts/ calls the same. Tasks import torch inside their body: ``--help`` and a typo need none."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from digits import run_folder
 from digits.allowlist import check_run_config
-from digits.errors import ConfigError, DigitsError
+from digits.errors import ConfigError, DigitsError, one_line
 
 # The `profiler` key's values (debug=profiler): Lightning's profilers, each writing its report into the run folder.
 PROFILERS = {
@@ -26,29 +26,28 @@ PROFILERS = {
 }
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+def check_threads(threads: Any) -> None:
+    ok = threads in (None, "auto") or (is_int(threads) and threads >= 1)  # 0 would silently mean all cores
+    check(ok, "threads", threads, "null, auto or an integer >= 1")
 
 
 def check_trainer(trainer: DictConfig) -> None:
-    """Lightning's own checks of the accelerator, the precision and the devices, before the data loads.
-
-    It runs the part of ``Trainer.__init__`` that parses these flags (its private accelerator connector:
-    the public Trainer would also build loggers and callbacks and print its device lines), one group of
-    keys at a time, so that a refusal names the keys that caused it."""
+    """Lightning's own checks of the accelerator, precision and devices, before the data loads: its private
+    accelerator connector (the Trainer would also build loggers and print), one group of keys at a time,
+    so that a refusal names the keys that caused it."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
 
@@ -62,14 +61,13 @@ def check_trainer(trainer: DictConfig) -> None:
             _AcceleratorConnector(**given, use_distributed_sampler=False)
         except (ValueError, TypeError, ImportError, RuntimeError, MisconfigurationException) as error:
             shown = ", ".join(f"trainer.{key}={flags[key]!r}" for key in keys if key in flags)
-            raise ConfigError(f"{shown} is refused by Lightning: {_one_line(error)}") from error
+            raise ConfigError(f"{shown} is refused by Lightning: {one_line(error)}") from error
         finally:
             logging.disable(level)
 
 
 def check_model(model: DictConfig) -> None:
-    """Build the network once, before the data loads: its own argument checks (digits.models) and
-    Python's for unknown arguments, as one ConfigError."""
+    """Build the network once, before the data loads: its argument checks and Python's as one ConfigError."""
     from hydra.utils import get_class
 
     from digits.models import ModelArgumentError
@@ -80,12 +78,11 @@ def check_model(model: DictConfig) -> None:
     except ModelArgumentError as error:
         raise ConfigError(str(error)) from error  # its message names the key
     except (ValueError, TypeError, RuntimeError) as error:
-        raise ConfigError(f"model ({model._target_}): {_one_line(error)}") from error
+        raise ConfigError(f"model ({model._target_}): {one_line(error)}") from error
 
 
 def check_loss(loss: DictConfig) -> None:
-    """Build the loss once: a key its class does not take (a recipe's option meant for another loss) is one
-    ConfigError before anything is written, not a TypeError once the run folder exists."""
+    """Build the loss once: a key its class does not take is a ConfigError before anything is written."""
     from hydra.errors import InstantiationException
 
     from digits.module import build_loss
@@ -97,7 +94,7 @@ def check_loss(loss: DictConfig) -> None:
         if isinstance(cause, DigitsError):  # the loss's own check (digits.sigmoid): its message names the key
             raise ConfigError(str(cause)) from cause
         if isinstance(cause, TypeError):
-            raise ConfigError(f"loss ({loss._target_}): {_one_line(cause)}; remove that key (~loss.<key>)") from cause
+            raise ConfigError(f"loss ({loss._target_}): {one_line(cause)}; remove that key (~loss.<key>)") from cause
         raise
 
 
@@ -106,10 +103,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def check_compile(cfg: DictConfig) -> None:
-    """A torch.compile mode, and CUDA graphs only where the run has a GPU (on the CPU torch would skip them
-    with a warning, and the run would pay the compile for nothing)."""
+    """A torch.compile mode, and CUDA graphs only with a GPU (on the CPU torch skips them with a warning)."""
     mode = cfg.get("compile")
-    _check(mode is None or mode in COMPILE_MODES, "compile", mode, f"null or one of {', '.join(COMPILE_MODES)}")
+    check(mode is None or mode in COMPILE_MODES, "compile", mode, f"null or one of {', '.join(COMPILE_MODES)}")
     if mode == "reduce-overhead":
         import torch
 
@@ -122,55 +118,36 @@ def check_compile(cfg: DictConfig) -> None:
 
 
 def validate_train_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first bad key, its value and the allowed values.
-
-    Lightning checks the trainer's flags (``check_trainer``), the network its arguments
-    (``check_model``), torch the device name; the checks written here are for values those accept
-    but that are wrong here, each with its reason."""
+    """Raise ConfigError naming the first bad key, its value and the allowed values. Lightning, the network
+    and torch check their own arguments; the checks here are for values they accept but are wrong here."""
     # seed_everything turns 3.5 into 3, and a seed outside numpy's range into 0 with only a warning
-    _check(_is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in [0, 2**32)")
-    threads = cfg.get("threads")
-    # train() skips a falsy value: threads=0 would silently mean all cores
-    _check(
-        threads in (None, "auto") or (_is_int(threads) and threads >= 1),
-        "threads",
-        threads,
-        "null, auto or an integer >= 1",
-    )
-    precision = cfg.get("matmul_precision")
-    # torch only warns about an unknown value and keeps its setting
-    _check(
+    check(is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in [0, 2**32)")
+    check_threads(cfg.get("threads"))
+    precision = cfg.get("matmul_precision")  # torch only warns about an unknown value and keeps its setting
+    check(
         precision in (None, "highest", "high", "medium"), "matmul_precision", precision, "null, highest, high or medium"
     )
     profiler = cfg.get("profiler")
-    _check(profiler is None or profiler in PROFILERS, "profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
+    check(profiler is None or profiler in PROFILERS, "profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
     check_compile(cfg)
 
     data = cfg.data
     # our own sampler (digits.data.EpochBatchSampler) cuts the batches; torch never sees these sizes
     for key in ("batch_size", "eval_batch_size"):
-        _check(_is_int(data[key]) and data[key] >= 1, f"data.{key}", data[key], "an integer >= 1")
-    _check(
-        _is_int(data.val_size) and 1 <= data.val_size < 60_000,
-        "data.val_size",
-        data.val_size,
-        "an integer in [1, 59999] (validation images taken from the 60,000 training images)",
-    )
+        check(is_int(data[key]) and data[key] >= 1, f"data.{key}", data[key], "an integer >= 1")
+    allowed = "an integer in [1, 59999] (validation images taken from the 60,000 training images)"
+    check(is_int(data.val_size) and 1 <= data.val_size < 60_000, "data.val_size", data.val_size, allowed)
 
     # torchvision takes any angle or shift; beyond these a digit stops looking like its label
     augment = data.get("augment") or {}
+    limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
     for key, value in augment.items():
-        limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
-        _check(key in limits, f"data.augment.{key}", value, f"one of the keys {', '.join(limits)}")
+        check(key in limits, f"data.augment.{key}", value, f"one of the keys {', '.join(limits)}")
         if key == "enabled":
-            _check(isinstance(value, bool), "data.augment.enabled", value, "true or false")
+            check(isinstance(value, bool), "data.augment.enabled", value, "true or false")
         else:
-            _check(
-                _is_number(value) and 0 <= value <= limits[key],
-                f"data.augment.{key}",
-                value,
-                f"a number in [0, {limits[key]}]",
-            )
+            high = limits[key]
+            check(is_number(value) and 0 <= value <= high, f"data.augment.{key}", value, f"a number in [0, {high}]")
 
     import torch  # here, not at the top: the command-line checks run before torch is imported
 
@@ -178,7 +155,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     try:
         kind = torch.device(device).type
     except RuntimeError as error:
-        raise ConfigError(f"data.device={device!r} is refused by torch: {_one_line(error)}") from error
+        raise ConfigError(f"data.device={device!r} is refused by torch: {one_line(error)}") from error
     # torch takes the name and fails only at the first copy, after the data has been read
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
@@ -188,12 +165,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
 
     loss = cfg.loss
-    _check(
-        loss.get("reduction", "mean") == "mean",
-        "loss.reduction",
-        loss.get("reduction"),
-        "'mean' for training (none/sum are for the loss functions themselves)",
-    )
+    allowed = "'mean' for training (none/sum are for the loss functions themselves)"
+    check(loss.get("reduction", "mean") == "mean", "loss.reduction", loss.get("reduction"), allowed)
     from digits.losses import LossArgumentError, check_options  # the loss's own rules, kept in losses.py
 
     try:
@@ -202,48 +175,32 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"loss: {error}") from error
     weight = loss.get("weight")
     if weight is not None:
-        _check(
-            len(weight) == cfg.model.get("num_classes", 10) and all(_is_number(w) and w >= 0 for w in weight),
-            "loss.weight",
-            list(weight),
-            "null or one non-negative number per class",
-        )
+        ok = len(weight) == cfg.model.get("num_classes", 10) and all(is_number(w) and w >= 0 for w in weight)
+        check(ok, "loss.weight", list(weight), "null or one non-negative number per class")
     check_loss(loss)
 
     lr = cfg.optimizer.get("lr")
     # torch takes lr=0: a run that never learns
-    _check(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
+    check(is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
     from digits.schedule import check_schedule  # a momentum for OneCycleLR to cycle
 
     check_schedule(OmegaConf.to_container(cfg.optimizer, resolve=True), cfg.get("scheduler"))
 
     trainer = cfg.trainer
     # Lightning takes -1 (train forever); the schedule is fitted to a finite run
-    _check(
-        _is_int(trainer.max_epochs) and trainer.max_epochs >= 1,
-        "trainer.max_epochs",
-        trainer.max_epochs,
-        "an integer >= 1",
-    )
-    # Lightning takes any value and treats it as true or false
-    _check(
-        isinstance(trainer.deterministic, bool) or trainer.deterministic == "warn",
-        "trainer.deterministic",
-        trainer.deterministic,
-        "true, false or warn",
-    )
+    epochs = trainer.max_epochs
+    check(is_int(epochs) and epochs >= 1, "trainer.max_epochs", epochs, "an integer >= 1")
+    deterministic = trainer.deterministic  # Lightning takes any value and treats it as true or false
+    ok = isinstance(deterministic, bool) or deterministic == "warn"
+    check(ok, "trainer.deterministic", deterministic, "true, false or warn")
     check_trainer(trainer)
 
     objective = cfg.get("objective") or {}
     budget = objective.get("budget_seconds")
-    _check(
-        budget is None or (_is_number(budget) and budget > 0),
-        "objective.budget_seconds",
-        budget,
-        "null or a number of CPU seconds > 0",
-    )
+    ok = budget is None or (is_number(budget) and budget > 0)
+    check(ok, "objective.budget_seconds", budget, "null or a number of CPU seconds > 0")
     penalty = objective.get("penalty", 0.0)
-    _check(_is_number(penalty) and penalty >= 0, "objective.penalty", penalty, "a number >= 0")
+    check(is_number(penalty) and penalty >= 0, "objective.penalty", penalty, "a number >= 0")
 
 
 _MISSING = object()
@@ -278,8 +235,8 @@ MAX_CONFIG_BYTES = 1 * 2**20
 
 
 class _RunConfigLoader(yaml.SafeLoader):
-    """YAML's safe loader without anchors, aliases or repeated keys: train() never writes them, and six
-    levels of nested aliases (a few hundred bytes) expand to millions of nodes ("billion laughs")."""
+    """YAML's safe loader without anchors, aliases or repeated keys: train() never writes them, and nested
+    aliases of a few hundred bytes expand to millions of nodes ("billion laughs")."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
@@ -305,8 +262,7 @@ class _RunConfigLoader(yaml.SafeLoader):
 
 
 def read_run_config(path: Path) -> dict[str, Any]:
-    """A run's ``config.yaml`` as plain data, or ConfigError saying what is wrong with the file (too large,
-    not UTF-8, not YAML, anchors/aliases, a repeated key, not a mapping of sections)."""
+    """A run's ``config.yaml`` as plain data, or ConfigError saying what is wrong with the file."""
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path} has {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} of a run's config.yaml")
@@ -319,7 +275,7 @@ def read_run_config(path: Path) -> dict[str, Any]:
     try:
         config = loader.get_single_data()
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {_one_line(error)[:300]}") from error
+        raise ConfigError(f"{path} is not valid YAML: {one_line(error)[:300]}") from error
     finally:
         loader.dispose()
     if not isinstance(config, dict):
@@ -331,8 +287,8 @@ def read_run_config(path: Path) -> dict[str, Any]:
 
 
 def check_not_finished(run_dir: Path, cfg: DictConfig) -> None:
-    """A finished run (its metrics.json without a stop) is continued only for more epochs or steps: a
-    resume with nothing to do would rewrite metrics.json with nothing measured."""
+    """A finished run is continued only for more epochs or steps: a resume with nothing to do would rewrite
+    metrics.json with nothing measured."""
     path = run_dir / "metrics.json"
     if not path.exists():
         return  # killed or crashed: nothing was written at the end
@@ -347,8 +303,8 @@ def check_not_finished(run_dir: Path, cfg: DictConfig) -> None:
     if stopped:
         return  # stopped by Ctrl-C or SIGTERM: the run continues where it stopped
     max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps")
-    more_epochs = _is_int(max_epochs) and max_epochs > epochs
-    more_steps = _is_int(max_steps) and max_steps > steps
+    more_epochs = is_int(max_epochs) and max_epochs > epochs
+    more_steps = is_int(max_steps) and max_steps > steps
     if not more_epochs and not more_steps:
         raise ConfigError(
             f"resume={run_dir}: this run finished ({epochs} epochs, {steps} steps; trainer.max_epochs={max_epochs}) "
@@ -358,15 +314,9 @@ def check_not_finished(run_dir: Path, cfg: DictConfig) -> None:
 
 
 def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
-    """The config to continue a run with: the run's own ``config.yaml``, its ``last.ckpt``, and
-    the command line's plain ``key=value`` overrides (another data_dir). Changing a
-    config group (``loss=manual``) would change the model or the loss mid-run and is refused, and so is
-    a longer or shorter run while a schedule was filled in from the run's length, and a finished run with
-    nothing more to do.
-
-    The run's paths are re-derived from ``run_dir``: a copied or moved run writes into itself, never
-    into the folder it was copied from, and every path it writes must resolve inside ``run_dir``
-    (digits.run_folder.check_paths_inside)."""
+    """The config to continue a run with: its ``config.yaml`` and ``last.ckpt`` and the command line's plain
+    ``key=value`` overrides. A config group change, a new length for a schedule fitted to the run, and a
+    finished run are refused. Paths are re-derived from ``run_dir``, so a copied run writes into itself."""
     run_dir = Path(run_dir).resolve()
     saved_path, checkpoint = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not saved_path.is_file() or not checkpoint.is_file():
@@ -414,7 +364,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
         raise
     except Exception as error:  # a key missing or of the wrong kind in a hand-edited file
         raise ConfigError(
-            f"{saved_path} is not a config this project can resume: {type(error).__name__}: {_one_line(error)[:300]}"
+            f"{saved_path} is not a config this project can resume: {type(error).__name__}: {one_line(error)[:300]}"
         ) from error
     run_folder.check_paths_inside(OmegaConf.to_container(cfg, resolve=True), run_dir)
     # torch and Lightning: after the checks that need none (a typo fails fast)
@@ -429,10 +379,8 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
 
 
 class OutputDirCheck(Callback):
-    """Hydra callback: the run folder's rules (digits.run_folder), before Hydra writes anything there: this
-    process claims (creates and locks) the folder, then checks what it holds and that it can be written;
-    a refusal is one line and exit code 2. Any other error is also one line and exit code 2: Hydra would
-    turn it into a warning and go on writing into the folder."""
+    """Hydra callback: claim the run folder and check it (digits.run_folder) before Hydra writes there. Any
+    error is one line and exit code 2: Hydra would only warn and go on writing into the folder."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP process Lightning started: rank 0 holds the folder
@@ -463,11 +411,8 @@ class OutputDirCheck(Callback):
 
 
 def exit_2(error: BaseException) -> None:
-    """One line on stderr and exit code 2, from a Hydra callback (where any other exception is only a
-    warning): the error's type and message; a SystemExit passes through."""
-    if isinstance(error, SystemExit):
+    """One line on stderr and exit code 2, from a Hydra callback (where an exception is only a warning)."""
+    if isinstance(error, (SystemExit, KeyboardInterrupt)):
         raise error
-    if isinstance(error, KeyboardInterrupt):
-        raise error
-    print(f"{type(error).__name__}: {_one_line(error)}", file=sys.stderr)
+    print(f"{type(error).__name__}: {one_line(error)}", file=sys.stderr)
     sys.exit(2)

@@ -1,8 +1,5 @@
-"""MNIST as preloaded tensors: read the IDX files once, normalise once, slice batches.
-
-torchvision's ``MNIST`` dataset is used for what it is good at (finding the files, downloading them
-when missing, parsing IDX) and then bypassed: its ``__getitem__`` makes a PIL image per sample, which
-costs more than a small CNN's training step. Here a batch is one fancy-index into a float tensor.
+"""MNIST as preloaded tensors: read the IDX files once, normalise once, slice batches. torchvision's
+``MNIST`` only downloads and parses: its PIL image per sample costs more than a small CNN's training step.
 """
 
 from __future__ import annotations
@@ -49,9 +46,8 @@ _verified: set[tuple[str, int, int, bool]] = set()
 
 
 def verify_raw_file(path: Path, checksum: bool = True) -> None:
-    """Size, IDX magic number, the header's dimensions and (optionally) MD5 against the published file:
-    never a silent partial dataset, and never a header that makes the reader allocate what it claims
-    (10**9 images) or reshape to another shape (240000 x 14 x 14) when ``data.verify=false``."""
+    """Size, IDX magic number, the header's dimensions and (optionally) MD5 against the published file: never
+    a silent partial dataset, nor a header that makes the reader allocate or reshape what it claims."""
     size, md5, magic = RAW_FILES[path.name]
     fix = (
         "Delete it and let torchvision download it again (data.download=true, needs internet), "
@@ -92,8 +88,7 @@ def verify_raw_file(path: Path, checksum: bool = True) -> None:
 
 
 def standardize(pixels: Tensor) -> Tensor:
-    """Pixels in [0, 1] (e.g. ``digits.handwriting.to_mnist``'s) -> standardised with MNIST's
-    training statistics, as the network was trained."""
+    """Pixels in [0, 1] -> standardised with MNIST's training statistics, as the network was trained."""
     return (pixels - MNIST_MEAN) / MNIST_STD
 
 
@@ -103,10 +98,8 @@ def to_pixels(images: Tensor) -> Tensor:
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's training statistics.
-
-    In place on the one float copy: the same values as ``(x / 255 - mean) / std`` bit for bit, in a
-    third of the time (no temporaries of 188 MB; start-up, see README Performance)."""
+    """uint8 (N, 28, 28) -> standardised float32 (N, 1, 28, 28), in place on one copy: the same values as
+    ``(x / 255 - mean) / std`` bit for bit, in a third of the time (no temporaries of 188 MB)."""
     return images.to(torch.float32, copy=True).div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1)
 
 
@@ -140,10 +133,7 @@ def find_mnist(data_dir: str | Path, download: bool = True) -> Path:
 
 
 def load_mnist(data_dir: str | Path, train: bool, download: bool = True, verify: bool = True) -> tuple[Tensor, Tensor]:
-    """Return (uint8 images (N, 28, 28), int64 labels (N)) of the training or test set.
-
-    ``verify`` checks the two files' MD5 against the published ones (size and magic number are
-    always checked)."""
+    """(uint8 images (N, 28, 28), int64 labels (N)) of the training or test set; ``verify``: also the MD5."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     raw = find_mnist(data_dir, download)
@@ -188,15 +178,10 @@ class AugmentedBatches(TensorBatches):
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of indices for one process: a fresh seeded shuffle per epoch, this process's share
-    of it, and a start offset, so that a run resumed mid-epoch gets exactly the batches an
-    uninterrupted run would have had.
-
-    The order is a function of ``(seed, epoch)`` alone: every DDP process draws the same permutation
-    and takes every ``world_size``-th index from ``rank``. Training shares are padded to equal length
-    (every process must take the same number of steps); evaluation shares are not, so no image
-    counts twice. Lightning calls ``set_epoch``; a plain loop gets a new order after each full pass.
-    """
+    """Batches of indices for one process: a shuffle seeded by ``(seed, epoch)`` alone, every ``world_size``-th
+    index from ``rank``, and a start offset, so that a run resumed mid-epoch gets exactly the batches an
+    uninterrupted run would have had. Training shares are padded to equal length (every DDP process takes
+    the same number of steps); evaluation shares are not, so no image counts twice."""
 
     def __init__(
         self, size: int, batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1
@@ -245,19 +230,14 @@ class EpochBatchSampler(Sampler[list[int]]):
 
 
 def split_defaults() -> dict[str, int]:
-    """``val_size`` and ``split_seed`` as configs/data/mnist.yaml sets them: the Python API's default and
-    the split of a checkpoint that stored no data config, so the numbers are written in one place."""
+    """``val_size`` and ``split_seed`` as configs/data/mnist.yaml sets them: the one place they are written."""
     data = yaml.safe_load((CONFIG_DIR / "data" / "mnist.yaml").read_text())
     return {"val_size": int(data["val_size"]), "split_seed": int(data["split_seed"])}
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST with a fixed, seeded train/validation split of the 60,000 training images and the
-    official 10,000-image test set. ``setup()`` is idempotent and loads each file once.
-
-    Under DDP each process gets its share of every set (``EpochBatchSampler``); the training
-    sampler's position goes into checkpoints (``state_dict``), so a resumed run continues the
-    interrupted epoch with the batches it had not yet seen."""
+    """MNIST with a fixed, seeded train/validation split of the 60,000 training images and the official test
+    set. The training sampler's position goes into checkpoints, so a resume continues the epoch exactly."""
 
     def __init__(
         self,
@@ -299,8 +279,7 @@ class MNISTDataModule(L.LightningDataModule):
         find_mnist(self.data_dir, download=self.download)
 
     def check_files(self) -> None:
-        """The raw files that are there, checked as ``setup`` will (size, header, MD5 with ``verify``), before a
-        run writes anything (config.yaml, TensorBoard's first events file); missing ones are downloaded later."""
+        """The raw files that are there, checked as ``setup`` will, before a run writes anything."""
         raw = self.data_dir / "MNIST" / "raw"
         for name in RAW_FILES:
             if (raw / name).is_file():
@@ -327,12 +306,7 @@ class MNISTDataModule(L.LightningDataModule):
             self.val_set = TensorBatches(normalize(images[val]).to(self.device), labels[val].to(self.device))
             rank, world_size = self._rank()
             self.train_sampler = EpochBatchSampler(
-                len(self.train_set),
-                self.batch_size,
-                shuffle=True,
-                seed=self.shuffle_seed,
-                rank=rank,
-                world_size=world_size,
+                len(self.train_set), self.batch_size, seed=self.shuffle_seed, rank=rank, world_size=world_size
             )
             if self._sampler_state is not None:
                 self.train_sampler.load_state_dict(self._sampler_state)
@@ -341,11 +315,9 @@ class MNISTDataModule(L.LightningDataModule):
             self.test_set = TensorBatches(normalize(images).to(self.device), labels.to(self.device))
 
     def _loader(self, dataset: TensorBatches, sampler: Sampler) -> DataLoader:
-        # batch_size=None: the sampler yields whole batches of indices, the dataset slices them.
-        # generator: each new iterator draws a base seed (for workers, of which there are none) from it
-        # instead of the global stream, which dropout uses. Otherwise a run resumed from an epoch's end
-        # would lose one draw: Lightning creates the resumed epoch's iterator before the module restores
-        # the random streams (on_train_start), an uninterrupted run after them.
+        # batch_size=None: the sampler yields whole batches of indices. generator: each new iterator draws a
+        # base seed from it, not from the global stream dropout uses (a resume would otherwise lose one draw:
+        # Lightning creates the resumed epoch's iterator before the module restores the random streams).
         return DataLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
 
     def _eval_loader(self, dataset: TensorBatches) -> DataLoader:

@@ -1,6 +1,5 @@
-"""Checks of the paths a config names, made before Hydra creates the run folder and before torch is
-imported: a typo in ``ckpt_path=``, ``predict=`` or the data folder costs a second and leaves nothing
-behind. ``EarlyChecks`` runs them as a Hydra callback (configs/hydra/default.yaml)."""
+"""Checks of the paths a config names, before Hydra creates the run folder and before torch is imported: a
+typo costs a second and leaves nothing behind. ``EarlyChecks`` runs them as a Hydra callback."""
 
 from __future__ import annotations
 
@@ -18,10 +17,8 @@ from digits.run_folder import check_fresh_folder
 
 
 def check_paths(cfg: Any) -> None:
-    """Without torch: the values the config leaves missing (``???``); ``ckpt_path`` (and any
-    ``*_ckpt_path``) and ``predict`` (must exist); the MNIST folder when the run would not download it
-    (``data.download`` false or absent; not needed with ``predict``). ``resume=`` is checked by
-    ``digits.config.OutputDirCheck``, listed next, also before the folder is written."""
+    """Without torch: no value left missing (``???``), ``*ckpt_path`` and ``predict`` exist, and MNIST is there
+    when the run would not download it. (``resume=`` is checked by ``digits.config.OutputDirCheck``.)"""
     missing = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
     if "ckpt_path" in missing:
         raise ConfigError(
@@ -44,10 +41,8 @@ def check_paths(cfg: Any) -> None:
 
 
 class EarlyChecks(Callback):
-    """Hydra callback, before Hydra makes the run folder: ``check_paths``, and with ``fresh_folder``
-    the run folder must be new or empty. Listed before ``OutputDirCheck`` (which creates the folder).
-    A failure is one line on stderr and exit code 2, with nothing written (any exception: Hydra would
-    only warn about it and go on). The folder is claimed (created and locked) by ``OutputDirCheck``."""
+    """Hydra callback, listed before ``OutputDirCheck`` (which claims the folder): a stray ``+key``,
+    ``check_paths``, the loggers' packages and, with ``fresh_folder``, a new or empty run folder."""
 
     def __init__(self, fresh_folder: bool = True) -> None:
         self.fresh_folder = fresh_folder

@@ -1,23 +1,8 @@
-"""The frame every script shares, in the spirit of lightning-hydra-template's ``task_wrapper``: a
-script is its task function and one call, ``run(task, "<config name>")``.
+"""The frame every script shares (as lightning-hydra-template's ``task_wrapper``): a script is its task
+function and one call, ``run(task, "<config name>", "<job name>")``. Hydra's refusals of the command line
+and a DigitsError are one line and exit code 2, and a failed start leaves no run folder behind.
 
-``run`` does, in this order:
-
-1. starts the start-up clock (when this module is imported: each script imports it first, before
-   torch and Lightning) and registers the configs' ``${...}`` resolvers;
-2. runs the task as a Hydra app, with ``HYDRA_FULL_ERROR=1``: Hydra then raises its refusals of the
-   command line (an unknown key or group choice, an override it cannot parse) instead of printing
-   them and exiting 1; they are caught here by type and are one line (``digits.overrides.explain``)
-   and exit code 2, before torch is imported. (The same switch shows a crash inside the task with
-   Hydra's frames in its traceback.) ``digits.early_checks.EarlyChecks`` (a Hydra callback listed in
-   configs/hydra/default.yaml) then refuses a stray ``+key`` and checks the paths the config names,
-   before Hydra makes the run folder and before torch is imported, so a typo costs a second, not the
-   imports, and leaves nothing behind;
-3. puts the config's OpenMP wait policy (``omp_wait``, digits.threads) into the environment before
-   anything imports torch, quiets the console (``digits.console``, which imports Lightning) and calls
-   ``task(cfg, started)``; a DigitsError is one
-   line and exit code 2, and a run folder this run made that holds nothing but Hydra's files and the
-   config is removed (``digits.run_folder.remove_if_unused``): a failed start leaves no litter.
+The start-up clock starts when this module is imported: each script imports it first, before torch.
 """
 
 from __future__ import annotations
@@ -37,11 +22,8 @@ _started: float | None = STARTED  # taken by the first job; a sweep's later jobs
 
 
 def run(task: Callable[[Any, float], Any], config_name: str, job_name: str, config_dir: Path | None = None) -> Any:
-    """Run ``task(cfg, started)`` as a Hydra app named ``job_name`` (its run folders are
-    ``outputs/<job_name>/...``, its log ``<job_name>.log``) on ``<config_dir>/<config_name>.yaml``: by default
-    the package's own configs (``digits.configs``, the checkout's configs/), or another app's (the lab's).
-    ``started``: ``time.perf_counter()`` at the start of this job (the process start for the first), for
-    start-up times."""
+    """Run ``task(cfg, started)`` as a Hydra app named ``job_name`` on ``<config_dir>/<config_name>.yaml``
+    (by default the package's configs); ``started``: this job's start (the process start for the first)."""
     import hydra
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
@@ -56,7 +38,7 @@ def run(task: Callable[[Any, float], Any], config_name: str, job_name: str, conf
         return _job(task, cfg)
 
     job.__module__ = job_name  # Hydra names the job after it: outputs/<job_name>/..., <job_name>.log
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors raised, not printed with exit code 1
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors raised (caught below by type), not printed with exit 1
     try:
         return hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)()
     except (ConfigCompositionException, OverrideParseException) as error:

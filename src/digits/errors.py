@@ -9,3 +9,8 @@ class DigitsError(Exception):
 
 class ConfigError(DigitsError, ValueError):
     """A config value is out of range or of the wrong type (digits.config re-exports it: its checks raise it)."""
+
+
+def one_line(error: object) -> str:
+    """An error's message on one line, as the scripts print it."""
+    return " ".join(str(error).split())

@@ -1,14 +1,7 @@
-"""Export a trained checkpoint to ONNX: one file that another program runs without this project.
-
-``torch.onnx.export(..., dynamo=True)`` is PyTorch's recommended exporter (built on ``torch.export``;
-the TorchScript-based one is deprecated). ``model.onnx`` takes ``images``, float32 (N, 1, 28, 28)
-normalised as in training, with N free, and returns ``logits`` (N, 10). The export checks itself:
-onnxruntime runs the file on all 10,000 MNIST test images and must give the PyTorch module's logits
-(within ``check.tolerance``) and the very same predictions; otherwise ExportError, and no
-``model.onnx`` is left behind. ``model_card.json`` beside it says what the file expects and returns,
-where it came from (the checkpoint's SHA-256 and the file's own), and the check's numbers. The two
-are one set (``digits.writing.output_set``): the card appears last, so a card always describes the
-``model.onnx`` beside it, even after a kill.
+"""Export a trained checkpoint to ONNX (``torch.onnx.export(dynamo=True)``, PyTorch's recommended exporter):
+``model.onnx`` takes normalised float32 ``images`` (N, 1, 28, 28), N free, and returns ``logits`` (N, 10).
+onnxruntime must give the module's logits (within ``check.tolerance``) and the same predictions on the
+10,000 test images, or nothing is written; ``model_card.json`` appears last and describes the file beside it.
 """
 
 from __future__ import annotations

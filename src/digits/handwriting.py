@@ -1,25 +1,7 @@
-"""A user's picture of a digit -> MNIST's form, the way MNIST itself was made.
-
-MNIST's digits were cropped to the ink, scaled so that the longer side is 20 pixels (anti-aliased,
-aspect ratio kept) and placed in a 28x28 frame with their centre of mass at the centre; the ink is
-white on black. A phone photo or a scan is a dark digit somewhere on a larger, lighter, noisy page:
-resizing the whole page to 28x28 squashes and shrinks the digit, and the network misreads it.
-``to_mnist`` does MNIST's steps, in this order:
-
-1. grey: a transparent picture (a drawing program's PNG) is composited on white first;
-2. background: the median pixel is the paper; light paper is inverted so that the ink is bright;
-3. contrast: paper -> 0, the strongest ink -> 1 (a lone bright pixel does not set the scale); too
-   little contrast is a page without ink (``NoInkError``), not a guess;
-4. ink, not dirt: the pixels above half the contrast form connected components; the largest and
-   those of a real size close to it are the digit, the rest (specks, paper texture, a smudge at
-   the edge) are erased;
-5. crop to the kept ink, thicken strokes much thinner than MNIST's (a fine pen on a large photo
-   would otherwise fade to grey at 20 pixels);
-6. scale the longer side to 20 pixels with anti-aliasing (Lanczos), keeping the aspect ratio;
-7. paste into 28x28 so that the centre of mass is at the centre (as MNIST did).
-
-The result is the raw (1, 28, 28) picture in [0, 1]; the caller standardises it like the training
-images (``digits.data.standardize``) before the network sees it.
+"""A user's picture of a digit -> MNIST's form, the way MNIST itself was made (docs/evaluation.md lists the
+steps): a phone photo or a scan is a dark digit somewhere on a larger, lighter, noisy page, and resizing the
+whole page to 28x28 squashes and shrinks the digit. ``to_mnist`` returns the raw (1, 28, 28) picture in
+[0, 1]; the caller standardises it (``digits.data.standardize``).
 """
 
 from __future__ import annotations
@@ -35,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from digits.errors import DigitsError
+from digits.errors import DigitsError, one_line
 
 # Larger files or pictures are refused before they are decoded (a phone photo is 5-50 MB, 12-50 MP).
 MAX_FILE_BYTES = 64 * 2**20
@@ -56,8 +38,8 @@ MIN_STROKE = 0.08  # strokes thinner than this share of the longer side are thic
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (ESC, BEL, newlines) written as escapes, as repr does: a file name
-    goes to the terminal and the logs as text, never as commands to the terminal or extra lines."""
+    """``text`` with control characters written as escapes: a file name reaches the terminal as text, never
+    as commands to it or extra lines."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
@@ -74,18 +56,11 @@ def _progressive_jpeg(image: Image.Image) -> bool:
 
 
 def check_declared_size(image: Image.Image, path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
-    """Refuse a picture from the size its header declares, before anything is decoded: what a decoder
-    allocates follows the declared size, whatever the file really holds (157 bytes can declare
-    13,376 x 13,376). Three bounds:
-
-    - width x height <= ``max_pixels``, as declared: Pillow holds at most 4 bytes a pixel, so at most
-      ``4 * max_pixels`` bytes, in every format and mode. The one exception is a baseline (single-scan)
-      JPEG, which libjpeg decodes a row of blocks at a time straight into the reduced draft that
-      ``load_image`` asks for: it counts at that size (so a phone photo of any size passes);
-    - a progressive (multi-scan) JPEG: libjpeg keeps every coefficient of the whole declared image,
-      2 bytes a pixel and component, whatever the draft: width x height x components x 2 <= ``4 * max_pixels``;
-    - the longer side <= ``MAX_SIDE``: ``to_mnist`` works in bands of whole rows, and a row must fit a band
-      (a 39,990,000 x 1 picture would be one band of 40 million pixels)."""
+    """Refuse a picture from the size its header declares, before anything is decoded: a decoder allocates
+    for the declared size (157 bytes can declare 13,376 x 13,376). Pixels <= ``max_pixels`` (Pillow holds at
+    most 4 bytes each), except a baseline JPEG, counted at its draft size in ``load_image``; a progressive
+    JPEG's coefficients (2 bytes a pixel and component, whatever the draft) <= ``4 * max_pixels`` bytes;
+    the longer side <= ``MAX_SIDE``, as ``to_mnist``'s bands are whole rows."""
     shown = printable(str(path))
     width, height = image.size
     if max(width, height) > MAX_SIDE:
@@ -112,15 +87,9 @@ def check_declared_size(image: Image.Image, path: str | Path, max_pixels: int = 
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Read an image file (PNG, JPEG, BMP, ...) fully, upright as the camera meant it (EXIF rotation).
-
-    Only regular files are read: a FIFO or a device would block or never end. The size the header
-    declares is checked before anything is decoded (``check_declared_size``: pixels, a progressive
-    JPEG's coefficients, the longer side); a JPEG is then decoded at the smallest of 1/1, 1/2, 1/4, 1/8
-    of its size that still covers ``WORKING_SIZE``, and a baseline JPEG's pixels are counted at that size.
-    So decoding holds at most ``4 * max_pixels`` bytes,
-    and ``to_mnist`` adds only bands and a page of ``WORKING_SIZE``. Any failure to decode (a damaged
-    or fuzzed file, a mode with no grey scale such as LAB) is an ImageError naming the file."""
+    """Read a regular image file (a FIFO or a device would block) fully, upright (EXIF rotation), holding at
+    most ``4 * max_pixels`` bytes: its declared size is checked first, and a JPEG is decoded at the smallest
+    draft that still covers ``WORKING_SIZE``. Any failure to decode is an ImageError naming the file."""
     path = Path(path)
     shown = printable(str(path))  # control characters in a file name go to the terminal as escapes
     try:  # non-blocking: opening a FIFO for reading would otherwise wait for a writer
@@ -160,8 +129,7 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise
         except Exception as error:  # Pillow's decoders raise OSError, ValueError, TypeError, NotImplementedError...
             raise ImageError(
-                f"{shown} is not an image that can be read: "
-                f"{type(error).__name__}: {printable(' '.join(str(error).split())[:200])}"
+                f"{shown} is not an image that can be read: {type(error).__name__}: {printable(one_line(error)[:200])}"
             ) from error
 
 
@@ -188,12 +156,8 @@ def _grey_levels(image: Image.Image, peak: float, notes: list[str]) -> np.ndarra
 
 
 def _grey(image: Image.Image, notes: list[str]) -> np.ndarray:
-    """Grey levels in [0, 1] (1 = white), transparency composited on white paper; a page larger than
-    ``WORKING_SIZE`` shrunk to it (anti-aliased).
-
-    A large page is turned to grey and shrunk along its longer side a band at a time, then along the
-    other: the float copies never hold the whole page (a 100-megapixel RGBA picture would need about
-    2 GB of them at once). The two passes are those of one box resize of the whole page."""
+    """Grey levels in [0, 1] (1 = white), transparency composited on white; a page larger than ``WORKING_SIZE``
+    shrunk to it a band at a time (two box-resize passes), so the float copies never hold the whole page."""
     width, height = image.size
     peak = float(image.getextrema()[1]) if image.mode == "F" else 1.0
     longer = max(width, height)
@@ -246,10 +210,8 @@ def _ink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a boolean mask: (labels with 0 = background, count).
-
-    Row runs joined with a union-find: the work grows with the number of ink runs, not the pixels,
-    and it needs no library beyond numpy (scipy.ndimage.label would be the only reason for scipy)."""
+    """8-connected components of a boolean mask: (labels with 0 = background, count). Row runs joined with a
+    union-find: no scipy (scipy.ndimage.label would be the only reason for it)."""
     parent: list[int] = [0]
 
     def find(i: int) -> int:
@@ -287,10 +249,8 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The digit's box of the ink, with only the pixels that belong to the digit (the largest ink
-    component and the pieces of a real size close to it: a 5's detached bar, a broken pen stroke,
-    grown by a few pixels to keep the anti-aliased edges), and the box's (top, left); specks and
-    texture elsewhere are erased."""
+    """The digit's box of the ink and its (top, left), keeping only the largest ink component and the pieces
+    of a real size close to it (a 5's detached bar); specks and texture elsewhere are erased."""
     labels, count = _components(ink > INK_LEVEL)
     if count == 0:  # cannot happen after the contrast stretch (the peak is 1), kept for safety
         raise NoInkError("no digit found: no pixel stands out from the background")

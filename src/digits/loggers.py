@@ -1,9 +1,6 @@
-"""The loggers a run writes to (configs/logger/), each Lightning's own: TensorBoard and CSV come with the
-project, MLflow and Weights & Biases with their extras. What this module adds is only what Lightning leaves
-to the caller: a logger whose package is missing is refused before the run folder exists (Lightning would
-fail once the data is loaded), the hyperparameters go to each logger in the form it takes, a W&B run is
-finished with its training (else the next run of a sweep in the same process would write into it), and
-the closing summary says where each logger wrote and how to open it."""
+"""What Lightning's loggers leave to the caller: a missing package refused before the run folder exists, the
+hyperparameters in the form each takes, a W&B run finished with its training (else a sweep's next run would
+write into it), and where each logger wrote."""
 
 from __future__ import annotations
 
@@ -13,8 +10,7 @@ from typing import Any
 
 from digits.errors import DigitsError
 
-# The loggers whose package is optional: the module Lightning imports, and the extra of this project that
-# installs it (pyproject.toml).
+# The loggers whose package is optional: the module Lightning imports, and the extra that installs it.
 OPTIONAL = {
     "lightning.pytorch.loggers.MLFlowLogger": ("mlflow", "mlflow"),
     "lightning.pytorch.loggers.WandbLogger": ("wandb", "wandb"),
@@ -38,8 +34,8 @@ def check_logger_packages(loggers: Any) -> None:
 
 
 def log_hyperparameters(logger: Any, hparams: dict[str, Any]) -> None:
-    """The run's hyperparameters into one logger. TensorBoard's hparams view takes the metrics that fill its
-    columns once they are logged (placeholders here); the other loggers take the hyperparameters alone."""
+    """The run's hyperparameters into one logger; TensorBoard's hparams view also takes placeholders of the
+    metrics that fill its columns."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     if isinstance(logger, TensorBoardLogger):

@@ -23,16 +23,13 @@ class ManualCrossEntropyFunction(torch.autograd.Function):
         d loss_i / d q_ic = -(1 - eps) * w_c * log_softmax(x_i)_c        (class probabilities q)
         d loss_i / d w_c  = -a_ic / w_c * log_softmax(x_i)_c               (class probabilities only)
 
-    reduced like the loss (times the upstream gradient, divided by D for "mean"). ``backward`` applies
-    them to an upstream gradient, ``jvp`` (forward mode: torch.func.jvp, forward_ad) to tangents.
-    Between forward and backward it keeps the logits (which the caller holds anyway), the targets and
-    two (M, 1) columns, the row maximum and the log-sum, never an (M, C) intermediate. softmax and
-    log_softmax are rebuilt as exp/((x - max) - logsum): exact for large logits, where x - (max + logsum)
-    would round logsum away. The backward works in place on one (M, C) buffer; when a second derivative
-    is asked for (create_graph) it recomputes the same formula out of place from differentiable ops.
+    reduced like the loss. ``backward`` applies them to an upstream gradient, ``jvp`` (forward mode) to
+    tangents. It saves no (M, C) intermediate, only the row maximum and the log-sum, and rebuilds
+    log_softmax as (x - max) - logsum (x - (max + logsum) would round logsum away for large logits). The
+    backward works in place on one buffer, out of place when a second derivative is asked for.
 
-    ``forward`` returns the loss and, as non-differentiable outputs, the intermediates (row max, log-sum,
-    D) that ``setup_context`` saves: the form torch.func needs. Call it through ``manual_function``.
+    ``forward`` also returns the saved intermediates as non-differentiable outputs, the form torch.func
+    needs: call it through ``manual_function``.
     """
 
     @staticmethod

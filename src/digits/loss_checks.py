@@ -1,6 +1,5 @@
-"""What the cross-entropy forms accept and what they return, by PyTorch's rules: the errors (each also of
-the built-in type ``F.cross_entropy`` raises for the same input), the argument checks, and the dtype rules
-(promotion, autocast). The formula and the forms are in ``digits.losses``."""
+"""What the cross-entropy forms accept and return, by PyTorch's rules: the errors (each also of the built-in
+type ``F.cross_entropy`` raises for the same input), the argument checks, and the dtype rules."""
 
 from __future__ import annotations
 
@@ -11,11 +10,6 @@ from digits.errors import DigitsError
 
 REDUCTIONS = ("none", "mean", "sum")
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-# --------------------------------------------------------------------------------------------------
-# Errors: each derives from the built-in type F.cross_entropy raises for the same input, so code that
-# catches PyTorch's errors catches ours.
 
 
 class LossArgumentError(DigitsError):
@@ -38,21 +32,14 @@ class TargetOutOfBoundsError(LossArgumentError, IndexError):
     """A class index outside [0, C) that is not ignore_index."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Argument checks shared by the hand-built forms (PyTorch's own messages, where it has them).
-
 # F.cross_entropy's class-index targets: "expected target dtype to be Long or Byte" (aten nll_loss).
 INDEX_DTYPES = (torch.int64, torch.uint8)
-
-
 BACKWARDS = ("autograd", "manual")
 
 
 def check_options(reduction: str, label_smoothing: float, backward: str = "autograd") -> None:
-    """The options a module takes at construction; checked there once and again per functional call,
-    and by the training config's early check (digits.config): the one place these rules live.
-    Stricter than PyTorch on purpose (README, "Deliberate differences"): 'elementwise_mean' (a deprecated
-    alias) and a negative smoothing (silently treated as 0 by PyTorch) are refused."""
+    """The options a module takes, the one place their rules live. Stricter than PyTorch on purpose:
+    'elementwise_mean' (a deprecated alias) and a negative smoothing (silently 0 in PyTorch) are refused."""
     if reduction not in REDUCTIONS:
         raise LossValueError(f"{reduction} is not a valid value for reduction: use one of {REDUCTIONS}")
     is_number = isinstance(label_smoothing, (int, float)) and not isinstance(label_smoothing, bool)
@@ -136,21 +123,11 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _autocast_dtype(input: Tensor, dtype: torch.dtype) -> torch.dtype:
-    """Under autocast, cross-entropy is a float32 op (autocast's fp32 list): every floating argument
-    becomes float32. Otherwise ``dtype`` itself."""
-    return torch.float32 if torch.is_autocast_enabled(input.device.type) else dtype
-
-
 def autocast_log_probs_dtype(input: Tensor) -> torch.dtype | None:
-    """The dtype that F.cross_entropy rounds the log-probabilities to under autocast, or None.
-
-    On the CPU, cross_entropy is on autocast's float32 list: the logits are upcast first. On CUDA it is not:
-    aten's cross_entropy calls log_softmax with the input's own dtype (an explicit dtype, which autocast
-    leaves alone), and only nll_loss and the sums upcast. So float16/bfloat16 logits give log-probabilities
-    rounded to their dtype. Measured on an H100 (torch 2.11): with this rounding F.cross_entropy is
-    reproduced exactly; computed in float32 throughout, it differs by up to 3.8e-4 (float16) and 3.0e-3
-    (bfloat16)."""
+    """The dtype that F.cross_entropy rounds the log-probabilities to under autocast, or None. On CUDA (not
+    the CPU, where the logits are upcast first) aten's log_softmax keeps the input's own dtype. Measured on an
+    H100 (torch 2.11): with this rounding F.cross_entropy is reproduced exactly; computed in float32
+    throughout, it differs by up to 3.8e-4 (float16) and 3.0e-3 (bfloat16)."""
     if input.device.type == "cuda" and input.dtype in LOW_PRECISION and torch.is_autocast_enabled("cuda"):
         return input.dtype
     return None
@@ -163,4 +140,5 @@ def result_dtype(input: Tensor, target: Tensor, weight: Tensor | None, probabili
     if probabilities:
         dtype = torch.promote_types(dtype, target.dtype)
         dtype = dtype if weight is None else torch.promote_types(dtype, weight.dtype)
-    return _autocast_dtype(input, dtype)
+    # under autocast cross-entropy is a float32 op (autocast's fp32 list)
+    return torch.float32 if torch.is_autocast_enabled(input.device.type) else dtype

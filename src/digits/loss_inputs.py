@@ -10,17 +10,10 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.f
 
 
 def make_inputs(
-    kind: str,
-    shape: tuple[int, ...],
-    weighted: bool,
-    seed: int,
-    scale: float = 3.0,
-    ignore_index: int = -100,
+    kind: str, shape: tuple[int, ...], weighted: bool, seed: int, scale: float = 3.0, ignore_index: int = -100
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """float64 logits of ``shape`` ((C), (N, C) or (N, C, d1, ...)), targets of ``kind`` ("index";
-    "ignore": 30 % of them ``ignore_index``; "probabilities") and a weight, on the CPU, from one seeded
-    generator. The proof's tests (tests/test_losses.py) and the lab's reports draw their inputs here; callers cast
-    and move them."""
+    """float64 logits of ``shape``, targets of ``kind`` ("index"; "ignore": 30 % of them ``ignore_index``;
+    "probabilities") and a weight, on the CPU, from one seeded generator; callers cast and move them."""
     generator = torch.Generator().manual_seed(seed)
     class_dim = 0 if len(shape) == 1 else 1
     index_shape = tuple(shape[:1]) + tuple(shape[2:]) if len(shape) > 1 else ()

@@ -10,9 +10,7 @@ formula), written once for every form:
   of positions. Kept as its two factors, so that a product is taken in aten's order, log_probs * q' * w
   (cross_entropy_loss_prob_target; in bfloat16 the order shows).
 
-Without ``weight``, ``w_c = 1``. The nll form sums ``D`` and multiplies class probabilities in aten's order
-(``denominator_as_aten``, ``products``), so that it equals ``F.cross_entropy`` bit for bit; the manual form
-keeps its own order (``denominator``, ``dense``).
+Without ``weight``, ``w_c = 1``.
 """
 
 from __future__ import annotations
@@ -57,18 +55,14 @@ class TargetWeights:
         self.denominator = self.target_weight.sum()
 
     def denominator_as_aten(self) -> Tensor | int:
-        """D summed the way aten's cross_entropy sums it, for the nll form to equal F.cross_entropy bit for bit:
-        the number of positions as a Python number (probabilities; on CUDA aten multiplies by its reciprocal),
-        the kept targets' weights gathered and summed in the weight's dtype, or their count (class indices).
-        The same value as ``denominator``, rounded differently in float32 and below."""
+        """D summed the way aten's cross_entropy sums it, for the nll form to equal F.cross_entropy bit for bit
+        (the same value as ``denominator``, rounded differently in float32 and below)."""
         if self.probabilities:
             return self.positions
         kept = ~self.ignored
         return self.weight[self.index[kept]].sum() if self.weight is not None else kept.sum()
 
-    # ----------------------------------------------------------------------------------------------
     # The loss: -sum_c a_ic * log_probs_ic.
-
     def loss(self, log_probs: Tensor) -> Tensor:
         """Each position's loss (the index shape)."""
         dim = self.class_dim
@@ -89,8 +83,7 @@ class TargetWeights:
         return self.q if self.weight is None else self.q * self._along_classes(self.weight, self.q)
 
     def products(self, log_probs: Tensor) -> Tensor:
-        """Class probabilities: a * log_probs in aten's order, (log_probs * q') * w (the nll form's order:
-        in bfloat16 it shows)."""
+        """Class probabilities: a * log_probs in aten's order, (log_probs * q') * w (in bfloat16 it shows)."""
         products = log_probs * self.q
         return products if self.weight is None else products * self._along_classes(self.weight, log_probs)
 
@@ -110,9 +103,7 @@ class TargetWeights:
         """Per-position ``values`` with 0 on ignored positions (and 0 * NaN stays 0 there)."""
         return values if self.ignored is None else values.masked_fill(self.ignored, 0.0)
 
-    # ----------------------------------------------------------------------------------------------
     # The derivatives, on flat (M, C) log-probabilities.
-
     def logits_gradient(self, log_probs: Tensor, scale: Tensor, in_place: bool) -> Tensor:
         """scale_i * (softmax(x_i) * sum_c a_ic - a_i); ``in_place`` reuses the log-probabilities' buffer."""
         n_classes = self.n_classes

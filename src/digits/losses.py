@@ -23,15 +23,8 @@ and ``reduction="mean"`` divides the sum by ``D``: the sum of ``w_{y_i}`` over n
 positions for class indices (their count without weights; NaN when D = 0: all ignored, or all on
 zero-weight classes), the number of positions for probabilities (NaN for an empty input). That is exactly
 ``F.cross_entropy``'s definition (aten LossNLL.cpp: nll_loss and cross_entropy_loss_prob_target).
-
-``CrossEntropyLoss``         PyTorch's fused kernel (re-exported for the config group).
-``LogSoftmaxNLLLoss``        ``F.log_softmax`` + ``nn.NLLLoss``; smoothing and probability targets built
-                             on top of the log-probabilities the way PyTorch defines them.
-``ManualCrossEntropyLoss``   tensor primitives only (max, exp, sum, log, gather, arithmetic), with the
-                             gradient from autograd or from the hand-written derivatives in
-                             ``ManualCrossEntropyFunction`` (grad = softmax * sum(a) - a; target and
-                             weight gradients for probabilities; jvp for forward mode).
-``NaiveCrossEntropyLoss``    log(exp(x) / sum(exp(x))): the textbook formula that overflows. For teaching.
+The forms (docs/losses.md compares them): ``CrossEntropyLoss`` (PyTorch's), ``LogSoftmaxNLLLoss``,
+``ManualCrossEntropyLoss`` (primitives only, autograd or hand-written derivatives) and ``NaiveCrossEntropyLoss``.
 
 Shapes: input (C), (N, C) or (N, C, d1, ..., dk); target () / (N) / (N, d1, ..., dk) class indices, or
 class probabilities of the input's shape. ``reduction="none"`` returns the target's index shape.
@@ -39,9 +32,8 @@ Dtypes as in PyTorch: class indices int64 or uint8; with class indices the weigh
 with probabilities the result is promoted with the target's and the weight's dtype. Refused input raises a
 ``LossArgumentError`` that is also of the built-in type ``F.cross_entropy`` raises for it.
 
-This file holds the forms. ``a`` and ``D`` are built in one place, ``digits.loss_weights``, for all of them;
-the hand-written derivatives are in ``digits.loss_backward``, the argument checks and dtype rules in
-``digits.loss_checks`` (every public name is importable from here too).
+``a`` and ``D`` are built in ``digits.loss_weights``, the derivatives in ``digits.loss_backward``, the checks
+and dtype rules in ``digits.loss_checks`` (every public name is importable from here too).
 """
 
 from __future__ import annotations
@@ -119,10 +111,6 @@ def _index_shape(input: Tensor) -> torch.Size:
     return torch.Size([]) if input.dim() == 1 else input.shape[:1] + input.shape[2:]
 
 
-# --------------------------------------------------------------------------------------------------
-# log-softmax from primitives: the stable and the naive way.
-
-
 def stable_log_softmax(x: Tensor) -> Tensor:
     """log_softmax over the last dim as (x - max) - log(sum(exp(x - max))): exp never sees a positive
     number, and the log-sum (>= 0, small) is subtracted from the shifted logits, not added to the max
@@ -141,10 +129,6 @@ def naive_log_softmax(x: Tensor) -> Tensor:
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float16/bfloat16 are computed in float32, like PyTorch's own kernels accumulate."""
     return torch.float32 if dtype in LOW_PRECISION else dtype
-
-
-# --------------------------------------------------------------------------------------------------
-# Functional forms.
 
 
 def nll_cross_entropy(
@@ -228,11 +212,9 @@ def manual_cross_entropy(
     return out.to(dtype)
 
 
-# --------------------------------------------------------------------------------------------------
-# Modules with nn.CrossEntropyLoss's constructor, for the `loss` config group.
-
-
 class _CrossEntropyBase(nn.Module):
+    """nn.CrossEntropyLoss's constructor, for the `loss` config group's modules."""
+
     def __init__(
         self,
         weight: Tensor | list[float] | None = None,
@@ -255,12 +237,7 @@ class _CrossEntropyBase(nn.Module):
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
 
     def _options(self) -> dict:
-        return dict(
-            weight=self.weight,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-        )
+        return {name: getattr(self, name) for name in ("weight", "ignore_index", "reduction", "label_smoothing")}
 
 
 class LogSoftmaxNLLLoss(_CrossEntropyBase):

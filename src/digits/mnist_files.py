@@ -22,14 +22,13 @@ class DataNotFoundError(DigitsError, FileNotFoundError):
 
 
 def default_data_dir() -> str:
-    """``$DIGITS_DATA_DIR`` when set, else ``data/`` under the working directory: the default of the Python
-    API, the same rule as the scripts' ``paths.data_dir`` (configs/paths/default.yaml)."""
+    """``$DIGITS_DATA_DIR`` when set, else ``data/``: the one rule, for the Python API and the scripts."""
     return os.environ.get("DIGITS_DATA_DIR") or "data"
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data directory as an absolute path, once: a relative one is taken against the folder the
-    user started the script from (Hydra's ``runtime.cwd``), never against a run folder."""
+    """The data directory as an absolute path: a relative one against the folder the script was started
+    from (Hydra's ``runtime.cwd``), never against a run folder."""
     path = Path(data_dir or default_data_dir()).expanduser()
     if not path.is_absolute():
         from hydra.core.hydra_config import HydraConfig

@@ -1,7 +1,4 @@
-"""Networks mapping (N, 1, 28, 28) images to (N, 10) logits: unnormalised scores, one per digit.
-
-The network ends in a plain Linear layer, no softmax: the loss takes logits (see losses.py).
-"""
+"""Networks mapping (N, 1, 28, 28) images to (N, 10) logits; no softmax at the end: the loss takes logits."""
 
 from __future__ import annotations
 
@@ -14,21 +11,15 @@ DOWNSAMPLE = ("pool", "pool_first", "stride")
 
 
 class ModelArgumentError(ValueError):
-    """A network argument out of range; its message names the config key (``model.<argument>``), and the
-    config check (digits.config.validate_train_config) turns it into a one-line ConfigError."""
+    """A network argument out of range; its message names the config key (``model.<argument>``)."""
 
 
 class DigitCNN(nn.Module):
     """Blocks of conv3x3, [BatchNorm], ReLU and a 2x downsampling, then dropout and a linear head.
 
-    ``downsample="pool"``: each block's conv keeps the size and a MaxPool2 halves it; ``channels=[16, 32, 64]``
-    gives feature maps of 14, 7 and 3 pixels. ``downsample="pool_first"``: the same, with the MaxPool2 straight
-    after the conv, so BatchNorm and ReLU work on a quarter of the pixels, as the fast CIFAR-10 recipes (airbench,
-    hlb-CIFAR10) do: ReLU commutes with max-pooling, BatchNorm takes its statistics over the pooled maps, and a
-    channel whose BatchNorm scale turns negative keeps its minimum where ``pool`` would keep the maximum.
-    ``downsample="stride"``: the conv itself steps by 2 (14, 7, 4 pixels), so no block computes, normalises or
-    pools at the full size: the cheapest, and less accurate. Costs: docs/performance.md.
-    A list gives each block its own, e.g. ``[stride, pool, pool]``.
+    ``downsample``, per block or one for all (docs/performance.md compares them): ``pool`` (a MaxPool2 after
+    ReLU), ``pool_first`` (straight after the conv, so BatchNorm and ReLU see a quarter of the pixels, as the
+    fast CIFAR-10 recipes do) or ``stride`` (the conv steps by 2: cheapest, less accurate).
     ``hidden`` > 0 adds a hidden linear layer before the head (the classic recipe has 128).
     """
 

@@ -1,17 +1,9 @@
 """The LightningModule: one batch goes images -> logits -> loss -> metrics -> logger.
 
-It is built from plain config dicts (the ``model``, ``loss``, ``optimizer`` and ``scheduler`` groups)
-and stores only those dicts as hyperparameters, so a checkpoint holds tensors and plain values:
-``torch.load(path, weights_only=True)`` opens it, and ``DigitsModule.from_checkpoint`` rebuilds the
-network from it alone.
-
-Every way of loading a checkpoint into this class passes one gate, here in the class so that no entry
-point can forget it: ``from_checkpoint`` and Lightning's ``load_from_checkpoint`` (overridden to be the
-same) check the hyperparameters against ``digits.allowlist`` before anything is built, turn what the
-classes refuse into a CheckpointError, and check the weights (names, shapes, finite values);
-``on_load_checkpoint``, which the Trainer calls for ``fit``/``validate``/``test(ckpt_path=...)``, checks
-the same and re-derives the callbacks' paths from the folder the checkpoint is in
-(``digits.checkpoints.rebase_callback_state``).
+It stores only plain config dicts as hyperparameters, so ``torch.load(path, weights_only=True)`` opens a
+checkpoint and ``DigitsModule.from_checkpoint`` rebuilds the network from it alone. Every way of loading a
+checkpoint passes one gate, in the class so that no entry point can forget it: the allow-list before
+anything is built, then the weights (names, shapes, kinds, finite values).
 """
 
 from __future__ import annotations
@@ -48,8 +40,8 @@ class WeightMismatchError(DigitsError, ValueError):
 
 
 def network_overrides(checkpoint: dict[str, Any], model: dict[str, Any]) -> str:
-    """How to rebuild a checkpoint's network from a run's ``model`` config, read from the checkpoint's saved
-    hyperparameters: the hint of a WeightMismatchError (empty when they do not say)."""
+    """The hint of a WeightMismatchError: the ``model.<key>=<value>`` overrides that rebuild the checkpoint's
+    network, from its saved hyperparameters (empty when they do not say)."""
     saved = (checkpoint.get("hyper_parameters") or {}).get("model")
     if not isinstance(saved, dict):
         return ""
@@ -67,8 +59,8 @@ def override_value(value: Any) -> str:
 
 
 def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str | Path, hint: str = "") -> None:
-    """Compare names and shapes before ``load_state_dict``, so a checkpoint of another network is
-    recognised by what it holds, not by the wording of PyTorch's error. ``hint``: appended to the message."""
+    """Compare names and shapes before ``load_state_dict``: a checkpoint of another network is recognised by
+    what it holds, not by the wording of PyTorch's error."""
     expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     given = {key: tuple(getattr(value, "shape", ())) for key, value in state_dict.items()}
     problems = [f"missing {key}" for key in expected if key not in given]
@@ -91,9 +83,8 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_weight_kinds(module: nn.Module, state_dict: dict[str, Tensor], source: str | Path) -> None:
-    """Each tensor of the kind the freshly built network holds there: dense (strided), and of its dtype,
-    or for a floating weight one of the floating dtypes a run trains in. A complex tensor would hide NaN
-    from the finite check, and float8, sparse or quantized ones make torch's checks raise on them."""
+    """Each tensor dense and of the network's dtype there (any training dtype for a floating one): a complex
+    tensor would hide NaN from the finite check, and float8, sparse or quantized ones make torch raise."""
     expected = module.state_dict()
     problems = []
     for key, value in state_dict.items():
@@ -112,8 +103,7 @@ def check_weight_kinds(module: nn.Module, state_dict: dict[str, Tensor], source:
 
 
 def check_weights(module: nn.Module, state_dict: Any, source: str | Path, hint: str = "") -> None:
-    """A dict of tensors that fits the network (``check_weights_fit``), of the network's dtypes and
-    layout (``check_weight_kinds``), and holding only finite values."""
+    """A dict of tensors that fits the network, of its kinds, and holding only finite values."""
     if not isinstance(state_dict, dict) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in state_dict.items()
     ):
@@ -129,33 +119,29 @@ def check_weights(module: nn.Module, state_dict: Any, source: str | Path, hint: 
 
 
 def check_optimizer_state(module: nn.Module, checkpoint: dict[str, Any], source: str | Path) -> None:
-    """A checkpoint's optimizer state for this network's parameters: each entry indexed by a parameter,
-    and each of its tensors (Adam's ``exp_avg``, SGD's momentum) of that parameter's shape or a scalar.
-    Checked before anything is written: torch would fail on it at the first step, mid-run."""
-    parameters = list(module.parameters())
-    states = checkpoint.get("optimizer_states") or []
-    problem = None if isinstance(states, list) else f"optimizer_states is a {type(states).__name__}"
-    for number, optimizer in enumerate(states if problem is None else []):
+    """A checkpoint's optimizer state fits this network's parameters (each tensor of its parameter's shape, or
+    a scalar), checked before anything is written: torch would fail at the first step, mid-run."""
+    problem = _optimizer_state_problem(list(module.parameters()), checkpoint.get("optimizer_states") or [])
+    if problem:
+        raise CheckpointError(f"{source}: its optimizer state does not fit the network: {problem}")
+
+
+def _optimizer_state_problem(parameters: list[Tensor], states: Any) -> str | None:
+    if not isinstance(states, list):
+        return f"optimizer_states is a {type(states).__name__}"
+    for number, optimizer in enumerate(states):
         entries = optimizer.get("state") if isinstance(optimizer, dict) else None
         if not isinstance(entries, dict):
-            problem = f"optimizer_states[{number}] holds no 'state' dict"
-            break
+            return f"optimizer_states[{number}] holds no 'state' dict"
         for index, state in entries.items():
             if not (isinstance(index, int) and 0 <= index < len(parameters) and isinstance(state, dict)):
-                problem = f"optimizer_states[{number}] has an entry {str(index)[:40]!r} for no parameter of the network"
-                break
+                return f"optimizer_states[{number}] has an entry {str(index)[:40]!r} for no parameter of the network"
             shape = parameters[index].shape
             wrong = [n for n, v in state.items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape != shape]
             if wrong:
-                problem = (
-                    f"optimizer_states[{number}] entry {index}: {wrong[0]} is not of the parameter's shape "
-                    f"{list(parameters[index].shape)}"
-                )
-                break
-        if problem:
-            break
-    if problem:
-        raise CheckpointError(f"{source}: its optimizer state does not fit the network: {problem}")
+                where = f"optimizer_states[{number}] entry {index}"
+                return f"{where}: {wrong[0]} is not of the parameter's shape {list(shape)}"
+    return None
 
 
 def _check_resume_state(state: Any, source: str | Path) -> None:
@@ -177,9 +163,8 @@ def _check_resume_state(state: Any, source: str | Path) -> None:
 
 
 def build_loss(config: dict[str, Any]) -> nn.Module:
-    """Instantiate a ``loss`` config; a ``weight`` list becomes the tensor nn.CrossEntropyLoss expects, in the
-    default float dtype (what ``torch.tensor`` makes of a list of floats; YAML may give integers). It is a
-    buffer of the loss module, so it follows the module's dtype (``precision=64``) like the network does."""
+    """Instantiate a ``loss`` config; a ``weight`` list becomes a tensor of the default float dtype (YAML may
+    give integers), a buffer that follows the module's dtype like the network does."""
     weight = config.get("weight")
     if weight is None:  # also a loss without a weight argument (loss=sigmoid)
         return instantiate(config)
@@ -252,10 +237,8 @@ class DigitsModule(L.LightningModule):
         return {"loss": loss, "logits": logits.detach()}
 
     def _remember_non_finite(self, loss: Tensor) -> None:
-        """Keep the first non-finite loss, its step and epoch, on the loss's device: reading it would make the
-        host wait for the GPU at every step. ``_stop_on_non_finite_loss`` reads it (one wait) every
-        ``trainer.log_every_n_steps`` steps, before validation, at the epoch's end and before any checkpoint
-        is written, so no checkpoint ever holds the weights that followed it."""
+        """Keep the first non-finite loss, its step and epoch, on the loss's device (reading it every step would
+        make the host wait for the GPU); ``_stop_on_non_finite_loss`` reads it before any checkpoint is written."""
         if self._first_non_finite is None:
             none_yet = torch.full((), -1, device=loss.device)
             self._first_non_finite = (none_yet, loss.detach().new_zeros(()), none_yet)
@@ -316,8 +299,8 @@ class DigitsModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The Trainer's way in (``fit``/``validate``/``test`` with ``ckpt_path=``): the same checks as
-        ``from_checkpoint``, and on ``fit`` the callbacks' paths re-derived from the checkpoint's folder."""
+        """The Trainer's way in (``ckpt_path=``): ``from_checkpoint``'s checks, and on ``fit`` the callbacks'
+        paths re-derived from the checkpoint's folder."""
         trainer = self._trainer
         source = trainer.ckpt_path if trainer is not None and trainer.ckpt_path else "the checkpoint"
         check_hyperparameters(checkpoint.get("hyper_parameters"), source, self.hyperparameter_keys())
@@ -330,9 +313,8 @@ class DigitsModule(L.LightningModule):
         self._resumed_state = checkpoint.get("digits")  # applied in on_train_start, after the sanity check
 
     def _adopt_callback_state(self, checkpoint: dict[str, Any], folder: Path, source: str | Path) -> None:
-        """A ModelCheckpoint continues the state of a checkpoint from its own folder (a resume); the state
-        of a checkpoint from another folder is dropped (a new run from those weights keeps its own list,
-        and never deletes or names the other run's files)."""
+        """A ModelCheckpoint continues the state of a checkpoint from its own folder (a resume); another
+        folder's is dropped, so a new run never deletes or names the other run's files."""
         rebase_callback_state(checkpoint, folder, source)
         own = {callback.state_key: callback for callback in self.trainer.callbacks}
         states = checkpoint.get("callbacks") or {}
@@ -377,18 +359,15 @@ class DigitsModule(L.LightningModule):
     @classmethod
     @functools.cache
     def hyperparameter_keys(cls) -> tuple[str, ...]:
-        """The constructor's arguments, read from its signature: the only keys a checkpoint's hyperparameters
-        may have (``save_hyperparameters`` stores exactly those)."""
+        """The constructor's arguments: the only keys a checkpoint's hyperparameters may have."""
         return tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
 
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
     ) -> DigitsModule:
-        """Rebuild the module from a checkpoint alone, loading it with ``weights_only=True``; its
-        hyperparameters (with ``overrides``) must pass ``digits.allowlist`` first (else UnsafeConfigError,
-        nothing built); what the classes refuse, a file that is not a checkpoint and weights that do not
-        fit (WeightMismatchError) or are not finite end in a DigitsError too."""
+        """Rebuild the module from a checkpoint alone (``weights_only=True``); its hyperparameters (with
+        ``overrides``) pass the allow-list first. Anything refused is a DigitsError."""
         checkpoint = read_checkpoint(path, map_location)
         hparams = checkpoint.get("hyper_parameters")
         if hparams is None:
@@ -419,10 +398,8 @@ class DigitsModule(L.LightningModule):
         weights_only: bool | None = None,
         **kwargs: Any,
     ) -> DigitsModule:
-        """Lightning's loader, made the same as ``from_checkpoint``: the allow-list before anything is
-        built, ``weights_only=True``, strict names and shapes. ``hparams_file``, ``strict=False`` and
-        ``weights_only=False`` would step around those checks and are refused; ``kwargs`` override
-        hyperparameters and are checked with them. The module lands on its weights' device."""
+        """Lightning's loader, made ``from_checkpoint``; ``hparams_file``, ``strict=False`` and
+        ``weights_only=False`` would step around its checks and are refused."""
         if hparams_file is not None or strict is False or weights_only is False:
             raise CheckpointError(
                 "DigitsModule.load_from_checkpoint loads a checkpoint alone, safely and strictly: "

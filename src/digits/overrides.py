@@ -1,12 +1,6 @@
-"""The command line's keys and group choices: Hydra's own refusals as one line, plus the one case Hydra lets through.
-
-Hydra composes the config once, in ``hydra.main``, and refuses an unknown key, an unknown group choice
-or an override it cannot parse with its own exceptions; ``explain`` turns those into a ConfigError with
-the closest known name (digits.entry.run catches them by type, exit code 2). Hydra adds any key given
-with ``+`` (``+optimiser=sgd`` trains AdamW with a stray ``optimiser: sgd``, and ``+key`` is Hydra's own
-hint for a misspelt one): ``check_added_keys`` refuses such a key when it is new at the top level or
-close to a known one (digits.early_checks.EarlyChecks calls it, before torch is imported).
-"""
+"""The command line's keys and group choices: Hydra's own refusals as one line (``explain``), plus the one case
+Hydra lets through: a stray ``+key`` (``+optimiser=sgd`` trains AdamW beside an unused ``optimiser: sgd``),
+refused by ``check_added_keys``."""
 
 from __future__ import annotations
 
@@ -17,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from digits.config import ConfigError
+from digits.errors import one_line
 
 
 def _closest(name: str, known: list[str]) -> str | None:
@@ -28,10 +23,6 @@ def _did_you_mean(name: str | None) -> str:
     return f"; did you mean {name!r}?" if name else "."
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def config_groups(config_dir: str | Path) -> list[str]:
     """The config groups under ``config_dir``: its folders (``loss``, ``hydra/launcher``, ...)."""
     config_dir = Path(config_dir)
@@ -39,10 +30,8 @@ def config_groups(config_dir: str | Path) -> list[str]:
 
 
 def explain(error: Exception, groups: list[str]) -> ConfigError:
-    """Hydra's refusal of the command line as one ConfigError naming the key, from the error's own fields:
-    an override it cannot parse (OverrideParseException), a group choice without a config file
-    (MissingConfigException), a key the config lacks (ConfigCompositionException from OmegaConf's
-    ConfigAttributeError/ConfigKeyError); any other composition error is Hydra's text on one line."""
+    """Hydra's refusal of the command line as one ConfigError naming the key and the closest known name, from
+    the error's own fields; any other composition error is Hydra's text on one line."""
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
@@ -74,15 +63,13 @@ def explain(error: Exception, groups: list[str]) -> ConfigError:
             f"{parent_key!r} has no key {leaf!r}{_did_you_mean(match and f'{parent_key}.{match}')} "
             f"Its keys: {', '.join(known)}"
         )
-    return ConfigError(f"Hydra refuses the command line: {_one_line(str(error))}")
+    return ConfigError(f"Hydra refuses the command line: {one_line(error)}")
 
 
 def check_added_keys(cfg: DictConfig, overrides: list[Any], groups: list[str]) -> None:
-    """Refuse a key that ``+`` or ``++`` added, from the composed ``cfg`` and Hydra's parsed
-    ``overrides``: a new top-level key (``+optimiser=sgd``), one close to a known top-level name
-    (``++optimiser=sgd``), and a new nested key close to one of its siblings (``+trainer.epochs=3``).
-    A new nested key close to none is a deliberate one (``+trainer.benchmark=true``: Lightning checks
-    it); ``++`` on a nested key sets or adds it, as Hydra documents, and is taken as meant."""
+    """Refuse a key that ``+`` or ``++`` added when it is new at the top level (``+optimiser=sgd``) or close to
+    a known name (``+trainer.epochs=3``). A new nested key close to none (``+trainer.benchmark=true``) and
+    ``++`` on a nested key are taken as meant."""
     tops = {g.split("/")[0] for g in groups}
     for override in overrides:
         key = override.key_or_group
@@ -119,9 +106,8 @@ def check_added_keys(cfg: DictConfig, overrides: list[Any], groups: list[str]) -
 
 
 def _existed_without(cfg: DictConfig, override: Any, overrides: list[Any]) -> bool:
-    """Whether the key ``override`` adds is in the config composed without it: Hydra lets ``+`` set a key
-    whose value is null, and the composed config cannot tell such a key from a new one. Composes again
-    (Hydra's compose API, inside the running app), so only on this path."""
+    """Whether the key ``override`` adds is in the config composed without it (Hydra lets ``+`` set a null
+    key); composes again, so only on this path."""
     try:
         from hydra import compose
 
@@ -147,8 +133,8 @@ def parse(overrides: list[str]) -> list[Any]:
 
 
 def check_overrides(config_dir: str | Path, config_name: str, overrides: list[str]) -> None:
-    """The scripts' checks of a command line without running it (the docs' commands, the tests), with
-    Hydra's compose API: one composition, or one per value of a sweep (``loss=a,b``)."""
+    """The scripts' checks of a command line without running it (the docs' commands, the tests): one
+    composition, or one per value of a sweep (``loss=a,b``)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException
 

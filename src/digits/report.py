@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from digits.writing import write_json
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
@@ -22,15 +23,9 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
     return "\n".join(lines) + "\n"
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
-
-
 def provenance() -> dict[str, Any]:
-    """Where and when a result was measured: UTC date, machine, load, versions and the commit.
-
-    Seeded results move with the thread count and the CPU's summation order, and times move with the
-    load, so every result file carries these next to its numbers."""
+    """Where and when a result was measured (UTC date, machine, load, versions, commit): seeded results move
+    with the thread count and the CPU, times with the load."""
     import os
     import platform
     import subprocess
@@ -91,8 +86,8 @@ def provenance_line(info: dict[str, Any]) -> str:
 
 
 def write_result(results_dir: str | Path, name: str, title: str, data: dict[str, Any], markdown: str) -> Path:
-    """``<results_dir>/<name>.json`` (``provenance()`` plus ``data``) and ``<name>.md`` (a title, the
-    provenance line, then ``markdown`` made from the same data): the only place docs take numbers from."""
+    """``<name>.json`` (``provenance()`` plus ``data``) and ``<name>.md`` (title, provenance line, ``markdown``)
+    in ``results_dir``: the only place docs take numbers from."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     info = provenance()

@@ -1,11 +1,5 @@
-"""The OmegaConf resolvers the configs use, registered by one explicit call at the start of each script
-(and of the tests), not as a side effect of an import:
-
-* ``${run_name:prefix,overrides}``: a run folder's name (``digits.run_names.run_name``);
-* ``${if_set:value,then,otherwise}``: the run folder and Hydra's snapshot folder depend on ``resume``;
-* ``${choice:group}``: the file a config group was composed from (``loss=nll`` -> ``nll``);
-* ``${default_data_dir:}``: where MNIST is by default (``digits.mnist_files.default_data_dir``, the one rule);
-* ``${basename:path}``: a path's last part (a run folder's name, for the MLflow and W&B run names).
+"""The OmegaConf resolvers the configs use (``run_name``, ``if_set``, ``choice``, ``default_data_dir``,
+``basename``), registered by one explicit call at the start of each script, not as a side effect of an import.
 """
 
 from __future__ import annotations
@@ -24,8 +18,7 @@ def _if_set(value: object, then: object, otherwise: object) -> object:
 
 
 def _choice(group: str) -> str | None:
-    """The running Hydra app's record of the group's choice; None for a config composed without one
-    (``compose`` in tests)."""
+    """The group's choice (``loss=nll`` -> ``nll``); None for a config composed without Hydra's app."""
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
 
 

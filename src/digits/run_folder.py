@@ -1,22 +1,6 @@
-"""The run folder's rules, in one place: who owns it, whether it may be written, what a run may write
-outside it (nothing), and when a failed start takes it away again.
-
-- One owner: ``claim`` creates the folder (``os.mkdir``: of two processes, exactly one makes it) and
-  takes an OS lock (``fcntl.flock`` on the folder itself: no lock file to leave behind) for the life of
-  the process; the kernel drops the lock when the process dies, however it dies. A second process gets
-  ``FolderInUseError`` (one line, exit code 2) and removes nothing. The checks of what the folder holds
-  run under the lock, so two runs started at once cannot both see a new folder.
-- Fresh or resumed: a training run refuses a folder holding another run's files unless resuming it
-  (``check_run_folder``); evaluate, export and the demo want a new or empty folder
-  (``check_fresh_folder``).
-- Writable: ``check_writable`` writes and fsyncs a few KB, so a full disk fails before anything else.
-- Inside: ``check_paths_inside`` refuses any configured value that would make a run write outside its
-  folder (a checkpoint file name ``../../x``, a logger name ``../x``, an absolute path, ...).
-- No litter: ``remove_if_unused`` removes a folder this process made and that holds nothing but what a
-  run writes before it produces anything.
-
-This module keeps its own record of the folders this process made and locked; nothing else changes it.
-"""
+"""The run folder's rules, in one place: one owner (an ``fcntl.flock`` on the folder, dropped by the kernel
+however the process dies), fresh or resumed, writable, nothing written outside it, and no litter after a
+failed start. This module alone records the folders this process made and locked."""
 
 from __future__ import annotations
 
@@ -53,16 +37,16 @@ def _key(folder: str | Path) -> Path:
     return Path(os.path.abspath(folder))
 
 
-def holds(folder: str | Path) -> bool:
-    """Whether this process holds ``folder``'s lock."""
-    return _key(folder) in _claims
+def _cannot_write(folder: str | Path, error: OSError) -> WriteError:
+    return WriteError(
+        f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
+        "folder with free space: paths.log_dir=<dir>."
+    )
 
 
 def claim(folder: str | Path) -> bool:
-    """Create ``folder`` if it is missing and lock it for this process; True when this process made it.
-
-    Claiming a folder this process already holds is a no-op. Raises FolderInUseError when another
-    process holds it, WriteError when it cannot be created or locked (read-only disk, name too long)."""
+    """Create ``folder`` if missing and lock it for this process (a no-op if held); True when this process
+    made it. FolderInUseError when another process holds it."""
     folder = _key(folder)
     if folder in _claims:
         return _claims[folder][1]
@@ -77,10 +61,7 @@ def claim(folder: str | Path) -> bool:
             raise ConfigError(f"run folder {folder} is not a folder (a file or a symlink): give a new folder")
         descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as error:
-        raise WriteError(
-            f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
-            "folder with free space: paths.log_dir=<dir>."
-        ) from error
+        raise _cannot_write(folder, error) from error
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
@@ -103,7 +84,7 @@ def release(folder: str | Path) -> None:
 @contextmanager
 def claimed(folder: str | Path) -> Iterator[None]:
     """Hold ``folder`` for the block; a folder this process already held stays held after it."""
-    already = holds(folder)
+    already = _key(folder) in _claims
     claim(folder)
     try:
         yield
@@ -128,8 +109,7 @@ def check_fresh_folder(folder: str | Path) -> None:
 
 
 def check_no_symlinks(folder: str | Path) -> None:
-    """Refuse a run folder with a symlink in it: a write to ``metrics.json`` or ``checkpoints/`` would land
-    wherever the link points."""
+    """Refuse a run folder with a symlink in it: a write through it would land wherever the link points."""
     for parent, folders, files in os.walk(folder):
         for name in (*folders, *files):
             link = Path(parent) / name
@@ -141,8 +121,7 @@ def check_no_symlinks(folder: str | Path) -> None:
 
 
 def check_run_folder(folder: str | Path, resuming: bool) -> None:
-    """No run writes into another run's folder: refuse one that holds a run's checkpoints or metrics
-    unless resuming it (``resume=``; a ``ckpt_path=`` alone starts a new run), and one with symlinks."""
+    """Refuse a folder holding another run's files unless resuming it (``resume=``), and one with symlinks."""
     folder = Path(folder)
     if not resuming:
         taken = [name for name in RUN_FILES if (folder / name).exists() or (folder / name).is_symlink()]
@@ -156,8 +135,7 @@ def check_run_folder(folder: str | Path, resuming: bool) -> None:
 
 
 def check_writable(folder: str | Path) -> None:
-    """Create ``folder`` and write, fsync and remove a probe of a few KB: a read-only or full disk fails
-    here, clearly (an empty probe needs no space, so it would pass on a full disk)."""
+    """Write, fsync and remove a probe of a few KB, so a read-only or full disk fails here, clearly."""
     probe = Path(folder) / ".write-test"
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -166,10 +144,7 @@ def check_writable(folder: str | Path) -> None:
             file.flush()
             os.fsync(file.fileno())
     except OSError as error:
-        raise WriteError(
-            f"cannot write the run folder {folder}: {error.strerror or error}. Choose a writable "
-            "folder with free space: paths.log_dir=<dir>."
-        ) from error
+        raise _cannot_write(folder, error) from error
     finally:
         try:
             probe.unlink(missing_ok=True)
@@ -219,14 +194,8 @@ _SHARED_STORE_KEYS = {"MLFlowLogger": ("tracking_uri", "artifact_location")}
 
 
 def check_paths_inside(config: dict[str, Any], run: str | Path) -> None:
-    """Every value of the config's callbacks, loggers, trainer and profiler that becomes a path resolves,
-    symlinks included, inside ``run``, whatever its key: Lightning joins ``dirpath`` and a checkpoint's
-    ``filename`` (which may hold ``/`` and ``..``), a logger's ``save_dir``, ``name``, ``version`` and
-    ``sub_dir``, and takes ``default_root_dir`` and a profiler's ``dirpath`` and ``filename`` as they are.
-
-    ``config``: the resolved config as plain data. The rule: a string with a separator, ``..`` or ``~``
-    (read against the run folder when relative), and the path each class joins from its arguments
-    (``_JOINED``, relative ones against the working directory as Lightning reads them) must stay inside."""
+    """Every path-like string of the resolved ``config``'s callbacks, loggers, trainer and profiler, and the
+    path each class joins from its arguments (``_JOINED``), resolves (symlinks included) inside ``run``."""
     run = Path(os.path.abspath(run)).resolve()
     sections: list[tuple[str, Any]] = [("trainer", config.get("trainer")), ("profiler", config.get("profiler"))]
     for group in ("callbacks", "logger"):
@@ -277,8 +246,8 @@ def remove_unused_sweep_folders() -> None:
 
 
 def remove_if_unused(folder: str | Path, job_name: str) -> None:
-    """Remove ``folder`` when this process made it (``claim``) and it holds nothing but what a run writes
-    before it produces anything; a resumed run's folder, or a given folder that existed, is never touched."""
+    """Remove ``folder`` when this process made it and it holds nothing a run produced; a folder that
+    existed before (a resumed run's) is never touched."""
     folder = _key(folder)
     entry = _claims.get(folder)
     if entry is None or not entry[1] or not folder.is_dir():

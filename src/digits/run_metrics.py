@@ -1,13 +1,6 @@
-"""What a training run measured: one typed record (``RunMetrics``) and the one clock (``RunClock``) for its times.
-
-``train()`` returns the record and writes it as the run folder's ``metrics.json``; ``summary``, the search
-objective, the studies that read run folders and the tests read its fields, never a dict by string key.
-The file keeps its keys (``val/acc_best``, ``test/acc``, ...: the names TensorBoard shows), which the docs
-and users read; ``RunMetrics.read`` turns it back into the record.
-
-Start-up is measured from one start: ``digits.entry.STARTED`` (the script's first import) handed to
-``train(cfg, started)``, or the call of ``train()`` itself when it is called from Python.
-"""
+"""What a training run measured: one typed record (``RunMetrics``, written as ``metrics.json`` under
+TensorBoard's names) and the one clock (``RunClock``) for its times, from the script's first import
+(``digits.entry.STARTED``) or the call of ``train()``."""
 
 from __future__ import annotations
 
@@ -81,8 +74,8 @@ class RunMetrics:
 
 
 class RunClock(Callback):
-    """Every time in a run's metrics, from one start: start-up ends at the first training step, the fit
-    is what ``fitting()`` encloses, the total ends when ``seconds()`` is asked."""
+    """Every time in a run's metrics: start-up ends at the first training step, the fit is what ``fitting()``
+    encloses, the total ends when ``seconds()`` is asked."""
 
     def __init__(self, started: float | None = None) -> None:
         self.started = started or time.perf_counter()

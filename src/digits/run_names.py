@@ -1,9 +1,5 @@
-"""Run folder names a user can tell apart: ``outputs/<script>/<time>_<the overrides that differ>``,
-such as ``outputs/train/2026-11-22_21-00-45-060287_loss-nll_seed-7``.
-
-``run_name`` is the ``${run_name:prefix,overrides}`` resolver the Hydra run and sweep folders use
-(``configs/hydra/default.yaml``), registered by ``digits.resolvers.register_resolvers``.
-"""
+"""Run folder names a user can tell apart, such as ``outputs/train/2026-11-22_21-00-45-060287_loss-nll_seed-7``
+(the ``${run_name:prefix,overrides}`` resolver of configs/hydra/default.yaml)."""
 
 from __future__ import annotations
 
@@ -18,10 +14,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 def run_name(prefix: object, overrides: object = "") -> str:
-    """``prefix`` alone, or ``prefix_overrides`` with ``key-value`` pairs joined by ``_`` (Hydra's
-    ``key=value,key=value`` would not parse as a path on the command line), brackets and quotes
-    dropped, any other character a Hydra value or a file name cannot hold replaced by ``-``, cut
-    to MAX_OVERRIDES_LENGTH."""
+    """``prefix``, or ``prefix_key-value_key-value`` (``=`` and ``,`` would not parse as a path on the command
+    line): brackets and quotes dropped, other unsafe characters ``-``, cut to MAX_OVERRIDES_LENGTH."""
     overrides = _BRACKETS.sub("", str(overrides or "")).replace(",", "_")
     overrides = _UNSAFE.sub("-", overrides).strip("-_")[:MAX_OVERRIDES_LENGTH]
     return f"{prefix}_{overrides}" if overrides else str(prefix)

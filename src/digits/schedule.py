@@ -1,8 +1,6 @@
-"""The learning-rate schedule a run actually uses, said in words: the optimizer's settings and what the
-scheduler does to them. OneCycleLR, the default, starts at max_lr / div_factor, peaks at optimizer.lr and
-cycles the optimizer's momentum (SGD's momentum, Adam's first beta) in place of the optimizer's own value;
-none of that is visible from ``optimizer.lr`` and ``optimizer.momentum`` alone, so the run logs it when it
-builds the schedule, read from the built objects (not from the config, which they could disagree with)."""
+"""The learning-rate schedule a run actually uses, said in words from the built objects: OneCycleLR, the
+default, starts below optimizer.lr and cycles the momentum in place of the optimizer's own, none of which
+``optimizer.lr`` and ``optimizer.momentum`` show."""
 
 from __future__ import annotations
 
@@ -14,8 +12,8 @@ from digits.errors import ConfigError
 
 
 def check_schedule(optimizer: dict[str, Any], scheduler: dict[str, Any] | None) -> None:
-    """OneCycleLR with ``cycle_momentum`` needs an optimizer with a momentum or betas (torch raises once the
-    fit starts otherwise): refused before the data loads, with the fix."""
+    """OneCycleLR with ``cycle_momentum`` needs an optimizer with a momentum or betas (else torch raises once
+    the fit starts)."""
     if not scheduler or not scheduler.get("cycle_momentum", False):
         return
     import torch
@@ -37,7 +35,7 @@ def _number(value: float) -> str:
 
 def describe(optimizer: Optimizer, scheduler: Any, configured: dict[str, Any], steps: int | None) -> list[str]:
     """Two lines: the optimizer as built, and the schedule. ``configured``: the optimizer config (its momentum
-    or betas as written, which a cycling scheduler replaces); ``steps``: the schedule's length."""
+    as written, which a cycling scheduler replaces); ``steps``: the schedule's length."""
     group = optimizer.param_groups[0]
     name = type(optimizer).__name__
     settings = [f"weight_decay {_number(group.get('weight_decay', 0.0))}"]

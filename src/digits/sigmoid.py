@@ -1,19 +1,10 @@
 """The sigmoid alternative: one independent yes/no probability per class instead of one softmax over ten.
 
-    loss = mean_{i, c} BCEWithLogits(x_ic, q_ic)
-         = mean_{i, c} -( q_ic log sigmoid(x_ic) + (1 - q_ic) log(1 - sigmoid(x_ic)) )
-    q_ic = [c == y_i] (1 - eps) + eps / C        (eps = label_smoothing, C = 10 classes; eps = 0: one-hot)
+    loss = mean_{i, c} BCEWithLogits(x_ic, q_ic),   q_ic = [c == y_i] (1 - eps) + eps / C
 
-Label smoothing moves each one-hot target towards eps / C, the convention of cross-entropy's smoothing
-(and of timm's BinaryCrossEntropy): with eps = 0.1 the true class's target is 0.91 and the others' 0.01.
-It lets every recipe that smooths (``experiment=fast``) train with this loss too.
-
-``nn.BCEWithLogitsLoss`` on one-hot targets built from the class indices the data module gives: the same
-network and training step as cross-entropy (accuracy is still the argmax of the logits, which sigmoid
-does not reorder). The ten probabilities ``sigmoid(x_c)`` need not sum to 1: each says "this is a c"
-on its own, so all ten may say no. The answer is the most probable digit if its probability passes
-``threshold`` (a config value, ``loss.threshold``, 0.5 by default), else "none of the ten" (``NONE``).
-A softmax model has no such answer: its ten probabilities always sum to 1.
+Smoothing as cross-entropy's (and timm's BinaryCrossEntropy), so every recipe that smooths trains with it.
+The ten probabilities need not sum to 1, so all ten may say no: the answer is the most probable digit if it
+passes ``loss.threshold``, else "none of the ten" (``NONE``), which a softmax model cannot answer.
 """
 
 from __future__ import annotations
@@ -33,9 +24,8 @@ class SigmoidOptionError(DigitsError, ValueError):
 
 
 class SigmoidLoss(nn.BCEWithLogitsLoss):
-    """``nn.BCEWithLogitsLoss`` on one-hot targets from (N) class indices, smoothed by ``label_smoothing``
-    (the module docstring's ``q``); ``threshold`` is the decision rule's (``decide``), stored here so that a
-    checkpoint carries it in its loss config."""
+    """``nn.BCEWithLogitsLoss`` on smoothed one-hot targets from (N) class indices; ``threshold`` is stored here
+    so that a checkpoint carries it in its loss config."""
 
     def __init__(self, reduction: str = "mean", threshold: float = 0.5, label_smoothing: float = 0.0) -> None:
         if reduction not in ("none", "mean", "sum"):
@@ -101,8 +91,7 @@ def declines(logits: Tensor, labels: Tensor, threshold: float) -> dict[str, floa
 
 
 def answers(loss_fn: nn.Module, probabilities: Tensor) -> list[int | None] | None:
-    """For a sigmoid model, each picture's answer (a digit, or None for "none of the ten"); None for a
-    softmax model, whose answer is always its most probable digit."""
+    """A sigmoid model's answer per picture (a digit, or None for "none of the ten"); None for a softmax model."""
     if not is_sigmoid(loss_fn):
         return None
     return [None if a == NONE else a for a in decide(probabilities, loss_fn.threshold).tolist()]

@@ -1,21 +1,10 @@
 """Sweeps: what ``digits-train -m`` returns to a hyperparameter sweeper, and the table of a search.
 
-The objective, ``score``:
-
     score = val/acc_best - penalty * max(0, fit_cpu_seconds / budget_seconds - 1)
 
-Validation accuracy only: the test set must never choose a recipe (a search would overfit it).
-The cost is the fit's CPU time (``time.process_time()`` of the process, all its threads), not its
-wall-clock time: on a shared machine the wall time of one and the same run moves by 30-50 % with
-the other tenants' load, while CPU time counts only the cycles the run itself used. With
-``threads: 1`` (as ``hparams_search=fast_cpu`` sets) it is the one-thread fitting time, and the
-ranking carries over to two threads as long as the recipes parallelise alike.
-``budget_seconds: null`` (the default) returns the validation accuracy alone.
-
-The table, ``trials``/``write``: each trial's sampled values, validation accuracy, CPU seconds and
-score, best first, as ``trials.md`` and ``trials.json`` in the sweep folder; written by a Hydra callback
-at the end of ``digits-train -m hparams_search=...``, or for any sweep folder (also one whose search was
-stopped early) with ``python -m digits.sweeps <folder>``.
+Validation accuracy only: the test set must never choose a recipe. The cost is the fit's CPU time, not
+its wall time, which moves by 30-50 % with the other tenants' load on a shared machine. The table
+(``trials.md``, ``trials.json``) is written at the end of a search, or by ``python -m digits.sweeps <folder>``.
 """
 
 from __future__ import annotations
@@ -28,8 +17,9 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from digits.report import markdown_table, write_json
+from digits.report import markdown_table
 from digits.run_metrics import RunMetrics
+from digits.writing import write_json
 
 
 def score(metrics: RunMetrics, budget_seconds: float | None, penalty: float) -> float:
@@ -52,19 +42,14 @@ def trials(sweep_dir: str | Path) -> list[dict[str, Any]]:
         config = yaml.safe_load((folder / "config.yaml").read_text())
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()))
         objective = config.get("objective") or {}
-        found.append(
-            (
-                folder.name,
-                overrides,
-                {
-                    "val_acc": metrics.val_acc_best,
-                    "fit_cpu_s": metrics.fit_cpu_seconds,
-                    "fit_wall_s": metrics.fit_seconds,
-                    "steps": metrics.steps,
-                    "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
-                },
-            )
-        )
+        numbers = {
+            "val_acc": metrics.val_acc_best,
+            "fit_cpu_s": metrics.fit_cpu_seconds,
+            "fit_wall_s": metrics.fit_seconds,
+            "steps": metrics.steps,
+            "score": score(metrics, objective.get("budget_seconds"), objective.get("penalty", 0.0)),
+        }
+        found.append((folder.name, overrides, numbers))
     keys = sorted({key for _, overrides, _ in found for key in overrides})
     varying = [key for key in keys if len({overrides.get(key) for _, overrides, _ in found}) > 1]
     rows = [
@@ -101,10 +86,7 @@ def main(argv: list[str]) -> int:
     """``python -m digits.sweeps <sweep folder>``: print the table (exit 0), or say why not (exit 2)."""
     if len(argv) != 1 or not Path(argv[0]).is_dir():
         given = f"{argv[0]} is not a folder" if argv else "no folder given"
-        print(
-            f"{given}: give a sweep folder, e.g. python -m digits.sweeps outputs/multirun/<time>",
-            file=sys.stderr,
-        )
+        print(f"{given}: give a sweep folder, e.g. python -m digits.sweeps outputs/multirun/<time>", file=sys.stderr)
         return 2
     print(write(argv[0]))
     return 0

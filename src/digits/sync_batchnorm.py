@@ -1,10 +1,5 @@
-"""Batch norm over the global batch under DDP, on GPUs and on CPUs.
-
-With ``trainer=ddp`` each process sees ``data.batch_size`` images; plain batch norm would normalise
-over those alone, so 2 processes x 128 would not be the recipe of one process at 256. Lightning's
-``sync_batchnorm=True`` uses ``torch.nn.SyncBatchNorm``, which DDP refuses on CPU processes ("only
-work with GPU modules"): this plugin uses it on GPUs and, on CPUs, ``AllReduceBatchNorm2d``, whose
-mean and variance are summed over all processes (gloo), gradients included.
+"""Batch norm over the global batch under DDP (2 processes x 128 as the recipe of one at 256), on GPUs and
+on CPUs: DDP refuses ``torch.nn.SyncBatchNorm`` on CPU processes, which get ``AllReduceBatchNorm2d`` instead.
 """
 
 from __future__ import annotations

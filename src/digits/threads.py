@@ -1,20 +1,9 @@
-"""The CPU thread policy of a run: how many intra-op threads torch uses and how its OpenMP threads wait.
+"""The CPU thread policy of a run: ``threads`` (torch's intra-op threads; ``auto``: the free cores) and
+``omp_wait`` (how OpenMP's threads wait). On a busy machine spinning threads burn the time a late thread
+needs and a run slows many times over (docs/performance.md, "Threads on a busy machine").
 
-On a busy machine torch's OpenMP threads spin while they wait for each other at the end of each parallel
-region; when another process holds a core, a spinning thread burns the time the late thread needs, and a
-run slows many times over (docs/performance.md, "Threads on a busy machine"; digits_lab.contention).
-Two keys address it:
-
-* ``threads``: null (torch's default, one per core), an integer, or ``auto`` (the cores this process may
-  use, ``os.sched_getaffinity``, less the busy ones, ``os.getloadavg``'s last minute; at least one);
-* ``omp_wait``: null (the OpenMP runtime's default, or whatever ``OMP_WAIT_POLICY`` the shell sets),
-  ``passive`` (waiting threads sleep at once), ``brief`` (they spin ``BRIEF_SPINS`` turns, about 0.1 ms, then sleep:
-  GNU OpenMP's ``GOMP_SPINCOUNT``, the runtime of PyTorch's Linux wheels) or ``active`` (they spin).
-
-OpenMP reads ``OMP_WAIT_POLICY`` once, when torch loads it, so ``set_wait_policy`` must run before the
-first ``import torch`` of the process: scripts/train.py calls it first thing in its task. In a ``-m`` sweep
-the later jobs run in the same process with torch loaded: the first job's policy holds for all of them;
-a later job that asks for another one gets a warning, and its metrics.json records the policy in effect.
+OpenMP reads its wait policy once, when torch loads, so ``set_wait_policy`` runs before the first
+``import torch``; in a ``-m`` sweep the first job's policy holds for all of them (a later one gets a warning).
 """
 
 from __future__ import annotations
@@ -25,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from digits.config import ConfigError
+from digits.config import check, check_threads
 
 log = logging.getLogger("digits")
 # About 0.1 ms of spinning (libgomp counts about 100,000 spins per ms, more or less with the CPU): long enough
@@ -40,21 +29,11 @@ WAIT_POLICIES = {
 }
 
 
-def check_thread_policy(cfg: Any) -> None:
-    """One line naming the key, its value and what is allowed."""
-    threads = cfg.get("threads")
-    is_count = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
-    if not (threads is None or threads == "auto" or is_count):
-        raise ConfigError(f"threads={threads!r} is not allowed: null, auto or an integer >= 1")
-    wait = cfg.get("omp_wait")
-    if not (wait is None or wait in WAIT_POLICIES):
-        raise ConfigError(f"omp_wait={wait!r} is not allowed: null, passive, brief or active")
-
-
 def set_wait_policy(cfg: Any) -> None:
     """Check both keys and put ``omp_wait`` into the environment, before torch is imported."""
-    check_thread_policy(cfg)
+    check_threads(cfg.get("threads"))
     wait = cfg.get("omp_wait")
+    check(wait is None or wait in WAIT_POLICIES, "omp_wait", wait, "null, passive, brief or active")
     if wait is None:
         return
     values = WAIT_POLICIES[wait]

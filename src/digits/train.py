@@ -1,7 +1,4 @@
-"""The training task: config in, metrics and a run folder out.
-
-``train(cfg)`` is plain and testable; ``scripts/train.py`` only wraps it with ``@hydra.main``.
-"""
+"""The training task: config in, metrics and a run folder out (``train(cfg)``, plain and testable)."""
 
 from __future__ import annotations
 
@@ -42,9 +39,8 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
 
 
 class LogHyperparameters(Callback):
-    """Writes the hyperparameters into each logger (TensorBoard's hparams view, MLflow's params, ...) when
-    training starts, not before: a run that fails earlier (no data, a bad checkpoint) leaves no event file,
-    so TensorBoard lists no empty runs."""
+    """Writes the hyperparameters into each logger when training starts, not before: a run that fails earlier
+    leaves no event file, so TensorBoard lists no empty runs."""
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hparams = hparams
@@ -56,10 +52,7 @@ class LogHyperparameters(Callback):
 
 def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, dict[str, Any]]:
     """Fit, test the best checkpoint, write ``config.yaml`` and ``metrics.json`` into the run folder.
-
-    ``started``: ``time.perf_counter()`` at process start (``digits.entry.STARTED``), to report start-up
-    time with the imports; without it, start-up counts from this call.
-    """
+    ``started``: the process start (``digits.entry.STARTED``); without it, start-up counts from this call."""
     clock = RunClock(started)
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
@@ -87,10 +80,8 @@ def _train(cfg: DictConfig, clock: RunClock, output_dir: Path, is_rank_zero: boo
     if is_rank_zero:
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    callbacks, loggers = (
-        configured_callbacks(cfg),
-        [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None],
-    )
+    callbacks = configured_callbacks(cfg)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # logger=none: nothing to write the learning rate to (LearningRateMonitor refuses)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     stopper = StopOnCtrlC(output_dir / "checkpoints")

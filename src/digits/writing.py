@@ -1,15 +1,6 @@
-"""Writing what a run leaves behind: one error for a disk that refuses a write, and sets of files
-that a kill leaves whole or without their last file, never mixed.
-
-* ``WriteError``: a read-only folder, a full disk or a missing permission, whoever writes (train,
-  evaluate, export, the checkpoints, the benchmarks); the scripts print it in one line, exit code 2.
-* ``writing(path)``: turns an ``OSError`` inside the block into that error.
-* ``output_set(folder, last)``: files that describe each other (``model.onnx`` and its card; the
-  figures, the report and ``metrics.json``) are written into a staging folder inside ``folder`` and
-  moved into place together, ``last`` last. A reader who finds ``last`` finds the whole set; a kill
-  before that leaves the set without ``last`` (and the hidden staging folder), never a half-written
-  file or a file of another run beside it (evaluate and export write into fresh folders only).
-"""
+"""Writing what a run leaves behind: one error for a disk that refuses a write (``WriteError``, ``writing``),
+and sets of files that describe each other, moved into place together, their last file last
+(``output_set``): a reader who finds it finds the whole set."""
 
 from __future__ import annotations
 
@@ -31,8 +22,7 @@ class WriteError(DigitsError, OSError):
 
 @contextmanager
 def writing(path: str | Path, intact: str = "") -> Iterator[None]:
-    """An ``OSError`` inside the block becomes a WriteError naming ``path``; ``intact`` says what
-    survived (e.g. the checkpoints already written). Our own errors pass unchanged."""
+    """An ``OSError`` inside the block becomes a WriteError naming ``path``; ``intact`` says what survived."""
     try:
         yield
     except DigitsError:
@@ -68,10 +58,8 @@ def fsync_directory(directory: Path) -> None:
 
 @contextmanager
 def output_set(folder: str | Path, last: str) -> Iterator[Path]:
-    """Yield a fresh staging folder inside ``folder``; once the block succeeds, move every file in it
-    into ``folder`` (each made durable first, ``last`` moved last) and remove the staging folder.
-    A failure removes the staging folder, so nothing of the set appears; a kill leaves the set without
-    ``last``. A full or read-only disk is a WriteError."""
+    """Yield a fresh staging folder inside ``folder``; once the block succeeds, make every file in it durable
+    and move it into ``folder``, ``last`` last. A failure removes the staging folder: nothing appears."""
     folder = Path(folder)
     staging = folder / f".writing-{os.getpid()}"
     with writing(folder):

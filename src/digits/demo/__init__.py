@@ -1,2 +1,2 @@
-"""The logit lab page (``scripts/demo.py``): the web app (``app``), the numbers it shows (``lesson``) and
-the headless Chromium its tests and benchmark drive (``browser``); the page itself is ``static/``."""
+"""The logit lab page (``scripts/demo.py``): the web app (``app``) and the numbers it shows (``lesson``); the
+page itself is ``static/``."""

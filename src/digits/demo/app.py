@@ -1,9 +1,6 @@
-"""The drawing demo: a small Starlette app serving one static page and one JSON endpoint.
-
-The browser sends the picture (the drawing as a PNG, or the user's uploaded file) and the lesson's
-settings; the server preprocesses it exactly like ``evaluate.py predict=`` (``digits.handwriting``),
-runs the network and returns every number the page shows (``digits.demo.lesson.explain``). The page's
-JavaScript only draws and displays.
+"""The drawing demo: a small Starlette app serving one static page and one JSON endpoint. The server
+preprocesses the picture like ``evaluate.py predict=`` and returns every number the page shows
+(``digits.demo.lesson.explain``); the page's JavaScript only draws and displays.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import math
 import socket
 import tempfile
 import time
@@ -33,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from digits.config import ConfigError
+from digits.config import check, is_int, is_number
 from digits.data import standardize
 from digits.demo.lesson import LessonError, explain
 from digits.errors import DigitsError
@@ -126,8 +122,8 @@ class Demo:
         return result
 
     def warm_up(self) -> None:
-        """One picture through the whole path before the URL is printed: the first request's
-        one-off costs (lazy initialisation in torch and PIL) are not the user's first stroke's."""
+        """One picture through the whole path before the URL is printed, so the first stroke does not pay
+        torch's and PIL's lazy initialisation."""
         from PIL import Image, ImageDraw
 
         image = Image.new("L", (280, 280), 255)
@@ -152,12 +148,9 @@ def parse_settings(query: dict[str, str]) -> tuple[int | None, float]:
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body, refused when it passes ``limit`` bytes (never held beyond it), or when it
-    has not arrived whole within ``timeout`` seconds (a slow upload would hold its connection forever).
-
-    A body somewhat over the limit is read to its end and dropped before the refusal: a client that is
-    still sending when the server answers and closes gets a broken pipe instead of the message. One over
-    ``DRAIN_FACTOR`` times the limit is refused at once."""
+    """The request body, refused past ``limit`` bytes (never held beyond it) or ``timeout`` seconds. A body
+    up to ``DRAIN_FACTOR`` times the limit is read to its end first: a client still sending when the server
+    answers and closes would get a broken pipe instead of the message."""
     too_large = UploadTooLargeError(
         f"the image is larger than the demo accepts ({limit / 1e6:.1f} MB, "
         "the config value max_upload_bytes): send a smaller PNG or JPEG"
@@ -185,10 +178,8 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 
 class LocalOnly:
-    """Answers only requests addressed to this server by a name it listens on, and refuses POSTs
-    from pages of other origins (as Jupyter does). A page on another site can make its own host
-    name resolve to 127.0.0.1 (DNS rebinding) and then talk to this server as if it were its own;
-    its requests still carry its host name in ``Host``, and a cross-origin POST carries ``Origin``."""
+    """Answers only requests whose ``Host`` is a name it listens on, and refuses cross-origin POSTs (as
+    Jupyter does): a page on another site can make its host name resolve to 127.0.0.1 (DNS rebinding)."""
 
     def __init__(self, app: ASGIApp, hosts: set[str]) -> None:
         self.app, self.hosts = app, {host.lower() for host in hosts}
@@ -220,10 +211,8 @@ def host_names(sock: socket.socket, allowed: tuple[str, ...]) -> set[str]:
 
 
 class RequestsInFlight:
-    """At most ``limit`` requests served at once (the config value max_connections); one more is answered
-    503 at once. It counts requests, not sockets: uvicorn's own ``limit_concurrency`` counts open
-    connections, so 40 silent sockets (each closed only after header_timeout_s) or a burst of idle
-    keep-alive connections turned every legitimate request away."""
+    """At most ``limit`` requests served at once; one more is answered 503. It counts requests, not sockets:
+    uvicorn's ``limit_concurrency`` counts connections, so idle sockets turned every real request away."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit, self.active = app, limit, 0
@@ -282,14 +271,8 @@ def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
             )
         except Exception as error:  # a bug: keep the traceback in the server's log, not on the page
             log.exception("demo: unexpected error on a request")
-            return JSONResponse(
-                {
-                    "error": f"the server failed on this input ({type(error).__name__}); "
-                    "the traceback is in the demo's log",
-                    "kind": "internal",
-                },
-                status_code=500,
-            )
+            failed = f"the server failed on this input ({type(error).__name__}); the traceback is in the demo's log"
+            return JSONResponse({"error": failed, "kind": "internal"}, status_code=500)
         return JSONResponse(result)
 
     app = Starlette(
@@ -307,31 +290,20 @@ def build_app(demo: Demo, limits: Limits, hosts: set[str]) -> Starlette:
 
 def validate_demo_config(cfg: Any) -> None:
     """Each knob of configs/demo.yaml, checked before the checkpoint is loaded."""
-
-    def check(ok: bool, key: str, allowed: str) -> None:
-        if not ok:
-            raise ConfigError(f"{key}={cfg.get(key)!r} is not allowed: {allowed}")
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    def is_number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    check(isinstance(cfg.host, str) and bool(cfg.host), "host", "a host name or address, e.g. 127.0.0.1")
-    check(is_int(cfg.port) and 0 <= cfg.port <= 65535, "port", "an integer in [0, 65535] (0 picks a free port)")
-    check(is_int(cfg.threads) and cfg.threads >= 1, "threads", "an integer >= 1")
-    for key in ("max_upload_bytes", "max_pixels", "max_decodes", "max_connections"):
-        check(is_int(cfg[key]) and cfg[key] >= 1, key, "an integer >= 1")
-    for key in ("queue_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
-        check(is_number(cfg[key]) and 0 < cfg[key] <= 3600, key, "a number of seconds in (0, 3600]")
+    check(isinstance(cfg.host, str) and bool(cfg.host), "host", cfg.host, "a host name or address, e.g. 127.0.0.1")
     check(
-        isinstance(cfg.allowed_hosts, Sequence)
-        and not isinstance(cfg.allowed_hosts, str)
-        and all(isinstance(h, str) and h for h in cfg.allowed_hosts),
-        "allowed_hosts",
-        "a list of host names, e.g. [myhost.local]",
+        is_int(cfg.port) and 0 <= cfg.port <= 65535, "port", cfg.port, "an integer in [0, 65535] (0 picks a free port)"
     )
+    check(is_int(cfg.threads) and cfg.threads >= 1, "threads", cfg.threads, "an integer >= 1")
+    for key in ("max_upload_bytes", "max_pixels", "max_decodes", "max_connections"):
+        check(is_int(cfg[key]) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
+    for key in ("queue_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        # NaN and inf fail the range too
+        check(is_number(cfg[key]) and 0 < cfg[key] <= 3600, key, cfg[key], "a number of seconds in (0, 3600]")
+    hosts = cfg.allowed_hosts
+    is_list = isinstance(hosts, Sequence) and not isinstance(hosts, str)
+    ok = is_list and all(isinstance(h, str) and h for h in hosts)
+    check(ok, "allowed_hosts", hosts, "a list of host names, e.g. [myhost.local]")
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -356,9 +328,8 @@ def url_of(sock: socket.socket) -> str:
 
 
 class HeadDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's head. uvicorn closes a keep-alive
-    connection idle after a response, but not one that opens and sends nothing, nor one that sends
-    its headers a byte at a time (each byte restarts nothing: there is no timer to restart)."""
+    """uvicorn's h11 protocol with a deadline for each request's head: uvicorn closes an idle keep-alive
+    connection, but not one that sends nothing, or its headers a byte at a time."""
 
     head_timeout_s = 10.0  # set per server by ``serve``
     _head_deadline: asyncio.TimerHandle | None = None
@@ -396,8 +367,7 @@ def serve(demo: Demo, sock: socket.socket, cfg: Any) -> None:
 
 
 def server_config(app: ASGIApp, limits: Limits) -> Any:
-    """uvicorn's settings: the header deadline, keep-alive, and no ``limit_concurrency`` (it counts sockets;
-    the app's RequestsInFlight counts requests)."""
+    """uvicorn's settings: the header deadline and keep-alive; no ``limit_concurrency`` (RequestsInFlight)."""
     import uvicorn
 
     protocol = type("Protocol", (HeadDeadlineProtocol,), {"head_timeout_s": limits.header_timeout_s})

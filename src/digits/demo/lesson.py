@@ -25,9 +25,9 @@ KERAS_EPSILON = 1e-7  # keras.config.epsilon()'s default
 
 
 def keras_default_loss(logits: Tensor, target: Tensor, epsilon: float = KERAS_EPSILON) -> Tensor:
-    """What Keras's ``CategoricalCrossentropy()`` computes when handed logits: its default is
-    ``from_logits=False``, and its code path (keras/src/backend/tensorflow/nn.py) divides each row by its sum,
-    clips to [epsilon, 1 - epsilon] and takes -log of the target's entry. (N, C) logits, (N) targets -> (N)."""
+    """What Keras's ``CategoricalCrossentropy()`` (``from_logits=False``) computes when handed logits: each
+    row divided by its sum, clipped to [epsilon, 1 - epsilon], -log of the target's entry (keras/src/backend/
+    tensorflow/nn.py). (N, C) logits, (N) targets -> (N)."""
     p = (logits / logits.sum(dim=-1, keepdim=True)).clamp(epsilon, 1.0 - epsilon)
     return -p.gather(-1, target.unsqueeze(-1)).squeeze(-1).log()
 
@@ -50,14 +50,9 @@ def check_temperature(temperature: float) -> None:
 def explain(
     logits: Tensor, target: int | None = None, temperature: float = 1.0, sigmoid_threshold: float | None = None
 ) -> dict[str, Any]:
-    """Every number the page shows for one image's ``(C,)`` logits.
-
-    ``target`` defaults to the prediction. The loss's input is ``logits / temperature``; the
-    gradient is the loss's gradient with respect to that input, computed by autograd through
-    ``nn.CrossEntropyLoss`` (it equals softmax minus one-hot). ``sigmoid_threshold``: the checkpoint was
-    trained with ``loss=sigmoid``; the result then also has its ten sigmoid probabilities and per-class
-    binary cross-entropies (``digits.sigmoid``).
-    """
+    """Every number the page shows for one image's ``(C,)`` logits: the loss of ``logits / temperature`` against
+    ``target`` (default: the prediction) and its gradient there; with ``sigmoid_threshold`` (a ``loss=sigmoid``
+    checkpoint) also the ten sigmoid probabilities and per-class binary cross-entropies."""
     logits = logits.detach().float().reshape(-1)
     n_classes = logits.numel()
     check_temperature(temperature)

@@ -30,53 +30,24 @@ def save_figures(results: dict[str, Any], images: Tensor, folder: Path) -> dict[
         for predicted in range(confusion.shape[1]):
             value = int(confusion[true, predicted])
             if value:
-                ax.text(
-                    predicted,
-                    true,
-                    value,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="black" if true != predicted else "tab:green",
-                )
-    ax.set(
-        xlabel="predicted",
-        ylabel="true",
-        xticks=range(10),
-        yticks=range(10),
-        title=f"Confusion matrix ({results['errors']} errors in {results['images']}; diagonal in green)",
-    )
+                colour = "black" if true != predicted else "tab:green"
+                ax.text(predicted, true, value, ha="center", va="center", fontsize=7, color=colour)
+    title = f"Confusion matrix ({results['errors']} errors in {results['images']}; diagonal in green)"
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(10), yticks=range(10), title=title)
     fig.colorbar(image, ax=ax, label="errors")
     figures["confusion_matrix"] = fig
 
     fig, ax = plt.subplots(figsize=(6, 6))
     bins = results["reliability"]
-    centres = [(b["low"] + b["high"]) / 2 for b in bins]
-    bars = ax.bar(
-        centres,
-        [b["accuracy"] for b in bins],
-        width=1 / 15,
-        edgecolor="black",
-        alpha=0.7,
-        label="accuracy (number: images in the bin)",
-    )
+    centres, accuracies = [(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins]
+    label = "accuracy (number: images in the bin)"
+    bars = ax.bar(centres, accuracies, width=1 / 15, edgecolor="black", alpha=0.7, label=label)
     # A bin of 2 images looks as alarming as one of 9,735 unless it says how many it holds.
     ax.bar_label(bars, labels=[f"{b['count']:,}" for b in bins], fontsize=7, rotation=90, padding=2)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.plot(
-        [b["confidence"] for b in bins],
-        [b["accuracy"] for b in bins],
-        "o-",
-        color="tab:red",
-        label="mean confidence -> accuracy",
-    )
-    ax.set(
-        xlabel="confidence (max softmax probability)",
-        ylabel="accuracy",
-        xlim=(0, 1),
-        ylim=(0, 1),
-        title=f"Reliability diagram, ECE = {results['ece']:.4f}",
-    )
+    ax.plot([b["confidence"] for b in bins], accuracies, "o-", color="tab:red", label="mean confidence -> accuracy")
+    title = f"Reliability diagram, ECE = {results['ece']:.4f}"
+    ax.set(xlabel="confidence (max softmax probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left")
     figures["reliability_diagram"] = fig
 

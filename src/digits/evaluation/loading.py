@@ -34,9 +34,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_module(path: Path, device: torch.device) -> DigitsModule:
-    """Rebuild the trained module from the checkpoint alone (``weights_only=True``), through the class's
-    gate (``DigitsModule.from_checkpoint``); its refusals become EvaluationError, unsafe configs stay
-    UnsafeConfigError."""
+    """The trained module through the class's gate (``DigitsModule.from_checkpoint``); its refusals become
+    EvaluationError, unsafe configs stay UnsafeConfigError."""
     try:
         module = DigitsModule.from_checkpoint(path, map_location=device)
     except (CheckpointError, WeightMismatchError) as error:

@@ -1,9 +1,5 @@
 """One evaluation, as ``scripts/evaluate.py`` runs it: the checkpoint's logits on a split -> metrics.json,
-report.md, the figures and TensorBoard; or, with ``predict_path``, the user's own pictures.
-
-The files of one evaluation are one set (``digits.writing.output_set``): written together, moved into
-the run folder together, ``metrics.json`` (or ``predictions.json``) last, so a kill never leaves a
-report beside figures or metrics of another evaluation, nor a half-written file."""
+report.md, the figures and TensorBoard, or the user's own pictures; the files are one ``output_set``."""
 
 from __future__ import annotations
 
@@ -38,17 +34,13 @@ def run_evaluation(
     if predict_path:
         predictions, notes, pictures = predict(module, Path(predict_path))
         with output_set(output_dir, last="predictions.json") as staging:
-            save_contact_sheet(
-                pictures,
-                [
-                    f"{printable(Path(p['file']).name)}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
-                    for p in predictions
-                ],
-                staging / CONTACT_SHEET,
-            )
-            write_json(
-                staging / "predictions.json", {"checkpoint": str(path), "notes": notes, "predictions": predictions}
-            )
+            titles = [
+                f"{printable(Path(p['file']).name)}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
+                for p in predictions
+            ]
+            save_contact_sheet(pictures, titles, staging / CONTACT_SHEET)
+            saved = {"checkpoint": str(path), "notes": notes, "predictions": predictions}
+            write_json(staging / "predictions.json", saved)
         return {
             "checkpoint": str(path),
             "predictions": predictions,
