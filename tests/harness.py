@@ -128,7 +128,8 @@ def compose_train(overrides: list[str], output_dir: Path, data_dir: Path) -> Dic
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, data_dir) -> Path:
-    """The run folder of a short real training (1 epoch of 60 batches, about 97 % on the test set)."""
+    """The run folder of a short real training (1 epoch of 60 batches, about 97 % on the test set), shared by
+    every test that needs a genuine run folder and checkpoint: evaluation, export, the demo, the safety gate."""
     from digits.train import train
 
     run_dir = tmp_path_factory.mktemp("run")
@@ -191,30 +192,6 @@ def start_script(name: str, args: list[str], data_dir: Path, cwd: Path) -> subpr
     return subprocess.Popen(
         _script(name, args), cwd=cwd, env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-
-
-@pytest.fixture(scope="session")
-def short_run(tmp_path_factory, data_dir) -> Path:
-    """One short real training run (40 steps, about 90 % test accuracy), shared by the tests that
-    need a genuine run folder and checkpoint: the checkpoint-safety and export tests."""
-    from digits.train import train
-
-    run_dir = tmp_path_factory.mktemp("short_run")
-    cfg = compose_train(
-        [
-            "logger=none",
-            "callbacks=minimal",
-            "test=false",
-            "trainer.max_epochs=1",
-            "trainer.limit_train_batches=40",
-            "trainer.limit_val_batches=1",
-            *QUIET,
-        ],
-        run_dir,
-        data_dir,
-    )
-    train(cfg)
-    return run_dir
 
 
 @pytest.fixture

@@ -167,8 +167,8 @@ def test_the_allow_list_is_read_from_the_config_groups(tmp_path):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_run, canary, tmp_path):
-    path = crafted(short_run / "checkpoints" / "last.ckpt", case, canary, tmp_path / "crafted.ckpt")
+def test_crafted_checkpoints_are_refused_before_anything_is_built(case, trained_run, canary, tmp_path):
+    path = crafted(trained_run / "checkpoints" / "last.ckpt", case, canary, tmp_path / "crafted.ckpt")
     with pytest.raises(UnsafeConfigError, match=re.escape(CASES[case][1])):
         DigitsModule.from_checkpoint(path)
     with pytest.raises(UnsafeConfigError, match=re.escape(CASES[case][1])):  # Lightning's own API: the same gate
@@ -180,14 +180,14 @@ def test_crafted_checkpoints_are_refused_before_anything_is_built(case, short_ru
     assert canary.untouched()
 
 
-def test_the_crafted_checkpoints_are_real_attacks(short_run, tmp_path):
+def test_the_crafted_checkpoints_are_real_attacks(trained_run, tmp_path):
     """Without the check, the harmful ones write the canary or the scratch folder: the table tests
     something real. (The module is built here as Lightning's own load_from_checkpoint builds it.)"""
     import lightning as L
 
     for case, (_, _, harmful) in CASES.items():
         canary = Canary(tmp_path / slug(case))
-        path = crafted(short_run / "checkpoints" / "last.ckpt", case, canary, canary.scratch.parent / "c.ckpt")
+        path = crafted(trained_run / "checkpoints" / "last.ckpt", case, canary, canary.scratch.parent / "c.ckpt")
         try:
             L.LightningModule.load_from_checkpoint.__func__(DigitsModule, path)
         except Exception:
@@ -195,9 +195,9 @@ def test_the_crafted_checkpoints_are_real_attacks(short_run, tmp_path):
         assert canary.untouched() is not harmful, case
 
 
-def test_evaluate_script_refuses_every_crafted_checkpoint(short_run, canary, tmp_path, monkeypatch):
+def test_evaluate_script_refuses_every_crafted_checkpoint(trained_run, canary, tmp_path, monkeypatch):
     for case in CASES:
-        path = crafted(short_run / "checkpoints" / "last.ckpt", case, canary, tmp_path / f"{slug(case)}.ckpt")
+        path = crafted(trained_run / "checkpoints" / "last.ckpt", case, canary, tmp_path / f"{slug(case)}.ckpt")
         out = tmp_path / "eval" / slug(case)
         code = run_in_process("evaluate.py", [f"ckpt_path={path}", f"hydra.run.dir={out}", "device=cpu"], monkeypatch)
         assert code == 2, case
@@ -210,12 +210,12 @@ def copy_run(run: Path, target: Path) -> Path:
     return target
 
 
-def test_train_script_refuses_them_on_resume_and_ckpt_path(short_run, canary, tmp_path, monkeypatch):
-    run = copy_run(short_run, tmp_path / "run")
+def test_train_script_refuses_them_on_resume_and_ckpt_path(trained_run, canary, tmp_path, monkeypatch):
+    run = copy_run(trained_run, tmp_path / "run")
     last = run / "checkpoints" / "last.ckpt"
     original = last.read_bytes()
     for case in CASES:
-        crafted(short_run / "checkpoints" / "last.ckpt", case, canary, last)
+        crafted(trained_run / "checkpoints" / "last.ckpt", case, canary, last)
         before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
         assert run_in_process("train.py", [f"resume={run}"], monkeypatch) == 2, case
         assert canary.untouched(), case
@@ -230,8 +230,8 @@ def test_train_script_refuses_them_on_resume_and_ckpt_path(short_run, canary, tm
     last.write_bytes(original)
 
 
-def test_resume_refuses_a_crafted_config_yaml(short_run, canary, tmp_path, monkeypatch):
-    run = copy_run(short_run, tmp_path / "run")
+def test_resume_refuses_a_crafted_config_yaml(trained_run, canary, tmp_path, monkeypatch):
+    run = copy_run(trained_run, tmp_path / "run")
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["model"]["hidden"] = {"_target_": "builtins.open", "file": str(canary.file), "mode": "w"}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
@@ -252,17 +252,17 @@ def test_resume_refuses_a_crafted_config_yaml(short_run, canary, tmp_path, monke
     ):
         resume_config(run, [])
     # the run's own, unmodified config and checkpoint pass the same check
-    copy_run(short_run, tmp_path / "clean")
+    copy_run(trained_run, tmp_path / "clean")
     (tmp_path / "clean" / "metrics.json").unlink()  # an interrupted run: a finished one has nothing to resume
     assert resume_config(tmp_path / "clean", []).model._target_ == "digits.models.DigitCNN"
     check_checkpoint(tmp_path / "clean" / "checkpoints" / "last.ckpt", DigitsModule.hyperparameter_keys())
 
 
-def test_resume_exits_2_as_a_process(short_run, canary, tmp_path, data_dir):
+def test_resume_exits_2_as_a_process(trained_run, canary, tmp_path, data_dir):
     """Once as a real process: the second attack from the issue, through resume=."""
-    run = copy_run(short_run, tmp_path / "run")
+    run = copy_run(trained_run, tmp_path / "run")
     crafted(
-        short_run / "checkpoints" / "last.ckpt",
+        trained_run / "checkpoints" / "last.ckpt",
         "write_text with pathlib.Path",
         canary,
         run / "checkpoints" / "last.ckpt",
@@ -322,19 +322,19 @@ def broken(source: Path, case: str, target: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", BROKEN)
-def test_checkpoints_the_classes_reject_are_one_line_errors(case, short_run, tmp_path):
-    path = broken(short_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
+def test_checkpoints_the_classes_reject_are_one_line_errors(case, trained_run, tmp_path):
+    path = broken(trained_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
     for load in (DigitsModule.from_checkpoint, DigitsModule.load_from_checkpoint):
         with pytest.raises(DigitsError) as error:
             load(path)
         assert BROKEN[case][1] in str(error.value) and "\n" not in str(error.value), case
 
 
-def test_scripts_exit_2_on_them_with_one_line(short_run, tmp_path, monkeypatch, capsys):
+def test_scripts_exit_2_on_them_with_one_line(trained_run, tmp_path, monkeypatch, capsys):
     """evaluate.py, export.py and train.py ckpt_path= (a new run from those weights): exit code 2, one
     line naming the problem, no traceback, and no output files."""
     for case in BROKEN:
-        path = broken(short_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
+        path = broken(trained_run / "checkpoints" / "last.ckpt", case, tmp_path / f"{slug(case)}.ckpt")
         for script, args in (
             ("evaluate.py", [f"ckpt_path={path}", "device=cpu"]),
             ("export.py", [f"ckpt_path={path}"]),
@@ -353,11 +353,11 @@ def test_scripts_exit_2_on_them_with_one_line(short_run, tmp_path, monkeypatch, 
             assert not (out / "config.yaml").exists()
 
 
-def test_a_checkpoint_of_another_network_through_train_ckpt_path(short_run, tmp_path, monkeypatch, capsys):
+def test_a_checkpoint_of_another_network_through_train_ckpt_path(trained_run, tmp_path, monkeypatch, capsys):
     """The session's CNN checkpoint as the start of an ExampleNet run: refused by names and shapes,
     before the new run folder gets a config.yaml or checkpoints."""
     out = tmp_path / "new"
-    last = short_run / "checkpoints" / "last.ckpt"
+    last = trained_run / "checkpoints" / "last.ckpt"
     code = run_in_process("train.py", [f"ckpt_path={last}", "model=example", f"hydra.run.dir={out}"], monkeypatch)
     output = capsys.readouterr()
     # the run folder this failed start made is removed (digits.entry), so the message is read where it was printed
@@ -367,11 +367,11 @@ def test_a_checkpoint_of_another_network_through_train_ckpt_path(short_run, tmp_
     assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
 
 
-def test_a_checkpoint_of_another_block_order_names_the_override_that_fits(short_run, tmp_path, monkeypatch, capsys):
+def test_a_checkpoint_of_another_block_order_names_the_override_that_fits(trained_run, tmp_path, monkeypatch, capsys):
     """Weights of the default network (pool_first) as the start of a run configured with pool: refused, and the
     message gives the model.* override that rebuilds the checkpoint's network, read from its hyperparameters."""
     out = tmp_path / "new"
-    last = short_run / "checkpoints" / "last.ckpt"
+    last = trained_run / "checkpoints" / "last.ckpt"
     code = run_in_process(
         "train.py", [f"ckpt_path={last}", "model.downsample=pool", f"hydra.run.dir={out}"], monkeypatch
     )
@@ -382,17 +382,17 @@ def test_a_checkpoint_of_another_block_order_names_the_override_that_fits(short_
     assert not (out / "config.yaml").exists()
 
 
-def test_lightnings_trainer_paths_pass_the_same_gate(short_run, canary, tmp_path, data_dir):
+def test_lightnings_trainer_paths_pass_the_same_gate(trained_run, canary, tmp_path, data_dir):
     """Trainer.fit/test(ckpt_path=...) with a module built from a clean config: the class's
     on_load_checkpoint refuses a crafted file before any step (not just the scripts' checks)."""
     import lightning as L
 
     from digits.data import MNISTDataModule
 
-    hparams = torch.load(short_run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    hparams = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
     datamodule = MNISTDataModule(str(data_dir), batch_size=64, download=False)
-    unsafe = crafted(short_run / "checkpoints" / "last.ckpt", "nested builtins.open", canary, tmp_path / "a.ckpt")
-    nan = broken(short_run / "checkpoints" / "last.ckpt", "NaN weights", tmp_path / "nan.ckpt")
+    unsafe = crafted(trained_run / "checkpoints" / "last.ckpt", "nested builtins.open", canary, tmp_path / "a.ckpt")
+    nan = broken(trained_run / "checkpoints" / "last.ckpt", "NaN weights", tmp_path / "nan.ckpt")
     for path, error in ((unsafe, UnsafeConfigError), (nan, CheckpointError)):
         for run in ("fit", "test"):
             trainer = L.Trainer(
@@ -457,14 +457,14 @@ def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
     assert (tmp_path / "exported" / "model.onnx").is_file()
 
 
-def test_paths_in_callback_and_loop_state_must_stay_in_the_run(short_run, tmp_path):
+def test_paths_in_callback_and_loop_state_must_stay_in_the_run(trained_run, tmp_path):
     """rebase_callback_state, the rule behind resume= and Trainer.fit(ckpt_path=): paths in other callbacks'
     and the loops' state resolve inside the run folder; a ModelCheckpoint's names are plain files of its
     folder, not symlinks; a real checkpoint passes with its paths re-derived from where it is read."""
     from digits.checkpoints import rebase_callback_state
 
     run = tmp_path / "run"
-    shutil.copytree(short_run, run, ignore=shutil.ignore_patterns(".hydra"))
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(".hydra"))
     folder = run / "checkpoints"
     (tmp_path / "victim.txt").write_text("alive\n")
     (folder / "evil.ckpt").symlink_to(tmp_path / "victim.txt")

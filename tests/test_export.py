@@ -28,12 +28,14 @@ def best_checkpoint(run: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(short_run, tmp_path_factory, data_dir) -> Path:
+def exported(trained_run, tmp_path_factory, data_dir) -> Path:
     """The export script run once on the short run's folder, as a user would call it."""
     folder = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as monkeypatch:
         code = run_in_process(
-            "export.py", [f"ckpt_path={short_run}", f"hydra.run.dir={folder}", f"data.data_dir={data_dir}"], monkeypatch
+            "export.py",
+            [f"ckpt_path={trained_run}", f"hydra.run.dir={folder}", f"data.data_dir={data_dir}"],
+            monkeypatch,
         )
     assert code == 0
     return folder
@@ -45,7 +47,7 @@ def test_set(data_dir):
     return images, labels
 
 
-def test_the_card_describes_the_file_and_its_check(exported, short_run, test_set):
+def test_the_card_describes_the_file_and_its_check(exported, trained_run, test_set):
     card = json.loads((exported / "model_card.json").read_text())
     assert sorted(p.name for p in exported.iterdir() if not p.name.startswith(".hydra")) == [
         "export.log",
@@ -66,7 +68,7 @@ def test_the_card_describes_the_file_and_its_check(exported, short_run, test_set
     pixels = train_images.double() / 255
     assert card["normalisation"]["mean"] == pytest.approx(pixels.mean().item(), abs=1e-4)
     assert card["normalisation"]["std"] == pytest.approx(pixels.std().item(), abs=1e-4)
-    checkpoint = best_checkpoint(short_run)
+    checkpoint = best_checkpoint(trained_run)
     assert card["source_checkpoint"] == {
         "path": str(checkpoint.resolve()),
         "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
@@ -86,8 +88,8 @@ def test_the_card_describes_the_file_and_its_check(exported, short_run, test_set
 
 
 @pytest.mark.parametrize("n", [1, 3, 257])
-def test_any_batch_size_gives_the_modules_logits(exported, short_run, test_set, n):
-    module = DigitsModule.from_checkpoint(best_checkpoint(short_run)).eval()
+def test_any_batch_size_gives_the_modules_logits(exported, trained_run, test_set, n):
+    module = DigitsModule.from_checkpoint(best_checkpoint(trained_run)).eval()
     images = normalize(test_set[0][-n:])
     with torch.no_grad():
         expected = module(images).numpy()
@@ -127,11 +129,11 @@ def test_the_readme_snippet_classifies_a_png_without_digits(exported, test_set, 
     assert result.stdout.strip().splitlines()[-1] == f"digit: {labels[0]}"
 
 
-def test_bad_inputs_exit_2_and_write_no_model(short_run, tmp_path, data_dir, monkeypatch):
+def test_bad_inputs_exit_2_and_write_no_model(trained_run, tmp_path, data_dir, monkeypatch):
     corrupt = tmp_path / "corrupt.ckpt"
-    corrupt.write_bytes(best_checkpoint(short_run).read_bytes()[:5000])
+    corrupt.write_bytes(best_checkpoint(trained_run).read_bytes()[:5000])
     crafted = tmp_path / "crafted.ckpt"
-    checkpoint = torch.load(best_checkpoint(short_run), weights_only=True)
+    checkpoint = torch.load(best_checkpoint(trained_run), weights_only=True)
     canary = tmp_path / "canary.txt"
     canary.write_text("alive")
     checkpoint["hyper_parameters"]["model"]["hidden"] = {"_target_": "builtins.open", "file": str(canary), "mode": "w"}
@@ -140,7 +142,7 @@ def test_bad_inputs_exit_2_and_write_no_model(short_run, tmp_path, data_dir, mon
         "missing": [f"ckpt_path={tmp_path / 'nope.ckpt'}"],
         "corrupt": [f"ckpt_path={corrupt}"],
         "crafted": [f"ckpt_path={crafted}"],
-        "tolerance": [f"ckpt_path={short_run}", "check.tolerance=-1"],
+        "tolerance": [f"ckpt_path={trained_run}", "check.tolerance=-1"],
     }
     for name, args in cases.items():
         out = tmp_path / name
@@ -149,12 +151,12 @@ def test_bad_inputs_exit_2_and_write_no_model(short_run, tmp_path, data_dir, mon
     assert canary.read_text() == "alive"
 
 
-def test_a_failed_check_is_an_error_and_leaves_no_model(short_run, tmp_path, data_dir):
+def test_a_failed_check_is_an_error_and_leaves_no_model(trained_run, tmp_path, data_dir):
     """tolerance 0 demands bitwise-equal logits, which onnxruntime's kernels do not give."""
     with pytest.raises(
         ExportError,
         match=r"0 predictions changed, largest logit difference [0-9.e-]+ "
         r"\(allowed: 0\)\. No model.onnx was written",
     ):
-        run_export(short_run, tmp_path, data_dir, tolerance=0.0)
+        run_export(trained_run, tmp_path, data_dir, tolerance=0.0)
     assert list(tmp_path.iterdir()) == []

@@ -23,8 +23,8 @@ def laughs(levels: int, width: int = 10) -> list:
     return node
 
 
-def crafted(short_run: Path, tmp_path: Path, edit) -> Path:
-    checkpoint = torch.load(short_run / "checkpoints" / "last.ckpt", weights_only=True)
+def crafted(trained_run: Path, tmp_path: Path, edit) -> Path:
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
     edit(checkpoint)
     path = tmp_path / "crafted.ckpt"
     torch.save(checkpoint, path)
@@ -32,7 +32,7 @@ def crafted(short_run: Path, tmp_path: Path, edit) -> Path:
 
 
 @pytest.mark.parametrize("where", ["hyper_parameters", "loops", "callbacks"])
-def test_a_billion_laughs_checkpoint_is_refused_in_a_second(short_run, tmp_path, where):
+def test_a_billion_laughs_checkpoint_is_refused_in_a_second(trained_run, tmp_path, where):
     def edit(checkpoint):
         if where == "hyper_parameters":
             checkpoint["hyper_parameters"]["run_config"]["notes"] = laughs(9)
@@ -41,7 +41,7 @@ def test_a_billion_laughs_checkpoint_is_refused_in_a_second(short_run, tmp_path,
         else:
             checkpoint["callbacks"]["Laughs"] = {"state": laughs(9)}
 
-    path = crafted(short_run, tmp_path, edit)
+    path = crafted(trained_run, tmp_path, edit)
     assert path.stat().st_size < 1_000_000
     started = time.perf_counter()
     train_check = lambda path: check_checkpoint(path, DigitsModule.hyperparameter_keys())  # noqa: E731
@@ -67,7 +67,7 @@ def _first_weight(checkpoint) -> str:
 
 
 @pytest.mark.parametrize("kind", ["complex64_nan", "float8", "sparse", "int_weights", "bool_weights"])
-def test_weights_of_another_dtype_or_layout_are_refused(short_run, tmp_path, kind):
+def test_weights_of_another_dtype_or_layout_are_refused(trained_run, tmp_path, kind):
     def edit(checkpoint):
         key = _first_weight(checkpoint)
         value = checkpoint["state_dict"][key]
@@ -85,12 +85,12 @@ def test_weights_of_another_dtype_or_layout_are_refused(short_run, tmp_path, kin
         else:
             checkpoint["state_dict"][key] = value > 0
 
-    path = crafted(short_run, tmp_path, edit)
+    path = crafted(trained_run, tmp_path, edit)
     with pytest.raises(CheckpointError, match="not of the kinds the network holds"):
         DigitsModule.from_checkpoint(path)
 
 
-def test_weights_in_another_training_precision_are_read(short_run, tmp_path):
+def test_weights_in_another_training_precision_are_read(trained_run, tmp_path):
     """float64 (precision=64) and bfloat16 (bf16-true) weights are a network of this project."""
     for dtype in (torch.float64, torch.bfloat16):
 
@@ -99,7 +99,7 @@ def test_weights_in_another_training_precision_are_read(short_run, tmp_path):
                 k: v.to(dtype) if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()
             }
 
-        DigitsModule.from_checkpoint(crafted(short_run, tmp_path, edit))
+        DigitsModule.from_checkpoint(crafted(trained_run, tmp_path, edit))
 
 
 # --- the state a resume continues from: checked before anything is written ---------------------------
@@ -110,15 +110,15 @@ def _sampler_key(checkpoint) -> str:
 
 
 @pytest.mark.parametrize("value", ["abc", 10**12, -1, 2.5, True])
-def test_a_crafted_sampler_position_is_refused_by_the_gate(short_run, tmp_path, value):
+def test_a_crafted_sampler_position_is_refused_by_the_gate(trained_run, tmp_path, value):
     def edit(checkpoint):
         checkpoint[_sampler_key(checkpoint)]["train_sampler"]["batches_done"] = value
 
     with pytest.raises(CheckpointError, match="train_sampler.batches_done=.* is not a whole number"):
-        check_checkpoint(crafted(short_run, tmp_path, edit), DigitsModule.hyperparameter_keys())
+        check_checkpoint(crafted(trained_run, tmp_path, edit), DigitsModule.hyperparameter_keys())
 
 
-def test_an_optimizer_state_of_the_wrong_shape_is_refused_before_anything_is_written(short_run, tmp_path, data_dir):
+def test_an_optimizer_state_of_the_wrong_shape_is_refused_before_anything_is_written(trained_run, tmp_path, data_dir):
     from harness import QUIET, compose_train
 
     from digits.train import train
@@ -127,7 +127,7 @@ def test_an_optimizer_state_of_the_wrong_shape_is_refused_before_anything_is_wri
         state = checkpoint["optimizer_states"][0]["state"][0]
         state["exp_avg"] = torch.zeros(3, 3)
 
-    path = crafted(short_run, tmp_path, edit)
+    path = crafted(trained_run, tmp_path, edit)
     cfg = compose_train(
         ["callbacks=minimal", "logger=tensorboard", f"ckpt_path={path}", *QUIET], tmp_path / "run", data_dir
     )
@@ -137,13 +137,13 @@ def test_an_optimizer_state_of_the_wrong_shape_is_refused_before_anything_is_wri
 
 
 @pytest.mark.parametrize("value", ["x", 0, 60_000, None])
-def test_a_crafted_validation_size_is_refused_when_the_checkpoint_is_read(short_run, tmp_path, value):
+def test_a_crafted_validation_size_is_refused_when_the_checkpoint_is_read(trained_run, tmp_path, value):
     from digits.allowlist import UnsafeConfigError
 
     def edit(checkpoint):
         checkpoint["hyper_parameters"]["run_config"]["data"]["val_size"] = value
 
-    path = crafted(short_run, tmp_path, edit)
+    path = crafted(trained_run, tmp_path, edit)
     if value is None:  # absent: the defaults' split
         DigitsModule.from_checkpoint(path)
         return
@@ -151,12 +151,12 @@ def test_a_crafted_validation_size_is_refused_when_the_checkpoint_is_read(short_
         DigitsModule.from_checkpoint(path)
 
 
-def test_a_zip_bomb_checkpoint_is_refused_before_torch_inflates_it(short_run, tmp_path):
+def test_a_zip_bomb_checkpoint_is_refused_before_torch_inflates_it(trained_run, tmp_path):
     """torch.save stores its members uncompressed; one that inflates (here 64 MB of zeros in 64 KB) is
     refused from the archive's directory, before torch.load allocates it."""
     import zipfile
 
-    source = short_run / "checkpoints" / "last.ckpt"
+    source = trained_run / "checkpoints" / "last.ckpt"
     bomb = tmp_path / "bomb.ckpt"
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as crafted_zip:
         prefix = original.infolist()[0].filename.split("/")[0]

@@ -30,9 +30,9 @@ TENSORBOARD = {
 }
 
 
-def copied_run(short_run: Path, tmp_path: Path, edit=None) -> Path:
+def copied_run(trained_run: Path, tmp_path: Path, edit=None) -> Path:
     """A copy of the shared short run (finished, callbacks=minimal, logger=none), its config.yaml edited."""
-    run = Path(shutil.copytree(short_run, tmp_path / "runs" / "run"))
+    run = Path(shutil.copytree(trained_run, tmp_path / "runs" / "run"))
     if edit is not None:
         config = yaml.safe_load((run / "config.yaml").read_text())
         edit(config, run)
@@ -82,20 +82,20 @@ def escapes(kind: str):
         "step_checkpoint_home",
     ],
 )
-def test_a_resumed_config_cannot_write_outside_its_run(kind, short_run, tmp_path):
-    run = copied_run(short_run, tmp_path, escapes(kind))
+def test_a_resumed_config_cannot_write_outside_its_run(kind, trained_run, tmp_path):
+    run = copied_run(trained_run, tmp_path, escapes(kind))
     with pytest.raises(ConfigError, match="is outside the run folder"):
         resume_config(run, [])
 
 
-def test_the_issues_resume_writes_nothing_outside_and_exits_2(short_run, tmp_path, monkeypatch):
+def test_the_issues_resume_writes_nothing_outside_and_exits_2(trained_run, tmp_path, monkeypatch):
     """The issue's case end to end: filename ../../victim/canary and logger name ../victim/tb."""
 
     def edit(config, run):
         config["callbacks"]["model_checkpoint"]["filename"] = "../../victim/canary"
         config["logger"] = {"tensorboard": {**TENSORBOARD, "save_dir": str(run), "name": "../victim/tb"}}
 
-    run = copied_run(short_run, tmp_path, edit)
+    run = copied_run(trained_run, tmp_path, edit)
     victim = tmp_path / "runs" / "victim"
     victim.mkdir()
     (victim / "canary.ckpt").write_text("keep me")
@@ -203,9 +203,9 @@ def test_of_two_claims_at_once_exactly_one_makes_the_folder(tmp_path):
     assert answers in (["made", "refused"], ["joined", "refused"]) and folder.is_dir()
 
 
-def test_two_resumes_of_one_run_the_second_refused(short_run, tmp_path, monkeypatch):
+def test_two_resumes_of_one_run_the_second_refused(trained_run, tmp_path, monkeypatch):
     """The lock is the folder's, whatever the command: a resume while the folder is held exits 2."""
-    run = copied_run(short_run, tmp_path)
+    run = copied_run(trained_run, tmp_path)
     (run / "metrics.json").unlink()  # an interrupted run, so that the resume itself would be allowed
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True, env=_env())
     try:
@@ -243,8 +243,8 @@ def test_a_full_disk_fails_the_write_probe(tmp_path, monkeypatch):
 # --- a finished run ---------------------------------------------------------------------------------
 
 
-def test_resuming_a_finished_run_is_refused_and_changes_nothing(short_run, tmp_path, monkeypatch):
-    run = copied_run(short_run, tmp_path)
+def test_resuming_a_finished_run_is_refused_and_changes_nothing(trained_run, tmp_path, monkeypatch):
+    run = copied_run(trained_run, tmp_path)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match="this run finished"):
         resume_config(run, [])
@@ -280,9 +280,9 @@ FLAWS = {
 
 @pytest.mark.parametrize("flaw", sorted(FLAWS))
 def test_a_flawed_config_yaml_is_one_line_and_exit_2_with_nothing_written(
-    flaw, short_run, tmp_path, monkeypatch, capsys
+    flaw, trained_run, tmp_path, monkeypatch, capsys
 ):
-    run = copied_run(short_run, tmp_path)
+    run = copied_run(trained_run, tmp_path)
     (run / "metrics.json").unlink()  # interrupted: resumable but for the flaw
     FLAWS[flaw](run)
     before = sorted(p.name for p in run.rglob("*"))

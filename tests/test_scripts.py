@@ -172,7 +172,7 @@ def test_a_read_only_run_folder_is_one_write_error(script, tmp_path, data_dir, s
     assert "Traceback" not in result.stderr and "torch imported: False" in result.stderr
 
 
-def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, short_run, tmp_path, data_dir, small_disk):
+def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, tmp_path, data_dir, small_disk):
     from harness import QUIET, compose_train
 
     from digits.evaluation.run import run_evaluation
@@ -187,7 +187,7 @@ def test_a_full_disk_is_a_write_error_for_each_writer(trained_run, short_run, tm
     with pytest.raises(WriteError, match=f"cannot write {disk}/evaluate: No space left on device"):
         run_evaluation(trained_run, disk / "evaluate", "test", str(data_dir), device="cpu", tensorboard=False)
     with pytest.raises(WriteError, match=f"cannot write {disk}/export/.writing-.*/model.onnx: No space left"):
-        run_export(short_run, disk / "export", data_dir)
+        run_export(trained_run, disk / "export", data_dir)
     assert not list((disk / "evaluate").iterdir()) and not list((disk / "export").iterdir())  # no partial set
 
 

@@ -61,9 +61,9 @@ def _env(site: Path, data_dir: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(site), "DIGITS_DATA_DIR": str(data_dir)}
 
 
-def test_the_wheel_carries_the_configs_and_loads_this_projects_checkpoints(installed, short_run, data_dir, tmp_path):
+def test_the_wheel_carries_the_configs_and_loads_this_projects_checkpoints(installed, trained_run, data_dir, tmp_path):
     done = subprocess.run(
-        [sys.executable, "-c", LOAD, str(short_run), str(installed)],
+        [sys.executable, "-c", LOAD, str(trained_run), str(installed)],
         cwd=tmp_path, env=_env(installed, data_dir), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -71,9 +71,9 @@ def test_the_wheel_carries_the_configs_and_loads_this_projects_checkpoints(insta
     assert not (ROOT / "build").exists()
 
 
-def test_the_entry_points_run_from_any_folder(installed, short_run, data_dir, tmp_path):
+def test_the_entry_points_run_from_any_folder(installed, trained_run, data_dir, tmp_path):
     evaluate = subprocess.run(
-        [str(installed / "bin" / "digits-evaluate"), f"ckpt_path={short_run}"],
+        [str(installed / "bin" / "digits-evaluate"), f"ckpt_path={trained_run}"],
         cwd=tmp_path, env=_env(installed, data_dir), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     output = evaluate.stdout + evaluate.stderr
