@@ -264,20 +264,24 @@ def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir
     assert "Traceback" not in output
 
 
-def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(tmp_path, data_dir, small_disk):
+def test_disk_full_during_training_exits_2_and_keeps_the_last_checkpoint(
+    tmp_path, data_dir, small_disk, monkeypatch, capfd
+):
     from harness import compose_train
 
     from digits.train import train
 
     args = ["debug=limit", "logger=none", "callbacks.step_checkpoint.every_n_train_steps=5"]
-    train(compose_train([*args, *QUIET], tmp_path / "sizing", data_dir))
+    sizing = ["trainer.limit_train_batches=5", "test=false", *QUIET]
+    train(compose_train([*args, *sizing], tmp_path / "sizing", data_dir))
     size = (tmp_path / "sizing" / "checkpoints" / "last.ckpt").stat().st_size
     # Room for one checkpoint and half of another: the step-5 checkpoint fits, the step-10 one does not.
     disk = small_disk(int(1.5 * size))
     run_dir = disk / "run"
-    process = start_script("train.py", [*args, f"hydra.run.dir={run_dir}", *QUIET], data_dir, tmp_path)
-    output = finish(process)
-    assert process.returncode == 2, output[-3000:]
+    capfd.readouterr()
+    code = run_in_process("train.py", [*args, f"hydra.run.dir={run_dir}", *QUIET], monkeypatch)
+    output = "".join(capfd.readouterr())
+    assert code == 2, output[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     assert f"WriteError: could not write the checkpoint {last}: No space left on device" in output
     assert "are untouched (last.ckpt)" in output
