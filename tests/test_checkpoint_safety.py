@@ -421,7 +421,22 @@ class TinyNet(nn.Module):
 '''
 
 
-@pytest.mark.slow
+# Runs scripts as __main__ in turn (each argument: a JSON list, the script and its arguments); stops at the
+# first that exits with an error.
+SCRIPTS_IN_TURN = """
+import json, runpy, sys
+from hydra.core.global_hydra import GlobalHydra
+for command in sys.argv[1:]:
+    sys.argv = json.loads(command)
+    GlobalHydra.instance().clear()
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exit:
+        if exit.code not in (0, None):
+            sys.exit(f"{sys.argv[0]} exited with {exit.code}")
+"""
+
+
 def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
     """In a copy of the project: add a model class and its config, train a few steps, evaluate and export
     the checkpoint. No Python list is edited; the allow-list reads the new YAML file."""
@@ -435,25 +450,25 @@ def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
     (project / "configs" / "model" / "tiny.yaml").write_text("_target_: digits.tiny.TinyNet\nhidden: 16\n")
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "DIGITS_DATA_DIR": str(data_dir)}
 
-    def run(script: str, *args: str) -> None:
-        result = subprocess.run(
-            [sys.executable, str(project / "scripts" / script), *args],
-            cwd=project, env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert result.returncode == 0, (script, (result.stdout + result.stderr)[-3000:])
-
     run_dir = tmp_path / "run"
-    run(
-        "train.py", "model=tiny", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-        "trainer.limit_val_batches=1", "test=false", "logger=none", "callbacks=minimal",
-        "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar", "~callbacks.model_summary",
-        f"hydra.run.dir={run_dir}",
+    train = [
+        "model=tiny", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+        "test=false", "logger=none", "callbacks=minimal", "trainer.enable_progress_bar=false",
+        "~callbacks.rich_progress_bar", "~callbacks.model_summary", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    evaluate = [f"ckpt_path={run_dir}", "device=cpu", f"hydra.run.dir={tmp_path / 'evaluated'}"]
+    export = [f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path / 'exported'}"]
+    # the copy's three scripts, one after the other in one interpreter started in the copy (one start-up)
+    commands = [json.dumps([str(project / "scripts" / name), *args]) for name, args in
+                (("train.py", train), ("evaluate.py", evaluate), ("export.py", export))]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPTS_IN_TURN, *commands],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
     assert hparams["model"]["_target_"] == "digits.tiny.TinyNet"
-    run("evaluate.py", f"ckpt_path={run_dir}", "device=cpu", f"hydra.run.dir={tmp_path / 'evaluated'}")
     assert json.loads((tmp_path / "evaluated" / "metrics.json").read_text())["split"] == "test"
-    run("export.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path / 'exported'}")
     assert (tmp_path / "exported" / "model.onnx").is_file()
 
 
