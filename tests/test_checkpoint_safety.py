@@ -195,6 +195,7 @@ def test_the_crafted_checkpoints_are_real_attacks(trained_run, tmp_path):
         assert canary.untouched() is not harmful, case
 
 
+@pytest.mark.slow
 def test_evaluate_script_refuses_every_crafted_checkpoint(trained_run, canary, tmp_path, monkeypatch):
     for case in CASES:
         path = crafted(trained_run / "checkpoints" / "last.ckpt", case, canary, tmp_path / f"{slug(case)}.ckpt")
@@ -210,6 +211,7 @@ def copy_run(run: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_train_script_refuses_them_on_resume_and_ckpt_path(trained_run, canary, tmp_path, monkeypatch):
     run = copy_run(trained_run, tmp_path / "run")
     last = run / "checkpoints" / "last.ckpt"
@@ -258,6 +260,7 @@ def test_resume_refuses_a_crafted_config_yaml(trained_run, canary, tmp_path, mon
     check_checkpoint(tmp_path / "clean" / "checkpoints" / "last.ckpt", DigitsModule.hyperparameter_keys())
 
 
+@pytest.mark.slow
 def test_resume_exits_2_as_a_process(trained_run, canary, tmp_path, data_dir):
     """Once as a real process: the second attack from the issue, through resume=."""
     run = copy_run(trained_run, tmp_path / "run")
@@ -330,6 +333,7 @@ def test_checkpoints_the_classes_reject_are_one_line_errors(case, trained_run, t
         assert BROKEN[case][1] in str(error.value) and "\n" not in str(error.value), case
 
 
+@pytest.mark.slow
 def test_scripts_exit_2_on_them_with_one_line(trained_run, tmp_path, monkeypatch, capsys):
     """evaluate.py, export.py and train.py ckpt_path= (a new run from those weights): exit code 2, one
     line naming the problem, no traceback, and no output files."""
@@ -437,6 +441,7 @@ for command in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_a_new_model_is_its_class_and_one_yaml_file(tmp_path, data_dir):
     """In a copy of the project: add a model class and its config, train a few steps, evaluate and export
     the checkpoint. No Python list is edited; the allow-list reads the new YAML file."""

@@ -67,6 +67,7 @@ def test_an_accelerator_lightning_knows_but_this_machine_lacks_is_lightnings_err
             validate_train_config(cfg)
 
 
+@pytest.mark.slow
 def test_the_script_prints_one_line_and_exits_2(tmp_path, data_dir):
     result = run_script(
         "train.py", ["trainer.precision=17", f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path

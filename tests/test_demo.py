@@ -32,6 +32,9 @@ from PIL import Image, ImageDraw
 from digits.data import standardize
 from digits.handwriting import to_mnist
 
+# The slow tier (make test-slow): real processes and outside tools.
+pytestmark = pytest.mark.slow
+
 UPLOAD_LIMIT = 600_000  # the server under test refuses larger bodies (config max_upload_bytes)
 TIMEOUT_S = 2  # ... and cuts off a client that takes longer for a request's headers, or its body
 

@@ -165,6 +165,7 @@ def test_weights_of_another_network_are_recognised_by_name_and_shape(trained_run
     assert issubclass(WeightMismatchError, DigitsError) and issubclass(WeightMismatchError, ValueError)
 
 
+@pytest.mark.slow
 def test_evaluate_script_exit_codes(trained_run, data_dir, tmp_path):
     ok = run_script(
         "evaluate.py",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 from harness import ROOT
 
@@ -47,6 +48,7 @@ def test_every_module_is_placed():
     assert not on_path & AFTER_TRAINING
 
 
+@pytest.mark.slow
 def test_the_search_command_reports_a_missing_folder_in_one_line(tmp_path):
     missing = subprocess.run(
         [sys.executable, "-m", "digits.sweeps", str(tmp_path / "nope")], capture_output=True, text=True

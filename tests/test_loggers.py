@@ -77,6 +77,7 @@ def test_many_loggers_at_once_tensorboard_and_csv(tmp_path, data_dir):
     assert "tensorboard    tensorboard --logdir" in lines and "csv            " in lines
 
 
+@pytest.mark.slow
 def test_mlflow_logger_writes_into_one_store_under_the_log_dir(tmp_path, data_dir):
     require("mlflow")
     import mlflow
@@ -119,6 +120,7 @@ def wandb_records(path: Path) -> list:
     return records
 
 
+@pytest.mark.slow
 def test_wandb_logger_offline_writes_its_run_into_the_run_folder(tmp_path, data_dir):
     require("wandb")
     import json

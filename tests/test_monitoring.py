@@ -144,6 +144,7 @@ def get_json(url: str):
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_tensorboard_server_serves_the_logged_values(monitored_run):
     run_dir, _ = monitored_run
     port = free_port()

@@ -36,6 +36,7 @@ def test_the_cross_covers_every_recipe_and_loss():
 
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.slow
 def test_every_recipe_trains_with_every_loss_or_refuses_it_cleanly(recipe, loss, tmp_path, data_dir):
     run_dir = tmp_path / "run"
     chosen = [f"experiment={recipe}"] if recipe else []

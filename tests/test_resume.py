@@ -238,6 +238,7 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
         resume_config(tmp_path, [])
 
 
+@pytest.mark.slow
 def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_dir, trained_run):
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir)  # a real run folder (the session's short training)
@@ -254,6 +255,7 @@ def test_resuming_from_a_corrupt_checkpoint_exits_2_and_names_it(tmp_path, data_
 # --- read-only and full disks -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_read_only_output_folder_exits_2_before_anything_runs(tmp_path, data_dir, small_disk):
     disk = small_disk(1 << 20, read_only=True)
     process = start_script("train.py", [f"paths.log_dir={disk}/outputs"], data_dir, tmp_path)

@@ -18,6 +18,7 @@ from torch import Tensor
 ONE_EPOCH = ["trainer.max_epochs=1", "logger=none", "seed=11", *QUIET]
 
 
+@pytest.mark.slow
 def test_ddp_is_the_one_process_recipe_split_over_two(tmp_path, data_dir):
     """trainer=ddp is the same recipe: 2 processes x 128 images with batch norm synchronised take the
     same first step as one process at 256 (weights, and batch norm's running statistics, which the
@@ -70,6 +71,7 @@ def test_ddp_is_the_one_process_recipe_split_over_two(tmp_path, data_dir):
     assert counts.trace() / counts.sum() == pytest.approx(accuracy.value, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_each_ddp_process_takes_its_half_of_the_epoch(tmp_path, data_dir):
     """A whole epoch of 6,000 training images (data.val_size=54000): each process takes every other image,
     ceil(3,000 / 128) = 24 steps, as one process at 256 takes; without the split each would take 47."""
@@ -117,6 +119,7 @@ def _sync_batchnorm_worker(rank: int, images: Tensor, labels: Tensor, port: int,
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_batch_norm_is_one_process_batch_norm_in_float64(data_dir):
     """The CPU layer behind trainer=ddp, exactly: two gloo processes with 128 real MNIST images each give
     one process's logits, gradients and running statistics over all 256, to float64 rounding; plain
@@ -187,6 +190,7 @@ def test_slurm_launcher_config_composes_for_a_ddp_sweep():
     assert cfg.trainer.strategy == "ddp"
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_through_the_submitit_plugin(tmp_path, data_dir):
     """The SLURM launcher's code path with submitit's local executor: each sweep point is pickled,
     run as its own process by submitit and writes its own run folder. Only sbatch is not exercised."""

@@ -136,6 +136,7 @@ def test_a_kill_between_the_moves_leaves_the_set_whole_or_without_its_last_file(
     assert len(present) == kill_at
 
 
+@pytest.mark.slow
 def test_evaluate_killed_before_its_last_move_leaves_no_metrics(trained_run, data_dir, tmp_path):
     """The real script, SIGKILLed just before metrics.json moves into place: figures and report, whole."""
     hook = (

@@ -41,6 +41,7 @@ def test_a_bad_budget_is_refused(tmp_path):
         train(compose_train(["objective.budget_seconds=0"], tmp_path, tmp_path / "no-data"))
 
 
+@pytest.mark.slow
 def test_two_trial_search_through_the_optuna_sweeper(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     # debug=limit, with the two knobs the search space also holds fixed on the command line (the

@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from harness import ROOT
+
+# The slow tier (make test-slow): real processes and outside tools.
+pytestmark = pytest.mark.slow
 
 SELECTION = ["tests/test_data.py::test_official_test_set_is_kept", "tests/test_losses.py::test_cuda_matches_cpu"]
 

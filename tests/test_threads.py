@@ -15,6 +15,7 @@ from digits.threads import set_wait_policy, thread_count
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", "trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.slow
 def test_policy_reaches_the_training_process(data_dir, tmp_path, monkeypatch):
     # set before torch loads: had anything imported torch earlier, the policy would not be set (a warning);
     # passive removes a GOMP_SPINCOUNT from the shell, which libgomp would obey over OMP_WAIT_POLICY
@@ -48,6 +49,7 @@ def test_policy_reaches_the_training_process(data_dir, tmp_path, monkeypatch):
         ("threads=0", "ConfigError: threads=0 is not allowed: null, auto or an integer >= 1"),
     ],
 )
+@pytest.mark.slow
 def test_bad_policy_is_one_line_and_exit_2(data_dir, tmp_path, override, message):
     result = run_script("train.py", [*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path)
     assert result.returncode == 2

@@ -211,6 +211,7 @@ def tensorboard_hparams(folder: Path) -> tuple[dict, list[str]]:
     return hparams, metrics
 
 
+@pytest.mark.slow
 def test_train_script_end_to_end(tmp_path, data_dir):
     result = run_script(
         "train.py",
@@ -278,6 +279,7 @@ def test_bad_input_exits_with_a_message(tmp_path, data_dir):
     assert not (tmp_path / "run2").exists()
 
 
+@pytest.mark.slow
 def test_multirun_over_the_three_losses(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     result = run_script(
@@ -309,6 +311,7 @@ def test_multirun_over_the_three_losses(tmp_path, data_dir):
     assert losses[0]["test/loss"] == pytest.approx(losses[2]["test/loss"], rel=1e-2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir, monkeypatch):
     run_dir = tmp_path / "run"
     args = [
@@ -345,6 +348,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path, data_dir, monke
     assert metrics["test/acc"] > 0.85
 
 
+@pytest.mark.slow
 def test_more_bad_input_through_the_script(tmp_path, data_dir, monkeypatch, capfd):
     """Exit codes and messages as a user sees them, for the cases not covered above."""
     unknown_key = run_script(

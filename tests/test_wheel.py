@@ -13,12 +13,16 @@ from pathlib import Path
 import pytest
 from harness import ROOT
 
+# The slow tier (make test-slow): real processes and outside tools.
+pytestmark = pytest.mark.slow
+
 LOAD = """
 import sys
 from pathlib import Path
 import digits, digits.configs
 from digits.data import MNISTDataModule
 from digits.module import DigitsModule
+
 assert Path(digits.__file__).is_relative_to(Path(sys.argv[2])), digits.__file__  # the wheel's copy, not the checkout
 assert (digits.configs.CONFIG_DIR / "model" / "cnn.yaml").is_file()
 checkpoint = next(Path(sys.argv[1]).glob("checkpoints/best-*.ckpt"))
