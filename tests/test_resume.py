@@ -112,7 +112,7 @@ def test_run_resumed_after_an_epoch_matches_the_uninterrupted_run(device, tmp_pa
         f"data.device={device}",
         "trainer.deterministic=true",
         "scheduler=none",
-        "trainer.limit_train_batches=20",
+        "trainer.limit_train_batches=8",
         "trainer.limit_val_batches=2",
         "test=false",
         "logger=none",
@@ -127,7 +127,7 @@ def test_run_resumed_after_an_epoch_matches_the_uninterrupted_run(device, tmp_pa
     expected, _ = train(compose_train([*run, "trainer.max_epochs=2"], tmp_path / "whole", data_dir))
     train(compose_train([*run, "trainer.max_epochs=1"], tmp_path / "part", data_dir))
     metrics, _ = train(resume_config(tmp_path / "part", ["trainer.max_epochs=2"]))
-    assert metrics.steps == expected.steps == 40
+    assert metrics.steps == expected.steps == 16
     assert metrics.val_acc_best == expected.val_acc_best
     final, reference = (
         torch.load(tmp_path / run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

@@ -18,7 +18,6 @@ from torch import Tensor
 ONE_EPOCH = ["trainer.max_epochs=1", "logger=none", "seed=11", *QUIET]
 
 
-@pytest.mark.slow
 def test_ddp_is_the_one_process_recipe_split_over_two(tmp_path, data_dir):
     """trainer=ddp is the same recipe: 2 processes x 128 images with batch norm synchronised take the
     same first step as one process at 256 (weights, and batch norm's running statistics, which the

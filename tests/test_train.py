@@ -258,6 +258,7 @@ def test_train_script_end_to_end(tmp_path, data_dir):
     assert metrics == ["val/acc_best", "test/acc"]  # the hparams view's columns
 
 
+@pytest.mark.slow
 def test_bad_input_exits_with_a_message(tmp_path, data_dir):
     result = run_script(
         "train.py", ["trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"], data_dir, cwd=tmp_path
