@@ -29,7 +29,7 @@ def best_checkpoint(run: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory, data_dir) -> Path:
-    """The export script run once on the short run's folder, as a user would call it."""
+    """The export script run once on the shared run's folder (harness.trained_run), as a user would call it."""
     folder = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as monkeypatch:
         code = run_in_process(

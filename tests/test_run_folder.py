@@ -31,7 +31,7 @@ TENSORBOARD = {
 
 
 def copied_run(trained_run: Path, tmp_path: Path, edit=None) -> Path:
-    """A copy of the shared short run (finished, callbacks=minimal, logger=none), its config.yaml edited."""
+    """A copy of the shared run (harness.trained_run: finished, default callbacks, no logger), config.yaml edited."""
     run = Path(shutil.copytree(trained_run, tmp_path / "runs" / "run"))
     if edit is not None:
         config = yaml.safe_load((run / "config.yaml").read_text())
