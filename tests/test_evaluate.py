@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from harness import run_script
@@ -15,8 +17,8 @@ from digits.data import load_mnist, normalize
 from digits.errors import DigitsError
 from digits.evaluation.figures import save_figures
 from digits.evaluation.loading import EvaluationError
-from digits.evaluation.run import run_evaluation
-from digits.handwriting import ImageError, NoInkError
+from digits.evaluation.run import describe, run_evaluation
+from digits.handwriting import ImageError
 from digits.module import DigitsModule, WeightMismatchError
 
 
@@ -104,13 +106,42 @@ def test_predict_on_png_digits(trained_run, data_dir, tmp_path):
         assert sheet.format == "PNG" and sheet.size[0] >= 8 * 150 and sheet.size[1] >= 3 * 180
 
 
-def test_predict_refuses_a_blank_page(trained_run, data_dir, tmp_path):
-    Image.new("RGB", (640, 480), (250, 250, 245)).save(tmp_path / "blank.png")
-    with pytest.raises(NoInkError, match="blank.png: no digit found"):
-        run_evaluation(
-            trained_run, tmp_path / "out", "test", str(data_dir), device="cpu", predict_path=str(tmp_path / "blank.png")
-        )
-    assert not (tmp_path / "out" / "predictions.json").exists()
+def test_predict_answers_unsure_for_a_blank_page_two_marks_and_a_low_confidence(trained_run, data_dir, tmp_path):
+    """The reader's doubts (nothing found, two competing marks) and the network's (top probability below
+    unsure_below) each give answer null with the reason, in predictions.json and in the printout."""
+    images, labels = load_mnist(data_dir, train=False, download=False)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    Image.new("RGB", (640, 480), (250, 250, 245)).save(folder / "blank.png")
+    two = np.full((200, 400), 245, dtype=np.uint8)
+    for left, index in ((20, 0), (220, 1)):  # a 7 and a 2, each 160 px, far apart
+        digit = Image.fromarray(255 - images[index].numpy()).resize((160, 160), Image.Resampling.BICUBIC)
+        two[20:180, left : left + 160] = np.minimum(two[20:180, left : left + 160], np.asarray(digit))
+    Image.fromarray(two).save(folder / "two_marks.png")
+    Image.fromarray(images[0].numpy()).save(folder / "clear.png")
+    results = run_evaluation(
+        trained_run, tmp_path / "out", "test", str(data_dir), device="cpu", predict_path=str(folder)
+    )
+    said = {Path(p["file"]).name: p for p in results["predictions"]}
+    assert said["blank.png"]["answer"] is None and "no digit found" in said["blank.png"]["unsure"]
+    assert said["two_marks.png"]["answer"] is None and "two marks compete" in said["two_marks.png"]["unsure"]
+    assert said["clear.png"]["answer"] == int(labels[0]) and "unsure" not in said["clear.png"]
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved["predictions"] == results["predictions"]
+    printed = describe(results, tmp_path / "out")
+    assert "blank.png -> unsure (" in printed and "two marks compete" in printed
+    # the network's own doubt: with unsure_below above every probability, the clear digit is unsure too
+    strict = run_evaluation(
+        trained_run,
+        tmp_path / "strict",
+        "test",
+        str(data_dir),
+        device="cpu",
+        predict_path=str(folder / "clear.png"),
+        unsure_below=1.0,
+    )
+    (only,) = strict["predictions"]
+    assert only["answer"] is None and only["unsure"].startswith("low confidence: the top probability")
 
 
 def test_bad_inputs_get_specific_errors(trained_run, data_dir, tmp_path):

@@ -80,7 +80,9 @@ def test_loss_sigmoid_trains_evaluates_and_predicts(tmp_path, data_dir):
     Image.fromarray((torch.rand(28, 28, generator=torch.Generator().manual_seed(0)) * 255).byte().numpy()).save(
         folder / "noise.png"
     )
-    predicted = run_evaluation(checkpoint, tmp_path / "p", "test", str(data_dir), device="cpu", predict_path=folder)
+    predicted = run_evaluation(
+        checkpoint, tmp_path / "p", "test", str(data_dir), device="cpu", predict_path=folder, unsure_below=0.0
+    )
     for p in predicted["predictions"]:
         top = [t["probability"] for t in p["top"]]
         assert "answer" in p and all(0 <= v <= 1 for v in top)

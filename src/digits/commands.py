@@ -45,7 +45,14 @@ def evaluate_task(cfg: Any, started: float) -> None:
 
     output_dir = Path(cfg.paths.output_dir)
     results = run_evaluation(
-        cfg.ckpt_path, output_dir, cfg.data.split, cfg.data.data_dir, cfg.device, cfg.predict, cfg.tensorboard
+        cfg.ckpt_path,
+        output_dir,
+        cfg.data.split,
+        cfg.data.data_dir,
+        cfg.device,
+        cfg.predict,
+        cfg.tensorboard,
+        cfg.get("unsure_below", 0.8),
     )
     log.info("%s", describe(results, output_dir))
 

@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from digits.config import ConfigError, exit_2
+from digits.config import ConfigError, check, exit_2, is_number
 from digits.loggers import check_logger_packages
 from digits.mnist_files import check_mnist
 from digits.run_folder import check_fresh_folder
@@ -35,6 +35,9 @@ def check_paths(cfg: Any) -> None:
                     f"{key}={cfg[key]}: {os.path.abspath(path)} does not exist"
                     + (": give a .ckpt file or a run folder (outputs/train/<run>)" if key != "predict" else "")
                 )
+    if "unsure_below" in cfg:
+        value = cfg.unsure_below
+        check(is_number(value) and 0 <= value <= 1, "unsure_below", value, "a probability in [0, 1], e.g. 0.8")
     data = cfg.get("data")
     if data is not None and "data_dir" in data and not data.get("download", False) and not cfg.get("predict"):
         check_mnist(data.data_dir)

@@ -12,6 +12,7 @@ import stat
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,15 @@ MIN_CONTRAST = 0.15  # ink at least this much darker (lighter) than the paper, i
 INK_LEVEL = 0.5  # of the contrast: pixels above it are ink, for finding what is digit and what is dirt
 KEEP_MASS = 0.05  # a piece with less ink than this share of the largest piece's is a speck
 KEEP_GAP = 0.5  # ... and so is one farther from the digit than this share of the digit's longer side
+COMPETING_MASS = 0.5  # a mark apart from the digit with this share of its ink makes the reading unsure
+BACKGROUND_SIDE = 64  # the paper's level (glare, shading) is estimated on a copy this long
+BACKGROUND_SHARE = 0.1  # ... as this low percentile of each neighbourhood (a third of the side): ink is rarely more
+LINE_LEVEL = 0.2  # of the contrast: pixels above it are looked at for the paper's lines
+LINE_MIN_SHARE = 0.25  # a line is straight over at least this share of the picture's side...
+LINE_MIN_PIXELS = 15  # ... and this many pixels
+LINE_SPAN = 0.85  # a line crossing this share of the picture is the paper's, even without a parallel one
+LINE_THINNESS = 10  # ... and a line is at least this many times longer than it is thick (a 0's sides are not)
+UNSURE = "unsure: "  # the notes that say why a reading is unsure begin so
 MIN_STROKE = 0.08  # strokes thinner than this share of the longer side are thickened to it (MNIST's are ~0.12)
 
 
@@ -192,66 +202,114 @@ def _peak(ink: np.ndarray) -> float:
     return float(np.minimum(ink, neighbour).max())
 
 
+def _background(ink: np.ndarray) -> np.ndarray:
+    """The paper's own level under the ink, everywhere: a low percentile of each neighbourhood (a third of
+    the picture's side) of a copy at most ``BACKGROUND_SIDE`` pixels long, smoothed and brought back to full
+    size. Glare, shading and uneven light are the paper's; ink covers less than ``BACKGROUND_SHARE`` of a
+    neighbourhood, so it stays out."""
+    height, width = ink.shape
+    scale = min(1.0, BACKGROUND_SIDE / max(height, width))
+    small = cv2.resize(ink, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    window = max(3, round(max(small.shape) / 3) | 1)
+    padded = np.pad(small, window // 2, mode="reflect")
+    patches = np.lib.stride_tricks.sliding_window_view(padded, (window, window))
+    level = np.percentile(patches.reshape(*small.shape, -1), 100 * BACKGROUND_SHARE, axis=-1).astype(np.float32)
+    level = cv2.GaussianBlur(level, (0, 0), window / 4)
+    return cv2.resize(level, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def _ink(grey: np.ndarray, notes: list[str]) -> np.ndarray:
-    """Ink in [0, 1] on a 0 background: inverted when the paper is light, contrast stretched."""
-    paper = float(np.median(grey))
-    if paper > 0.5:
+    """Ink in [0, 1] on a 0 background: inverted when the paper is light, the paper's level (glare, shading)
+    taken away, contrast stretched."""
+    if float(np.median(grey)) > 0.5:
         notes.append("inverted (dark ink on light background)")
-        ink, paper = 1.0 - grey, 1.0 - paper
+        ink = 1.0 - grey
     else:
         ink = grey
-    peak = _peak(ink)
-    if peak - paper < MIN_CONTRAST:
+    lifted = np.clip(ink - _background(ink), 0.0, 1.0)
+    peak = _peak(lifted)
+    if peak < MIN_CONTRAST:
         raise NoInkError(
-            f"no digit found: the darkest and lightest parts of the picture differ by "
-            f"{peak - paper:.0%} of the grey scale (a blank page?); at least {MIN_CONTRAST:.0%} is needed"
+            f"no digit found: nothing in the picture is more than {peak:.0%} of the grey scale darker (lighter) "
+            f"than the paper around it (a blank page?); at least {MIN_CONTRAST:.0%} is needed"
         )
-    return np.clip((ink - paper) / (peak - paper), 0.0, 1.0)
+    return np.clip(lifted / peak, 0.0, 1.0)
+
+
+def _straight_lines(ink: np.ndarray) -> np.ndarray:
+    """The pixels of ruled, squared and printed lines in the ink: thin horizontal or vertical runs (a few
+    degrees of tilt allowed) that either cross most of the picture or come as a parallel pair of about the
+    same extent (a printed box's sides, a grid). A digit's own strokes are neither. Where a stroke crosses or
+    follows a line, as strong as the line on both sides of it, its pixels are the stroke's."""
+    mask = (ink > LINE_LEVEL).astype(np.uint8)
+    height, width = mask.shape
+    found = {}  # axis -> (the line pixels, their thickness)
+    for axis, side in ((1, width), (0, height)):
+        length = max(LINE_MIN_PIXELS, round(LINE_MIN_SHARE * side))
+        tilt = max(1, round(side / 100))  # a tilted line stays inside a band this thick over the kernel
+        band = cv2.dilate(mask, np.ones((2 * tilt + 1, 1) if axis == 1 else (1, 2 * tilt + 1), np.uint8))
+        kernel = np.ones((1, length) if axis == 1 else (length, 1), np.uint8)
+        runs = cv2.morphologyEx(band, cv2.MORPH_OPEN, kernel) & mask
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+        along = stats[1:, cv2.CC_STAT_WIDTH if axis == 1 else cv2.CC_STAT_HEIGHT]
+        start = stats[1:, cv2.CC_STAT_LEFT if axis == 1 else cv2.CC_STAT_TOP]
+        across = stats[1:, cv2.CC_STAT_TOP if axis == 1 else cv2.CC_STAT_LEFT]
+        thin = along >= LINE_THINNESS * stats[1:, cv2.CC_STAT_AREA] / np.maximum(along, 1)  # length / thickness
+        keep = thin & (along >= LINE_SPAN * side)
+        for i, j in zip(*np.nonzero(np.outer(thin, thin))):
+            overlap = min(start[i] + along[i], start[j] + along[j]) - max(start[i], start[j])
+            if i != j and overlap >= 0.8 * max(along[i], along[j]) and abs(across[i] - across[j]) > 0.3 * along[i]:
+                keep[i] = True
+        if keep.any():
+            thickness = float(np.median(stats[1:, cv2.CC_STAT_AREA][keep] / along[keep]))
+            found[axis] = (np.isin(labels, np.flatnonzero(keep) + 1).astype(np.uint8), thickness)
+    lines = np.zeros_like(mask)
+    for axis, (pixels, thickness) in found.items():
+        # where a stroke crosses or follows the line the ink is thicker across it than the line: that stays
+        # (measured without the other direction's lines, which are thick across this one's)
+        others = found[1 - axis][0] if 1 - axis in found else np.zeros_like(mask)
+        size = int(np.ceil(thickness)) + 2
+        across = np.ones((size, 1) if axis == 1 else (1, size), np.uint8)
+        strokes = cv2.morphologyEx(mask & (1 - others), cv2.MORPH_OPEN, across)
+        # ... a stroke's if the ink just beyond the line, on both sides, is at least half as strong as it
+        beyond = cv2.erode(ink, np.ones((2 * size + 1, 1) if axis == 1 else (1, 2 * size + 1), np.float32))
+        strokes &= (beyond >= 0.5 * ink).astype(np.uint8)
+        lines |= pixels & (1 - strokes)
+    return lines
+
+
+def _remove_lines(ink: np.ndarray, notes: list[str]) -> np.ndarray:
+    """``ink`` with the lines of the paper (``_straight_lines``) painted over from around them (OpenCV's
+    inpainting), so a stroke they crossed is whole again; the contrast stretched again on what is left."""
+    lines = _straight_lines(ink)
+    if not lines.any():
+        return ink
+    lines = cv2.dilate(lines, np.ones((3, 3), np.uint8)) & (ink <= LINE_LEVEL * 4).astype(np.uint8) | lines
+    notes.append(f"removed the paper's lines or printed box ({int(lines.sum())} pixels)")
+    painted = cv2.inpaint(np.round(ink * 255).astype(np.uint8), lines, 3, cv2.INPAINT_TELEA)
+    left = painted.astype(np.float32) / 255.0
+    peak = _peak(left)
+    if peak < MIN_CONTRAST:
+        raise NoInkError("no digit found: only the paper's lines or a printed box, no writing")
+    return np.clip(left / peak, 0.0, 1.0)
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a boolean mask: (labels with 0 = background, count). Row runs joined with a
-    union-find: no scipy (scipy.ndimage.label would be the only reason for it)."""
-    parent: list[int] = [0]
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    runs = []  # (row, start, stop, label)
-    previous: list[tuple[int, int, int]] = []
-    for row in range(mask.shape[0]):
-        line = np.concatenate(([0], mask[row].astype(np.int8), [0]))
-        edges = np.flatnonzero(np.diff(line))
-        current = []
-        j = 0
-        for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist()):
-            label = len(parent)
-            parent.append(label)
-            while j < len(previous) and previous[j][1] < start:  # runs ending left of this one's reach
-                j += 1
-            k = j
-            while k < len(previous) and previous[k][0] <= stop:  # 8-connected: touching diagonally counts
-                a, b = find(previous[k][2]), find(label)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-                k += 1
-            current.append((start, stop, label))
-            runs.append((row, start, stop, label))
-        previous = current
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    roots: dict[int, int] = {}
-    for row, start, stop, label in runs:
-        labels[row, start:stop] = roots.setdefault(find(label), len(roots) + 1)
-    return labels, len(roots)
+    """8-connected components of a boolean mask: (labels with 0 = background, count)."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return labels, count - 1
 
 
-def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The digit's box of the ink and its (top, left), keeping only the largest ink component and the pieces
-    of a real size close to it (a 5's detached bar); specks and texture elsewhere are erased."""
-    labels, count = _components(ink > INK_LEVEL)
+def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, int], str | None]:
+    """The digit's box of the ink, its (top, left) and why the reader is unsure (None when it is not),
+    keeping only the largest ink component and the pieces of a real size close to it (a 5's detached bar);
+    specks and texture elsewhere are erased. A second mark apart from it with at least ``COMPETING_MASS`` of
+    its ink makes the reading unsure."""
+    mask = ink > INK_LEVEL
+    grain = max(ink.shape) / 400  # on a large picture grainy pencil is held together by a little blur
+    if grain >= 0.5:
+        mask |= cv2.GaussianBlur(ink, (0, 0), grain) > INK_LEVEL / 2
+    labels, count = _components(mask)
     if count == 0:  # cannot happen after the contrast stretch (the peak is 1), kept for safety
         raise NoInkError("no digit found: no pixel stands out from the background")
     mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
@@ -279,16 +337,20 @@ def _digit(ink: np.ndarray, notes: list[str]) -> tuple[np.ndarray, tuple[int, in
                 kept.append(i)
                 top, bottom, left, right = min(top, t), max(bottom, b), min(left, lft), max(right, r)
                 changed = True
+    unsure = None
     if len(kept) < count:
         notes.append(f"left out {count - len(kept)} speck(s) or mark(s) apart from the digit")
+        rival = max((mass[i] for i in range(count) if i not in kept), default=0.0)
+        if rival >= COMPETING_MASS * mass[kept].sum():
+            unsure = f"two marks compete: one apart from the digit has {rival / mass[kept].sum():.0%} of its ink"
     # the digit's box with a margin for the soft edge around the strokes (a few pixels, more on a
     # large digit), and in it the kept pieces grown by that margin
     grow = max(1, round(0.02 * max(bottom - top + 1, right - left + 1)))
     top, left = max(top - grow, 0), max(left - grow, 0)
     bottom, right = min(bottom + grow + 1, ink.shape[0]), min(right + grow + 1, ink.shape[1])
-    mask = torch.from_numpy(np.isin(labels[top:bottom, left:right], np.array(kept) + 1)).float()
-    grown = F.max_pool2d(mask[None, None], 2 * grow + 1, stride=1, padding=grow)[0, 0].numpy() > 0
-    return np.where(grown, ink[top:bottom, left:right], 0.0).astype(np.float32), (top, left)
+    mask = np.isin(labels[top:bottom, left:right], np.array(kept) + 1).astype(np.uint8)
+    grown = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
+    return np.where(grown, ink[top:bottom, left:right], 0.0).astype(np.float32), (top, left), unsure
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -325,11 +387,12 @@ def centre_of_mass(picture: np.ndarray | torch.Tensor) -> tuple[float, float]:
 
 def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     """A picture of one digit -> ((1, 28, 28) float32 in [0, 1], white ink on black, not yet
-    normalised; notes saying what was done). Raises NoInkError for a page without a digit."""
+    normalised; notes saying what was done, a note beginning with ``UNSURE`` when the reader is unsure
+    of what it found). Raises NoInkError for a page without a digit."""
     notes: list[str] = []
     grey = _grey(image, notes)
-    ink = _ink(grey, notes)
-    digit, (box_top, box_left) = _digit(ink, notes)
+    ink = _remove_lines(_ink(grey, notes), notes)
+    digit, (box_top, box_left), unsure = _digit(ink, notes)
     rows, cols = np.nonzero(digit > 0.05)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     # the digit's own strongest ink is 1 (dirt darker than the ink set the first stretch)
@@ -355,4 +418,6 @@ def to_mnist(image: Image.Image) -> tuple[torch.Tensor, list[str]]:
     frame = np.zeros((FRAME, FRAME), dtype=np.float32)
     frame[top : top + size[1], left : left + size[0]] = digit
     notes.append(f"centred the centre of mass in {FRAME}x{FRAME}")
+    if unsure:
+        notes.append(UNSURE + unsure)
     return torch.from_numpy(frame)[None], notes

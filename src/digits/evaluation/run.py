@@ -25,6 +25,7 @@ def run_evaluation(
     device: str = "auto",
     predict_path: str | None = None,
     tensorboard: bool = True,
+    unsure_below: float = 0.8,
 ) -> dict:
     """The whole evaluation; writes metrics.json, report.md, the figures and TensorBoard events."""
     if split not in ("test", "val"):
@@ -32,10 +33,12 @@ def run_evaluation(
     path = resolve_checkpoint(checkpoint)
     module = load_module(path, choose_device(device))
     if predict_path:
-        predictions, notes, pictures = predict(module, Path(predict_path))
+        predictions, notes, pictures = predict(module, Path(predict_path), unsure_below=unsure_below)
         with output_set(output_dir, last="predictions.json") as staging:
             titles = [
-                f"{printable(Path(p['file']).name)}\nsaid {p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
+                f"{printable(Path(p['file']).name)}\n"
+                + ("unsure, " if p["answer"] is None else "said ")
+                + f"{p['top'][0]['digit']} ({p['top'][0]['probability']:.0%})"
                 for p in predictions
             ]
             save_contact_sheet(pictures, titles, staging / CONTACT_SHEET)
@@ -81,9 +84,12 @@ def describe(results: dict, output_dir: Path) -> str:
     if "predictions" in results:
         lines = [f"note: {note}" for note in results["notes"]]
         for item in results["predictions"]:
+            said = "unsure" if item["answer"] is None else str(item["answer"])
             lines.append(
-                f"{printable(item['file'])} -> "
+                f"{printable(item['file'])} -> {said} ("
                 + ", ".join(f"{t['digit']}: {t['probability']:.1%}" for t in item["top"])
+                + ")"
+                + (f": {item['unsure']}" if "unsure" in item else "")
             )
         lines += [f"predictions {results['predictions_file']}", f"what the network saw: {results['contact_sheet']}"]
         return "\n".join(lines)
