@@ -271,9 +271,12 @@ def _straight_lines(ink: np.ndarray) -> np.ndarray:
         size = int(np.ceil(thickness)) + 2
         across = np.ones((size, 1) if axis == 1 else (1, size), np.uint8)
         strokes = cv2.morphologyEx(mask & (1 - others), cv2.MORPH_OPEN, across)
-        # ... a stroke's if the ink just beyond the line, on both sides, is at least half as strong as it
-        beyond = cv2.erode(ink, np.ones((2 * size + 1, 1) if axis == 1 else (1, 2 * size + 1), np.float32))
-        strokes &= (beyond >= 0.5 * ink).astype(np.uint8)
+        # ... unless the line is darker than the writing (a printed box, pencil): then a crossing is the
+        # stroke's only where the ink just beyond the line, on both sides, is at least half as strong
+        writing = ink[(mask > 0) & (pixels == 0)]
+        if writing.size and np.median(ink[pixels > 0]) > np.median(writing):
+            beyond = cv2.erode(ink, np.ones((2 * size + 1, 1) if axis == 1 else (1, 2 * size + 1), np.float32))
+            strokes &= (beyond >= 0.5 * ink).astype(np.uint8)
         lines |= pixels & (1 - strokes)
     return lines
 
