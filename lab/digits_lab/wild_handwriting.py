@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from digits.data import standardize
 from digits_lab import results_dir
-from digits_lab.handwriting_benchmark import _jpeg
+from digits_lab.handwriting_benchmark import _jpeg, classify
 
 STYLES = {
     "scan": "a page scan: dark pen on light paper, 40-160 px digit somewhere on the page, slight tilt, JPEG",
@@ -203,33 +202,21 @@ def render(counts: np.ndarray, style: str, seed: int, index: int) -> Image.Image
     raise ValueError(f"unknown style {style!r}; the styles are {', '.join(STYLES)}")
 
 
-def read(path_or_image: Image.Image) -> tuple[torch.Tensor, list[str], str | None]:
-    """``digits.handwriting``'s reading of a picture: (28x28 picture, notes, why unsure or None)."""
-    from digits.handwriting import NoInkError, to_mnist
-
-    try:
-        picture, notes = to_mnist(path_or_image)
-    except NoInkError as error:
-        return torch.zeros(1, 28, 28), [str(error)], "no digit found"
-    return picture, notes, next((n for n in notes if n.startswith("unsure")), None)
-
-
 def measure(net: torch.nn.Module, count: int, seed: int, styles: tuple[str, ...] = tuple(STYLES)) -> dict[str, Any]:
-    """Per style: the share of ``count`` UCI digits read right, the pictures' reading time, and the share
-    read right among the answers not flagged unsure."""
-    from digits.evaluation.loading import collect_logits
+    """Per style: the share of ``count`` UCI digits read right, the reading time per picture (the drawing
+    not counted), and the share the reader calls unsure."""
+    from digits.evaluation.user_images import read_picture
 
     images, labels = uci_digits()
     order = np.random.default_rng(seed).permutation(len(labels))[:count]
     truth = torch.from_numpy(labels[order])
     results: dict[str, Any] = {"source": "scikit-learn UCI digits", "digits": len(order), "seed": seed, "styles": {}}
     for style in styles:
-        started = time.perf_counter()
-        readings = [read(render(images[i], style, seed, int(i))) for i in order]
+        drawn = [render(images[i], style, seed, int(i)) for i in order]
+        started = time.perf_counter()  # the reading alone, not the drawing
+        readings = [read_picture(picture) for picture in drawn]
         reading_ms = 1000 * (time.perf_counter() - started) / len(order)
-        pictures = torch.stack([picture for picture, _, _ in readings])
-        probabilities = collect_logits(net.eval(), standardize(pictures)).softmax(1)
-        right = probabilities.argmax(1) == truth
+        right = classify(net, torch.stack([picture for picture, _, _ in readings])) == truth
         unsure = torch.tensor([why is not None for _, _, why in readings])
         results["styles"][style] = {
             "description": STYLES[style],

@@ -52,7 +52,7 @@ def evaluate_task(cfg: Any, started: float) -> None:
         cfg.device,
         cfg.predict,
         cfg.tensorboard,
-        cfg.get("unsure_below", 0.8),
+        cfg.unsure_below,
     )
     log.info("%s", describe(results, output_dir))
 

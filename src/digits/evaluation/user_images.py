@@ -17,11 +17,23 @@ from digits.sigmoid import answers, class_probabilities
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def read_picture(image) -> tuple[Tensor, list[str], str | None]:
+    """One picture (a PIL image) -> (raw (1, 28, 28) picture in [0, 1], the reader's notes, why it is unsure
+    or None); a picture without a digit is a blank one, unsure."""
+    from digits.handwriting import UNSURE, NoInkError, to_mnist
+
+    try:
+        picture, steps = to_mnist(image)
+    except NoInkError as error:
+        picture, steps = torch.zeros(1, 28, 28), [UNSURE + str(error)]
+    return picture, steps, next((step.removeprefix(UNSURE) for step in steps if step.startswith(UNSURE)), None)
+
+
 def load_images(path: Path) -> tuple[list[Path], Tensor, list[str], list[str | None]]:
     """A picture file or a folder of them -> (files, raw (N, 1, 28, 28) pictures in [0, 1] in MNIST's
     form, notes prefixed with the file name, why the reader is unsure of each picture or None); a picture
     without a digit is a blank one, unsure. See ``digits.handwriting``."""
-    from digits.handwriting import UNSURE, NoInkError, load_image, printable, to_mnist
+    from digits.handwriting import load_image, printable
 
     if not path.exists():
         raise EvaluationError(f"predict={path} does not exist")
@@ -30,13 +42,10 @@ def load_images(path: Path) -> tuple[list[Path], Tensor, list[str], list[str | N
         raise EvaluationError(f"predict={path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     pictures, notes, unsure = [], [], []
     for file in files:
-        try:
-            picture, steps = to_mnist(load_image(file))
-        except NoInkError as error:
-            picture, steps = torch.zeros(1, 28, 28), [UNSURE + str(error)]
+        picture, steps, why = read_picture(load_image(file))
         pictures.append(picture)
         notes.extend(f"{printable(file.name)}: {step}" for step in steps)
-        unsure.append(next((step.removeprefix(UNSURE) for step in steps if step.startswith(UNSURE)), None))
+        unsure.append(why)
     return files, torch.stack(pictures), notes, unsure
 
 
