@@ -197,14 +197,13 @@ def recipes_table(root: Path) -> str:
             rows.append({"recipe": f"`{name}`", **recipes.cells(row), "measured on": _where(bench)})
         baseline = recipes.baseline_cells(results)
         if baseline:
-            rows.append(
-                {"recipe": "baseline: pytorch/examples' MNIST recipe", **baseline, "measured on": _where(bench)}
-            )
+            rows.append({"recipe": "anchor: pytorch/examples' MNIST recipe", **baseline, "measured on": _where(bench)})
         load = " / ".join(str(x) for x in bench["machine"]["load_average"])
         notes.append(
             f"CPU rows from [docs/results/benchmark.md](docs/results/benchmark.md), load average {load} over "
             "1 / 5 / 15 min when written. Accuracy: the seeds' mean (min-max); train: first step to the end of "
-            "fit; whole run: command to exit; in brackets, over the baseline's seconds to its target, and the "
+            "fit; whole run: command to exit; in brackets, over the anchor (the baseline recipe's seconds per epoch x "
+            "6, measured in the same run; [why](docs/performance.md#current-numbers)), and the "
             "recipe's target."
         )
     elif (root / "lab/results/spread.json").is_file():
@@ -215,8 +214,8 @@ def recipes_table(root: Path) -> str:
                 {
                     "recipe": f"`python scripts/train.py {run['run']}`".replace(" (default)", ""),
                     "test accuracy": recipes.percent(run["test_acc"]),
-                    "train (vs baseline)": _seconds(train) if train else _seconds(run["fit_seconds"]) + " (fit)",
-                    "whole run (vs baseline)": _seconds(run.get("wall_seconds")),
+                    "train (vs anchor)": _seconds(train) if train else _seconds(run["fit_seconds"]) + " (fit)",
+                    "whole run (vs anchor)": _seconds(run.get("wall_seconds")),
                     "measured on": _where(spread),
                 }
             )
@@ -255,8 +254,8 @@ def newest_gpu_check(root: Path) -> dict | None:
     return {
         "recipe": "`python scripts/train.py experiment=fast_gpu`",
         "test accuracy": percent(float(values["test_acc"])) + " (1 seed)",
-        "train (vs baseline)": (seconds(float(train)) if train else "-") + " (another machine)",
-        "whole run (vs baseline)": seconds(float(values["wall_seconds"])) + " (another machine)",
+        "train (vs anchor)": (seconds(float(train)) if train else "-") + " (another machine)",
+        "whole run (vs anchor)": seconds(float(values["wall_seconds"])) + " (another machine)",
         "measured on": f"{gpu[1]}, {date[1] if date else '?'}, [dated report](docs/results/{report.name})",
     }
 

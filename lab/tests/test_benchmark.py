@@ -8,7 +8,7 @@ import pytest
 from harness import ROOT, run_script
 
 from digits.run_metrics import RunMetrics
-from digits_lab import benchmark, train_runs
+from digits_lab import benchmark, recipes, train_runs
 from digits_lab.benchmark import SECTIONS, Section, import_seconds_by_package, run_benchmark
 from digits_lab.recipes import summarise
 
@@ -188,7 +188,11 @@ def crafted_results(runs: list[dict]) -> dict:
         "runs": runs,
         "baseline_time_to_accuracy": {
             "seconds": 800.0,
-            "history": [{"epoch": 6, "test_acc": 0.9917, "seconds": 800.0}],
+            # six epochs of 133.3 s, the 6th crossing 99 %: an anchor of 800 s
+            "history": [
+                {"epoch": e, "test_acc": 0.9917 if e == 6 else 0.984 + e / 1000, "seconds": 800.0 * e / 6}
+                for e in range(1, 7)
+            ],
         },
     }
 
@@ -223,16 +227,18 @@ def test_the_recipes_table_gives_each_recipe_over_its_seeds_against_the_baseline
     assert rows["(default)"] == {
         "recipe": "(default)",
         "test accuracy": "99.31 % (99.26–99.38, 3 seeds; target 99.30 %: met)",
-        "train (vs baseline)": "24.0 s (0.03; target 0.03: met)",
-        "whole run (vs baseline)": "40.0 s (0.05; target 0.05: met)",
+        "train (vs anchor)": "24.0 s (0.03; target 0.03: met)",
+        "whole run (vs anchor)": "40.0 s (0.05; target 0.05: met)",
     }
     assert rows["experiment=fast"]["test accuracy"] == "98.99 % (98.99–98.99, 3 seeds; target 99.00 %: not met)"
-    assert rows["experiment=fast"]["train (vs baseline)"] == "11.0 s (0.0138; target 0.015: met)"
+    assert rows["experiment=fast"]["train (vs anchor)"] == "11.0 s (0.0138; target 0.015: met)"
     assert rows["debug=limit"]["test accuracy"] == "50.00 % (50.00–50.00, 3 seeds)"  # no target: no verdict
-    assert rows["debug=limit"]["whole run (vs baseline)"] == "12.0 s (0.015)"
-    assert rows["baseline (pytorch/examples)"]["whole run (vs baseline)"] == "800.0 s to 99 % test (1)"
+    assert rows["debug=limit"]["whole run (vs anchor)"] == "12.0 s (0.015)"
+    assert rows["anchor: baseline (pytorch/examples)"]["whole run (vs anchor)"] == (
+        "800.0 s = 6 x 133.3 s per epoch (crossed 99 % at epoch 6, 800.0 s)"
+    )
     slower = crafted_results([{**r, "train_seconds": r["train_seconds"] * 1.5} for r in seeded_runs()])
-    assert benchmark.recipes_table(slower)[0]["train (vs baseline)"] == "36.0 s (0.045; target 0.03: not met)"
+    assert benchmark.recipes_table(slower)[0]["train (vs anchor)"] == "36.0 s (0.045; target 0.03: not met)"
     # a mean exactly at the bar, as float32 stores 0.993, meets it; one test image fewer does not
     at_bar = crafted_results([{**r, "test_acc": 0.99299997} for r in seeded_runs()])
     assert summarise(at_bar)[0]["met"]["test_acc"] is True
@@ -247,6 +253,36 @@ def test_the_recipes_table_gives_each_recipe_over_its_seeds_against_the_baseline
     assert section.startswith("## Recipes") and "| (default) | 99.31 % (99.26–99.38, 3 seeds; target" in section
 
 
+def test_the_anchor_is_six_epochs_at_the_measured_epoch_time_wherever_the_baseline_crosses():
+    """A machine whose baseline crosses 99 % at epoch 4 and one where it crosses at epoch 6, at the same
+    seconds per epoch: the same anchor and the same ratios (seconds to 99 % would differ by half). A slow
+    first epoch (loading) does not move the median; a baseline that never crosses still anchors."""
+
+    def results_with(accuracies: list[float], first_epoch_extra: float = 0.0) -> dict:
+        results = crafted_results(seeded_runs())
+        ends = [64.0 * e + first_epoch_extra for e in range(1, len(accuracies) + 1)]
+        history = [{"epoch": e, "test_acc": a, "seconds": t} for e, (a, t) in enumerate(zip(accuracies, ends), 1)]
+        results["baseline_time_to_accuracy"] = {"seconds": None, "history": history}
+        return results
+
+    early = results_with([0.985, 0.988, 0.9895, 0.9903], first_epoch_extra=9.0)
+    late = results_with([0.984, 0.987, 0.9895, 0.9887, 0.9897, 0.9917])
+    never = results_with([0.984, 0.987, 0.9895])
+    for results in (early, late, never):
+        assert recipes.anchor(results)["seconds"] == pytest.approx(6 * 64.0)
+        assert summarise(results)[0]["train_vs_baseline"] == pytest.approx(24.0 / 384.0)
+    assert recipes.anchor(early)["crossed_at_epoch"] == 4 and recipes.anchor(late)["crossed_at_epoch"] == 6
+    assert recipes.anchor(never)["crossed_at_epoch"] is None
+    assert recipes.baseline_cells(early)["train (vs anchor)"] == (
+        "384.0 s = 6 x 64.0 s per epoch (crossed 99 % at epoch 4, 265.0 s)"
+    )
+    assert recipes.baseline_cells(early)["test accuracy"] == "99.03 %"
+    assert recipes.baseline_cells(never)["train (vs anchor)"].endswith("(did not reach 99 % in 3 epochs)")
+    eight = results_with([0.985, 0.9903])
+    eight["config"]["baseline"]["anchor_epochs"] = 8
+    assert recipes.anchor(eight)["seconds"] == pytest.approx(8 * 64.0)
+
+
 def test_the_recipes_table_reads_an_older_result_without_seeds_or_train_seconds():
     """Runs timed once, before the rows carried a seed and train_seconds, and without targets."""
     results = crafted_results([{"run": "(default)", "wall_seconds": 80.0, "test_acc": 0.9934}])
@@ -255,8 +291,8 @@ def test_the_recipes_table_reads_an_older_result_without_seeds_or_train_seconds(
     assert row == {
         "recipe": "(default)",
         "test accuracy": "99.34 % (1 seed)",
-        "train (vs baseline)": "-",
-        "whole run (vs baseline)": "80.0 s (0.1)",
+        "train (vs anchor)": "-",
+        "whole run (vs anchor)": "80.0 s (0.1)",
     }
     assert baseline["test accuracy"] == "99.17 %"
 

@@ -213,8 +213,12 @@ def test_write_result_and_the_recipes_table(tmp_path):
         "config": {"baseline": {"target": 0.99}},
         "runs": [{"run": "(default)", "wall_seconds": 30.0, "test_acc": 0.9934}],
         "baseline_time_to_accuracy": {
-            "seconds": 300.0,
-            "history": [{"epoch": 5, "test_acc": 0.9903, "seconds": 300.0}],
+            "seconds": 250.0,
+            # 50 s per epoch, crossing 99 % at the 5th: an anchor of 6 x 50 s
+            "history": [
+                {"epoch": e, "test_acc": acc, "seconds": 50.0 * e}
+                for e, acc in enumerate([0.9851, 0.9873, 0.9882, 0.9896, 0.9903], 1)
+            ],
         },
     }
     write_result(results, "benchmark", "Speed", data, "| a |\n|---|\n| 1 |")
@@ -225,10 +229,11 @@ def test_write_result_and_the_recipes_table(tmp_path):
     assert text.startswith("# Speed\n\nMeasured ") and "load average" in text and text.endswith("| 1 |\n")
     # an older result: one run per recipe, no seed, no train_seconds, no targets
     table = docs.recipes_table(tmp_path)
-    assert "| recipe | test accuracy | train (vs baseline) | whole run (vs baseline) | measured on |" in table
+    assert "| recipe | test accuracy | train (vs anchor) | whole run (vs anchor) | measured on |" in table
     assert "| `python scripts/train.py` | 99.34 % (1 seed) | - | 30.0 s (0.1) | " in table
     baseline = (
-        "| baseline: pytorch/examples' MNIST recipe | 99.03 % | 300.0 s to 99 % test (1) | 300.0 s to 99 % test (1) |"
+        "| anchor: pytorch/examples' MNIST recipe | 99.03 % | 300.0 s = 6 x 50.0 s per epoch (crossed 99 % at "
+        "epoch 5, 250.0 s) | 300.0 s = 6 x 50.0 s per epoch (crossed 99 % at epoch 5, 250.0 s) |"
     )
     assert baseline in table
     # today's: each recipe over its seeds, against its targets
