@@ -3,7 +3,7 @@ imported by it and not installed with it (``make setup-lab`` installs this folde
 
 The equivalence report (``compare``, ``compare_losses``, ``pytorch_suite``, ``interop``), the benchmarks
 (``benchmark`` with its ``contention``, ``profile`` and ``recipes`` sections, ``spread``, ``benchmark_losses``,
-``benchmark_demo``, ``demo_memory``, ``handwriting_benchmark``, ``wild_handwriting``, ``augment_study``,
+``benchmark_demo``, ``demo_memory``, ``handwriting_benchmark``, ``wild_handwriting``, ``augment_study``, ``step_study``,
 ``non_digits``), the GPU
 check's report (``gpu_check``) and the docs' generated blocks (``docs``). Each study's work, report and result
 files are here, as ``run_<name>(cfg)``; its command is ``python lab/scripts/<name>.py`` on ``lab/configs/<name>.yaml``.

@@ -51,7 +51,10 @@ def check_trainer(trainer: DictConfig) -> None:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
 
+    from digits.precision import resolved_precision
+
     flags = OmegaConf.to_container(trainer, resolve=True)
+    flags["precision"] = resolved_precision(flags)
     given: dict[str, Any] = {}
     for keys in (("accelerator",), ("precision",), ("devices", "num_nodes", "strategy")):
         given.update({key: flags[key] for key in keys if key in flags})

@@ -222,10 +222,16 @@ class DigitsModule(L.LightningModule):
             if state["val_acc_best"] is not None:
                 self.val_acc_best(state["val_acc_best"])
 
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss of float32 logits outside autocast, whatever ``trainer.precision``: under bf16-mixed every
+        loss form gets the same float32 numbers, so that they still train alike (docs/losses.md)."""
+        with torch.autocast(logits.device.type, enabled=False):
+            return self.loss_fn(logits.float(), labels)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         images, labels = batch
-        logits = self(images)
-        loss = self.loss_fn(logits, labels)
+        logits = self(images).float()
+        loss = self._loss(logits, labels)
         self._remember_non_finite(loss)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self._stop_on_non_finite_loss()
@@ -273,8 +279,11 @@ class DigitsModule(L.LightningModule):
         self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, stage: str
     ) -> Tensor:
         images, labels = batch
-        logits = self(images)
-        loss_metric(self.loss_fn(logits, labels), weight=labels.numel())
+        # in float32 also under bf16-mixed: the accuracy that picks the best checkpoint, and the test accuracy,
+        # are the ones evaluate.py and the exported model give
+        with torch.autocast(images.device.type, enabled=False):
+            logits = self(images).float()
+        loss_metric(self._loss(logits, labels), weight=labels.numel())
         acc_metric(logits, labels)
         self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)

@@ -35,6 +35,7 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims, shape = (0, 2, 3), (1, -1, 1, 1)
+        dtype, x = x.dtype, x.float()  # under bf16 autocast: statistics in float32, as the running ones are
         # the per-channel sums and this process's pixel count per channel, summed in one collective
         sums = _SumOverProcesses.apply(torch.cat([x.sum(dims), x.new_tensor([x.numel() // x.size(1)])]))
         total = sums[-1]
@@ -48,7 +49,8 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.lerp_(mean, momentum)
                 self.running_var.lerp_(var * total / (total - 1), momentum)  # unbiased, as nn.BatchNorm2d
         y = centred * torch.rsqrt(var + self.eps).view(shape)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        y = y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return y.to(dtype)
 
 
 def _swap(module: nn.Module, old: type[nn.Module], new: type[nn.Module]) -> nn.Module:

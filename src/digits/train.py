@@ -19,6 +19,7 @@ from digits.config import PROFILERS, validate_train_config
 from digits.loggers import finish, log_hyperparameters, where
 from digits.models import count_parameters
 from digits.module import DigitsModule, check_optimizer_state, check_weights, network_overrides
+from digits.precision import resolved_precision
 from digits.run_metrics import RunClock, RunMetrics, tested
 from digits.threads import apply_threads, wait_policy_in_effect
 from digits.writing import write_text, writing
@@ -55,6 +56,7 @@ def train(cfg: DictConfig, started: float | None = None) -> tuple[RunMetrics, di
     ``started``: the process start (``digits.entry.STARTED``); without it, start-up counts from this call."""
     clock = RunClock(started)
     validate_train_config(cfg)
+    cfg.trainer.precision = resolved_precision(cfg.trainer)  # auto -> what this machine trains in
     output_dir = Path(cfg.paths.output_dir)
     is_rank_zero = rank_zero_only.rank == 0  # DDP: the other processes write nothing of their own
     # every path the config writes to, inside the run folder (a fresh run's command line as a resumed config)
