@@ -35,7 +35,9 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims, shape = (0, 2, 3), (1, -1, 1, 1)
-        dtype, x = x.dtype, x.float()  # under bf16 autocast: statistics in float32, as the running ones are
+        # under bf16 autocast the statistics in float32, as the running ones are (float64 stays float64)
+        dtype = x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))
         # the per-channel sums and this process's pixel count per channel, summed in one collective
         sums = _SumOverProcesses.apply(torch.cat([x.sum(dims), x.new_tensor([x.numel() // x.size(1)])]))
         total = sums[-1]
