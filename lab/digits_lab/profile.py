@@ -143,6 +143,7 @@ def autocast(precision: str, device: torch.device):
 def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
     """The same recipe as a hand-written loop, on ``datamodule``'s tensors from the start of its first epoch."""
     from digits.module import build_loss
+    from digits.precision import resolved_precision
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -159,7 +160,8 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
         if "total_steps" in schedule and schedule["total_steps"] is None:
             schedule["total_steps"] = steps
         scheduler = instantiate(schedule, optimizer=optimizer)
-    cast = autocast(str(cfg.trainer.precision), device)
+    cast = autocast(str(resolved_precision(cfg.trainer)), device)
+    full = torch.autocast(device.type, enabled=False)  # the loss and validation, as DigitsModule runs them
     datamodule.train_sampler.load_state_dict({"epoch": 0, "batches_done": 0})  # the first epoch, from its start
     losses = []
     net.train()
@@ -168,7 +170,9 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
         if step == steps:
             break
         with cast:
-            loss = loss_fn(net(images.contiguous(memory_format=memory_format)), labels)
+            logits = net(images.contiguous(memory_format=memory_format)).float()
+        with full:
+            loss = loss_fn(logits, labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -178,9 +182,9 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
     net.eval()
     correct = seen = 0
     total_loss = torch.zeros((), device=device)
-    with torch.inference_mode(), cast:
+    with torch.inference_mode(), full:
         for images, labels in datamodule.val_dataloader():
-            logits = net(images.contiguous(memory_format=memory_format))
+            logits = net(images.contiguous(memory_format=memory_format)).float()
             total_loss += loss_fn(logits, labels).float() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)

@@ -34,8 +34,7 @@ def test_a_trained_model_reads_every_style(trained_run):
     module = load_module(resolve_checkpoint(trained_run), torch.device("cpu"))
     results = measure(module, count=60, seed=2)
     for style, row in results["styles"].items():
-        assert row["accuracy"] >= 0.7, (style, row)
-    assert results["styles"]["form_pencil"]["accuracy"] >= 0.7
+        assert row["accuracy"] >= 0.7 - 1e-6, (style, row)  # 42 of 60 is 0.7, stored in float32 as 0.69999999
 
 
 def test_the_script_writes_its_result_files(trained_run, data_dir, tmp_path):
