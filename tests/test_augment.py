@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from harness import compose_train
@@ -69,6 +71,48 @@ def test_stroke_width_changes_by_a_pixel(digits):
     assert bool((thicker | thinner).all()) and 15 <= int(thicker.sum()) <= 49
 
 
+def test_shear_leans_a_vertical_stroke_by_the_drawn_angle():
+    """A vertical bar sheared: its column at the top and at the bottom differ by tan(angle) x the rows
+    between them, leaning both ways over a batch; nothing else moves (the bar's centre row stays put)."""
+    bar = torch.full((32, 1, 28, 28), BACKGROUND)
+    bar[:, :, 4:24, 13:15] = 2.8
+    generator = batch_generator(5, list(range(32)))
+    out = augment(bar, Augmentation(degrees=0, translate=0, scale=0, stroke=0, shear=20), generator)
+    draws = torch.rand(32, 5, generator=batch_generator(5, list(range(32))))  # the draws before shear's
+    lean = torch.tan((torch.rand(32, 2, generator=_after(draws, 5))[:, 0] * 2 - 1) * math.radians(20))
+    cols = torch.arange(28, dtype=torch.float32)
+
+    def column(images, row):
+        ink = (images[:, 0, row] - BACKGROUND).clamp(min=0)
+        return (ink * cols).sum(1) / ink.sum(1)
+
+    slope = (column(out, 6) - column(out, 21)) / (21 - 6)
+    # the output pixel (x, y) reads the input at x + lean * y: the bar sits at x = c - lean * y, higher rows right
+    assert torch.allclose(slope, lean, atol=0.03), (slope, lean)
+    assert (lean > 0.1).any() and (lean < -0.1).any()
+    assert torch.allclose(column(out, 14), column(bar, 14), atol=0.6)
+
+
+def _after(draws: torch.Tensor, seed: int) -> torch.Generator:
+    """The batch's generator advanced past the first draw, as augment leaves it for shear and blur."""
+    generator = batch_generator(seed, list(range(len(draws))))
+    torch.rand(len(draws), 5, generator=generator)
+    return generator
+
+
+def test_blur_softens_the_chosen_share_and_keeps_the_ink(digits):
+    none = Augmentation(degrees=0, translate=0, scale=0, stroke=0)
+    some = augment(digits, Augmentation(**{**none.__dict__, "blur": 0.5}), batch_generator(0, list(range(64))))
+    every = augment(digits, Augmentation(**{**none.__dict__, "blur": 1.0}), batch_generator(0, list(range(64))))
+    changed = (some - digits).abs().amax((1, 2, 3)) > 1e-4
+    assert 16 <= int(changed.sum()) <= 48  # about half of 64
+    assert torch.equal(some[changed], every[changed])
+    assert bool(((every - digits).abs().amax((1, 2, 3)) > 1e-4).all())
+    ink, blurred_ink = (digits - BACKGROUND).sum((1, 2, 3)), (every - BACKGROUND).sum((1, 2, 3))
+    assert torch.allclose(blurred_ink, ink, rtol=1e-4)  # a normalised kernel on a replicated border
+    assert every.amax((1, 2, 3)).mean() < digits.amax((1, 2, 3)).mean()  # the sharpest pixels soften
+
+
 def test_only_training_batches_are_jittered_and_a_resumed_epoch_repeats_them(data_dir):
     def datamodule(augmented: bool) -> MNISTDataModule:
         dm = MNISTDataModule(
@@ -96,6 +140,8 @@ def test_only_training_batches_are_jittered_and_a_resumed_epoch_repeats_them(dat
     [
         ("data.augment.degrees=90", r"data.augment.degrees=90 is not allowed: a number in \[0, 45\]"),
         ("data.augment.stroke=-1", r"data.augment.stroke=-1 is not allowed"),
+        ("data.augment.shear=40", r"data.augment.shear=40 is not allowed: a number in \[0, 30\]"),
+        ("data.augment.blur=2", r"data.augment.blur=2 is not allowed: a number in \[0, 1\]"),
         ("data.augment.enabled=yes", "data.augment.enabled='yes' is not allowed: true or false"),
         ("+data.augment.rotate=5", "data.augment.rotate=5 is not allowed: one of the keys"),
     ],

@@ -143,7 +143,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 
     # torchvision takes any angle or shift; beyond these a digit stops looking like its label
     augment = data.get("augment") or {}
-    limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1}
+    limits = {"enabled": None, "degrees": 45, "translate": 0.3, "scale": 0.5, "stroke": 1, "shear": 30, "blur": 1}
     for key, value in augment.items():
         check(key in limits, f"data.augment.{key}", value, f"one of the keys {', '.join(limits)}")
         if key == "enabled":
