@@ -101,3 +101,21 @@ def test_the_run_records_the_precision_it_trained_in(tmp_path, data_dir, monkeyp
     train(cfg)
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["trainer"]["precision"] == "32-true"
+
+
+def test_a_float64_run_keeps_its_loss_in_float64(tmp_path, data_dir):
+    """trainer.precision=64-true: the loss is not rounded to float32 on its way (at_least_float32)."""
+    from digits.module import at_least_float32
+
+    assert at_least_float32(torch.ones(2, dtype=torch.float64)).dtype == torch.float64
+    assert at_least_float32(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.float32
+    overrides = ["trainer.limit_train_batches=2", "trainer.precision=64-true", "+trainer.enable_model_summary=false"]
+    cfg = compose_train([*SHORT, *overrides], tmp_path, data_dir)
+    metrics, _ = train(cfg)
+    weights = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float64 for v in weights.values() if v.is_floating_point())
+    assert metrics.test_loss is not None
+    module = load_module(metrics.best_checkpoint, torch.device("cpu")).double()
+    logits = module(torch.zeros(4, 1, 28, 28, dtype=torch.float64))
+    assert module._loss(logits, torch.arange(4)).dtype == torch.float64
+    assert module._loss(logits.bfloat16(), torch.arange(4)).dtype == torch.float32

@@ -78,6 +78,11 @@ def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str
         )
 
 
+def at_least_float32(values: Tensor) -> Tensor:
+    """bf16 and float16 values as float32; float32 and float64 as they are."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
+
+
 # The floating dtypes a network of this project is trained in (trainer.precision 16/bf16/32/64 "true").
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -223,14 +228,15 @@ class DigitsModule(L.LightningModule):
                 self.val_acc_best(state["val_acc_best"])
 
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The loss of float32 logits outside autocast, whatever ``trainer.precision``: under bf16-mixed every
-        loss form gets the same float32 numbers, so that they still train alike (docs/losses.md)."""
+        """The loss outside autocast, of logits at least float32, whatever ``trainer.precision``: under
+        bf16-mixed every loss form gets the same float32 numbers, so that they still train alike
+        (docs/losses.md); float64 (64-true) stays float64."""
         with torch.autocast(logits.device.type, enabled=False):
-            return self.loss_fn(logits.float(), labels)
+            return self.loss_fn(at_least_float32(logits), labels)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         images, labels = batch
-        logits = self(images).float()
+        logits = at_least_float32(self(images))
         loss = self._loss(logits, labels)
         self._remember_non_finite(loss)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
@@ -282,7 +288,7 @@ class DigitsModule(L.LightningModule):
         # in float32 also under bf16-mixed: the accuracy that picks the best checkpoint, and the test accuracy,
         # are the ones evaluate.py and the exported model give
         with torch.autocast(images.device.type, enabled=False):
-            logits = self(images).float()
+            logits = at_least_float32(self(images))
         loss_metric(self._loss(logits, labels), weight=labels.numel())
         acc_metric(logits, labels)
         self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
