@@ -204,12 +204,16 @@ class DigitsModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
-        # One blank image: lets Lightning's model summary run the network and count its FLOPs.
-        size = model.get("image_size", 28)
-        self.example_input_array = torch.zeros(1, 1, size, size)
+        self._image_size = model.get("image_size", 28)
         self._resumed_state: dict[str, Any] | None = None  # set by on_load_checkpoint
         self._first_non_finite: tuple[Tensor, Tensor, Tensor] | None = None  # see _remember_non_finite
         self._resumed_schedule: tuple[Any, dict[str, Any]] | None = None  # (checkpoint, scheduler state) on fit
+
+    @property
+    def example_input_array(self) -> Tensor:
+        """One blank image, of the network's dtype: lets Lightning's model summary run the network and count
+        its FLOPs, also after 64-true made the network float64."""
+        return torch.zeros(1, 1, self._image_size, self._image_size, dtype=self.dtype, device=self.device)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
