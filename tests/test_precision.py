@@ -105,7 +105,7 @@ def test_the_run_records_the_precision_it_trained_in(tmp_path, data_dir, monkeyp
 
 def test_a_float64_run_keeps_its_loss_in_float64(tmp_path, data_dir):
     """trainer.precision=64-true: the loss is not rounded to float32 on its way (at_least_float32)."""
-    from digits.module import at_least_float32
+    from digits.precision import at_least_float32
 
     assert at_least_float32(torch.ones(2, dtype=torch.float64)).dtype == torch.float64
     assert at_least_float32(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.float32

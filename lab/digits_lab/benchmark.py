@@ -723,13 +723,13 @@ def run_benchmark(cfg, sections: list[Section] = SECTIONS) -> str:
 
     from digits.config import ConfigError
     from digits.report import write_json, write_result
-    from digits_lab.recipes import summarise
+    from digits_lab.recipes import ANCHOR_EPOCHS, summarise
 
     publish = cfg.get("publish", "complete")
     if publish not in PUBLISH:
         allowed = "; ".join(f"{name} ({meaning})" for name, meaning in PUBLISH.items())
         raise ConfigError(f"publish={publish!r} is not allowed: {allowed}")
-    epochs = OmegaConf.select(cfg, "baseline.anchor_epochs", default=6)
+    epochs = OmegaConf.select(cfg, "baseline.anchor_epochs", default=ANCHOR_EPOCHS)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"baseline.anchor_epochs={epochs!r}: give a whole number of epochs, at least 1 (default 6)")
     output_dir = Path(cfg.paths.output_dir)

@@ -143,7 +143,7 @@ def autocast(precision: str, device: torch.device):
 def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
     """The same recipe as a hand-written loop, on ``datamodule``'s tensors from the start of its first epoch."""
     from digits.module import build_loss
-    from digits.precision import resolved_precision
+    from digits.precision import at_least_float32, resolved_precision
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -170,7 +170,7 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
         if step == steps:
             break
         with cast:
-            logits = net(images.contiguous(memory_format=memory_format)).float()
+            logits = at_least_float32(net(images.contiguous(memory_format=memory_format)))
         with full:
             loss = loss_fn(logits, labels)
         optimizer.zero_grad()
@@ -184,7 +184,7 @@ def plain_fit(cfg: DictConfig, datamodule, steps: int) -> dict[str, Any]:
     total_loss = torch.zeros((), device=device)
     with torch.inference_mode(), full:
         for images, labels in datamodule.val_dataloader():
-            logits = net(images.contiguous(memory_format=memory_format)).float()
+            logits = at_least_float32(net(images.contiguous(memory_format=memory_format)))
             total_loss += loss_fn(logits, labels).float() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)

@@ -25,7 +25,7 @@ from torch import nn
 from digits.precision import cpu_bf16_units
 from digits.report import markdown_table
 from digits_lab import results_dir
-from digits_lab.train_runs import timed_train_run
+from digits_lab.benchmark import runs_section
 
 
 def step_phases(
@@ -88,15 +88,6 @@ def measure_steps(
         )
     for row in rows:
         row["vs_first"] = row["ms_per_step"] / rows[0]["ms_per_step"]
-    return rows
-
-
-def measure_runs(runs: list[str], seeds: list[int], data_dir: str | Path, output_dir: Path) -> list[dict]:
-    """Each run once per seed, interleaved by seed (every run for the first seed, then the next)."""
-    rows = []
-    for seed in seeds:
-        for number, overrides in enumerate(runs):
-            rows.append(timed_train_run(f"{number}_seed{seed}", overrides.split(), data_dir, output_dir, seed))
     return rows
 
 
@@ -167,7 +158,7 @@ def run_step_study(cfg) -> str:
         steps = measure_steps(
             lambda: instantiate(model_cfg), variants, cfg.step.batch_size, cfg.step.rounds, cfg.step.steps, 3
         )
-    runs = measure_runs(list(cfg.runs), list(cfg.run_seeds), cfg.data_dir, Path(cfg.paths.output_dir))
+    runs, _ = runs_section(list(cfg.runs), list(cfg.run_seeds), cfg.data_dir, Path(cfg.paths.output_dir))
     result = {
         "cpu_bf16_units": cpu_bf16_units(),
         "threads": torch.get_num_threads(),

@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from digits.allowlist import check_hyperparameters
 from digits.checkpoints import CheckpointError, read_checkpoint, rebase_callback_state
 from digits.errors import DigitsError
+from digits.precision import at_least_float32
 from digits.schedule import describe
 
 log = logging.getLogger("digits")
@@ -76,11 +77,6 @@ def check_weights_fit(module: nn.Module, state_dict: dict[str, Any], source: str
             f"{source}: its weights do not fit the network its config describes "
             f"(a checkpoint of another model?): {shown}{hint}"
         )
-
-
-def at_least_float32(values: Tensor) -> Tensor:
-    """bf16 and float16 values as float32; float32 and float64 as they are."""
-    return values.to(torch.promote_types(values.dtype, torch.float32))
 
 
 # The floating dtypes a network of this project is trained in (trainer.precision 16/bf16/32/64 "true").

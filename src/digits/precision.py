@@ -11,22 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import Tensor
+
 AUTO = "auto"
 
 
 def cpu_bf16_units() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX tiles); torch's private checks, so a
     torch without them reads as no."""
-    import torch
-
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def trains_on_cpu(accelerator: Any) -> bool:
     """Whether ``trainer.accelerator`` puts the run on the CPU (``auto``: when no GPU is visible)."""
-    import torch
-
     if accelerator == "cpu":
         return True
     if accelerator != "auto":
@@ -41,3 +40,9 @@ def resolved_precision(trainer: Any) -> Any:
     if precision != AUTO:
         return precision
     return "bf16-mixed" if trains_on_cpu(trainer.get("accelerator")) and cpu_bf16_units() else "32-true"
+
+
+def at_least_float32(values: Tensor) -> Tensor:
+    """bf16 and float16 values as float32; float32 and float64 as they are: what the loss, the evaluation and
+    DDP's batch statistics compute in under any ``trainer.precision``."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))

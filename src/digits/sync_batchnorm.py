@@ -9,6 +9,8 @@ import torch.distributed as dist
 from lightning.pytorch.plugins.layer_sync import LayerSync, TorchSyncBatchNorm
 from torch import Tensor, nn
 
+from digits.precision import at_least_float32
+
 
 class _SumOverProcesses(torch.autograd.Function):
     """all_reduce(SUM), differentiable: every process's loss depends on every process's images through
@@ -36,8 +38,7 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         dims, shape = (0, 2, 3), (1, -1, 1, 1)
         # under bf16 autocast the statistics in float32, as the running ones are (float64 stays float64)
-        dtype = x.dtype
-        x = x.to(torch.promote_types(dtype, torch.float32))
+        dtype, x = x.dtype, at_least_float32(x)
         # the per-channel sums and this process's pixel count per channel, summed in one collective
         sums = _SumOverProcesses.apply(torch.cat([x.sum(dims), x.new_tensor([x.numel() // x.size(1)])]))
         total = sums[-1]
